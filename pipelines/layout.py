@@ -1,0 +1,124 @@
+"""Output layout, atomic writes, completion markers and the run lock.
+
+::
+
+    OUTPUT/<source>/docs/<key>.parquet       kept documents of one input
+    OUTPUT/<source>/rejected/<key>.parquet   rejected rows with `reason` and `rejected_by`
+    OUTPUT/<source>/stats/<key>.json         per-input counts (read, kept, rejected by reason, per step)
+    OUTPUT/<source>/_done/<key>.json         completion marker, written last
+    OUTPUT/<source>/summary.json             merged stats of every completed input
+    OUTPUT/<source>/.lock                    held (flock) while a run writes here
+
+``key`` is a hash of the input's absolute path, so names never depend on run order or worker count, and a rerun
+that finds the marker skips the input: its files are left byte-for-byte as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+def input_key(path: str) -> str:
+    """Stable name of an input: the first 16 hex digits of sha1(absolute path)."""
+    return hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    root: str
+    source: str
+
+    @property
+    def base(self) -> str:
+        return os.path.join(self.root, self.source)
+
+    def dir(self, kind: str) -> str:
+        return os.path.join(self.base, kind)
+
+    def path(self, kind: str, key: str, ext: str) -> str:
+        return os.path.join(self.base, kind, f"{key}.{ext}")
+
+    def done_path(self, key: str) -> str:
+        return self.path("_done", key, "json")
+
+    def is_done(self, key: str) -> bool:
+        return os.path.exists(self.done_path(key))
+
+    def make_dirs(self) -> None:
+        for kind in ("docs", "rejected", "stats", "_done"):
+            os.makedirs(self.dir(kind), exist_ok=True)
+
+
+def tmp_name(final: str) -> str:
+    """A temporary sibling of ``final`` (same folder, so the rename is atomic)."""
+    d, b = os.path.split(final)
+    return os.path.join(d, f".{b}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def clean_tmp_files(folder: str) -> int:
+    """Remove temporary files that a killed run left behind (they are never read)."""
+    n = 0
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".") and ".tmp-" in name:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name))
+                    n += 1
+    return n
+
+
+class LockedError(RuntimeError):
+    pass
+
+
+@contextlib.contextmanager
+def run_lock(folder: str, wait: bool = False, poll_s: float = 2.0) -> Iterator[None]:
+    """Hold an exclusive flock on ``folder/.lock``; a second run fails at once with who holds it (or waits).
+
+    flock is released by the kernel when the holder dies (kill -9 included), so a stale lock never blocks cron.
+    """
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if wait:
+                    time.sleep(poll_s)
+                    continue
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "unknown"
+                raise LockedError(
+                    f"another Winnow run is writing to {folder} ({holder}). Wait for it to finish, "
+                    f"use another OUTPUT, or pass --wait to queue behind it."
+                ) from None
+        info = f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%S')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

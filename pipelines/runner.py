@@ -1,0 +1,245 @@
+"""The runner: the only module that knows about Ray.
+
+One Ray task per pending input (``process_input``); completed inputs are skipped, so a killed cron job restarts
+where it stopped.  Ray runs embedded by default (``num_cpus`` = cores) and joins a cluster when ``RAY_ADDRESS`` is
+set, shipping the code as the job's ``working_dir``.  Steps that declare ``resources`` (a GPU) run as an actor pool
+when the cluster has that resource, and inside the tasks otherwise.
+
+Why Ray tasks over input files rather than a Ray Data graph: an input is the unit of resume, and its outputs must be
+named from it and written atomically with a marker; per-input tasks give that directly, while Ray Data would
+re-partition rows across files.  Batches inside a task are still Arrow tables, as in ``map_batches``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.layout import SourceLayout, clean_tmp_files, input_key, run_lock, write_json_atomic
+from pipelines.process import process_input
+from pipelines.recipe import Recipe
+from pipelines.steps import Step, StepResult
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/work/", ".cache/", "**/__pycache__/"]
+
+
+@dataclass
+class RunResult:
+    source: str
+    inputs: int
+    processed: int
+    already_done: int
+    seconds: float
+    summary: dict[str, Any]
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start Ray embedded, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as working_dir."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(
+            address=address,
+            runtime_env={"working_dir": REPO_ROOT, "excludes": RUNTIME_EXCLUDES},
+            log_to_driver=True,
+        )
+    else:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=True,
+            logging_level=logging.WARNING,
+            configure_logging=True,
+        )
+
+
+class RemoteStep(Step):
+    """Stands in for a model step inside tasks; sends each batch to one of the step's actors."""
+
+    def __init__(self, inner: Step, actors: list[Any]):
+        self.inner_name, self.actors = inner.name, actors
+        self.name = inner.name
+        self.kind = inner.kind  # type: ignore[misc]
+        self._adds = inner.adds()
+        self._next = 0
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return getattr(self, "_adds", {})
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"inner_name": self.inner_name, "actors": self.actors, "name": self.name, "kind": self.kind,
+                "_adds": self._adds}
+
+    def process(self, batch: pa.Table) -> StepResult:
+        import ray
+
+        actor = self.actors[self._next % len(self.actors)]
+        self._next = getattr(self, "_next", 0) + 1
+        return ray.get(actor.process.remote(batch))
+
+
+def _actor_steps(recipe: Recipe) -> Recipe:
+    """Replace steps that want resources the cluster has with actor-pool proxies."""
+    import ray
+
+    wanted = [s for s in recipe.steps if s.resources]
+    if not wanted:
+        return recipe
+    available = ray.cluster_resources()
+    recipe = copy.copy(recipe)
+    steps = []
+    for step in recipe.steps:
+        res = step.resources
+        if res and all(available.get(k, 0) >= v for k, v in res.items()):
+            n = max(1, int(min(available.get(k, 0) // v for k, v in res.items() if v)))
+            cls = ray.remote(_StepActor).options(num_cpus=0, **{"num_gpus": res.get("num_gpus", 0)})
+            actors = [cls.remote(step) for _ in range(n)]
+            log.info("step %s runs as %d actor(s) with %s", step.name, n, res)
+            steps.append(RemoteStep(step, actors))
+        else:
+            steps.append(step)
+    recipe.steps = steps
+    return recipe
+
+
+class _StepActor:
+    def __init__(self, step: Step):
+        self.step = step
+
+    def process(self, batch: pa.Table) -> StepResult:
+        return self.step(batch)
+
+
+def _remote_process(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
+    logging.basicConfig(level=logging.WARNING)
+    return process_input(recipe, path, out_root)
+
+
+def merge_stats(stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Sum per-input stats into one summary (counts by reason and per step)."""
+    total: dict[str, Any] = {"inputs": 0, "read": 0, "kept": 0, "rejected": 0, "seconds": 0.0}
+    reasons: Counter = Counter()
+    skipped: Counter = Counter()
+    steps: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for s in stats:
+        total["inputs"] += 1
+        for k in ("read", "kept", "rejected"):
+            total[k] += s.get(k, 0)
+        total["seconds"] += s.get("seconds", 0.0)
+        reasons.update(s.get("rejected_by_reason", {}))
+        skipped.update(s.get("skipped", {}))
+        errors.extend(f"{s.get('input')}: {e}" for e in s.get("errors", []))
+        for st in s.get("steps", []):
+            agg = steps.setdefault(st["name"], {"kind": st["kind"], "seen": 0, "kept": 0, "changed": 0,
+                                                "seconds": 0.0, "dropped": Counter()})
+            for k in ("seen", "kept", "changed", "seconds"):
+                agg[k] += st.get(k, 0)
+            agg["dropped"].update(st.get("dropped", {}))
+    for agg in steps.values():
+        agg["dropped"] = dict(sorted(agg["dropped"].items()))
+        agg["seconds"] = round(agg["seconds"], 3)
+    total["seconds"] = round(total["seconds"], 3)
+    total["rejected_by_reason"] = dict(reasons.most_common())
+    total["skipped"] = dict(skipped.most_common())
+    total["steps"] = steps
+    total["errors"] = errors
+    return total
+
+
+def run_recipe(
+    recipe: Recipe,
+    input_spec: str | list[str],
+    out_root: str,
+    *,
+    executor: str = "ray",
+    wait_for_lock: bool = False,
+    progress: bool = True,
+    ray_address: str | None = None,
+) -> RunResult:
+    """Run ``recipe`` over every input not yet done, then the corpus stages; write ``summary.json``."""
+    import json
+
+    recipe.validate()
+    t0 = time.perf_counter()
+    specs = [input_spec] if isinstance(input_spec, str) else list(input_spec)
+    inputs = sorted({p for spec in specs for p in recipe.reader.discover(spec)})
+    layout = SourceLayout(out_root, recipe.source)
+    with run_lock(layout.base, wait=wait_for_lock):
+        layout.make_dirs()
+        for kind in ("docs", "rejected", "stats", "_done"):
+            clean_tmp_files(layout.dir(kind))
+        pending = [p for p in inputs if not layout.is_done(input_key(p))]
+        log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
+        if pending:
+            if executor == "local":
+                _run_local(recipe, pending, out_root, progress)
+            else:
+                _run_ray(recipe, pending, out_root, progress, ray_address)
+        stats = []
+        for p in inputs:
+            with open(layout.path("stats", input_key(p), "json"), encoding="utf-8") as f:
+                stats.append(json.load(f))
+        summary = merge_stats(stats)
+        for stage in recipe.corpus_stages:
+            summary.setdefault("corpus_stages", {})[stage.name] = stage.run(layout.base)
+        summary["source"] = recipe.source
+        write_json_atomic(os.path.join(layout.base, "summary.json"), summary)
+    return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
+                     round(time.perf_counter() - t0, 3), summary)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="input", desc="inputs", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+
+def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> None:
+    kept = 0
+    with _progress(len(pending), progress) as bar:
+        for path in pending:
+            kept += process_input(recipe, path, out_root)["kept"]
+            bar.set_postfix(kept=kept)
+            bar.update(1)
+
+
+def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None) -> None:
+    import ray
+
+    init_ray(address)
+    recipe = _actor_steps(recipe)
+    task = ray.remote(_remote_process).options(max_retries=3, retry_exceptions=False)
+    recipe_ref = ray.put(recipe)
+    out_root = os.path.abspath(out_root)
+    refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
+    kept = 0
+    failures: list[str] = []
+    with _progress(len(pending), progress) as bar:
+        remaining = list(refs)
+        while remaining:
+            done, remaining = ray.wait(remaining, num_returns=1)
+            for ref in done:
+                try:
+                    kept += ray.get(ref)["kept"]
+                except Exception as exc:  # noqa: BLE001 - report every failed input, then fail the run
+                    failures.append(f"{refs[ref]}: {exc}")
+                bar.set_postfix(kept=kept)
+                bar.update(1)
+    if failures:
+        raise RuntimeError(f"{len(failures)} input(s) failed (rerun to retry them):\n" + "\n".join(failures))

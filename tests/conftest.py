@@ -1,0 +1,47 @@
+"""Shared fixtures: paths to fixtures and ../shared/corpus, and one local Ray for the whole session."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "tests", "fixtures")
+SHARED = os.path.abspath(os.environ.get("WINNOW_SHARED", os.path.join(REPO, "..", "shared")))
+CORPUS = os.path.join(SHARED, "corpus")
+
+
+def corpus_path(*parts: str) -> str:
+    """A path under ../shared/corpus, or skip the test with a clear message when it is absent."""
+    path = os.path.join(CORPUS, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"../shared/corpus not found ({path}): integration test skipped; set WINNOW_SHARED to its parent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One embedded Ray for the session (2 CPUs, no dashboard)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Unit tests never reach the network: any connection outside loopback fails loudly."""
+    real = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1", "0.0.0.0")) \
+                and not host.startswith("/"):
+            raise RuntimeError(f"network access in a test: {address}")
+        return real(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
