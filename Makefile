@@ -44,3 +44,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
+
+# Each bench/bench_<area>.py rewrites its own section of bench/results.md.
+.PHONY: bench
+bench: $(STAMP)
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@echo "results: bench/results.md"

@@ -1,0 +1,52 @@
+"""Shared helpers for benchmarks: each ``bench/bench_<area>.py`` owns one section of ``bench/results.md``."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(BENCH_DIR, "results.md")
+WORK = os.path.join(BENCH_DIR, "work")  # generated inputs (git-ignored)
+SHARED = os.path.abspath(os.environ.get("WINNOW_SHARED", os.path.join(BENCH_DIR, "..", "..", "shared")))
+CORPUS = os.path.join(SHARED, "corpus")
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+
+
+def write_section(area: str, markdown: str) -> None:
+    """Replace (or append) the section between ``<!-- area:start -->`` and ``<!-- area:end -->`` in results.md."""
+    start, end = f"<!-- {area}:start -->", f"<!-- {area}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    text = open(RESULTS, encoding="utf-8").read() if os.path.exists(RESULTS) else "# Winnow benchmarks\n\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    with open(RESULTS, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def md_table(headers: list[str], rows: list[list[object]]) -> str:
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak RSS of this process and its children, from /proc (VmHWM), in MiB."""
+    import psutil
+
+    proc = psutil.Process(pid or os.getpid())
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            with open(f"/proc/{p.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return round(total, 1)
