@@ -1,0 +1,169 @@
+"""Source-code cleaning after RedPajama v1 (LLaMA-1): strip license headers, score line statistics, filter on them.
+
+Score, then decide: :class:`CodeStats` adds ``max_line_length``, ``avg_line_length``, ``alnum_frac`` and
+``alpha_per_token``; :class:`CodeQualityFilter` only compares them with its thresholds, so a different cut can be
+chosen later in DuckDB.  Tokens for ``alpha_per_token`` are whitespace-separated words: RedPajama counted BPE tokens
+of a model tokenizer, which needs a download; whitespace words keep the same intent (symbol soup and base64 blobs
+have few letters per token) without one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow as pa
+
+from pipelines.steps import Step, StepResult, set_column, texts
+
+_LEGAL = re.compile(r"copyright|licen[cs]e|spdx-license-identifier|all rights reserved|\(c\)", re.IGNORECASE)
+_HASH = (
+    "python",
+    "shell",
+    "ruby",
+    "perl",
+    "r",
+    "makefile",
+    "cmake",
+    "dockerfile",
+    "yaml",
+    "powershell",
+    "julia",
+)
+_DASH = ("sql", "lua", "haskell")
+#: line-comment prefixes per language; block comments (``/* */``, ``<!-- -->``) are recognised for every language
+_LINE_PREFIXES: dict[str, tuple[str, ...]] = {
+    **{lang: ("#",) for lang in _HASH},
+    **{lang: ("--",) for lang in _DASH},
+    "php": ("//", "#"),
+    "tex": ("%",),
+    "matlab": ("%",),
+    "assembly": (";",),
+    "visual basic": ("'",),
+    "fortran": ("!",),
+}
+_DEFAULT_PREFIXES = ("//",)
+_KEEP_FIRST = re.compile(r"^(#!|#\s*-\*-|#\s*(vim?|coding)[:=])")
+
+
+def leading_comment_block(text: str, language: str | None = None) -> tuple[int, int]:
+    """(start, end) line indices of the comment block that opens a file, after a shebang/encoding line."""
+    prefixes = _LINE_PREFIXES.get((language or "").lower(), _DEFAULT_PREFIXES)
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines) and _KEEP_FIRST.match(lines[i]):
+        i += 1
+    start = i
+    while i < len(lines) and not lines[i].strip():
+        i += 1
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped.startswith("/*") or stripped.startswith("<!--"):
+            close = "*/" if stripped.startswith("/*") else "-->"
+            tail = stripped[2:]  # the opening line may also close the block
+            while close not in tail:
+                i += 1
+                if i >= len(lines):
+                    return start, i
+                tail = lines[i]
+            if tail.split(close, 1)[1].strip():  # code after the comment on the same line: not a header
+                break
+            i += 1
+        elif not stripped or stripped.startswith(prefixes):
+            i += 1
+        else:
+            break
+    return start, i
+
+
+def strip_license_header(text: str, language: str | None = None) -> str:
+    """Remove the leading comment block when it is a license/copyright notice; other comments stay."""
+    start, end = leading_comment_block(text, language)
+    if end <= start:
+        return text
+    lines = text.split("\n")
+    block = "\n".join(lines[start:end])
+    if not _LEGAL.search(block):
+        return text
+    rest = lines[end:]
+    while rest and not rest[0].strip():
+        rest = rest[1:]
+    return "\n".join(lines[:start] + rest)
+
+
+@dataclass
+class StripLicenseHeader(Step):
+    """Transform: drop license/copyright comment headers (they repeat across files and carry no code)."""
+
+    kind: ClassVar[str] = "transform"
+    reads: ClassVar[tuple[str, ...]] = ("text", "language")
+
+    def process(self, batch: pa.Table) -> StepResult:
+        before = texts(batch)
+        langs = batch.column("language").to_pylist()
+        after = [strip_license_header(t, lang) for t, lang in zip(before, langs, strict=True)]
+        changed = sum(a != b for a, b in zip(after, before, strict=True))
+        return StepResult(set_column(batch, "text", after, pa.large_string()), changed=changed)
+
+
+def code_stats(text: str) -> tuple[int, float, float, float]:
+    """(max line length, mean line length, alphanumeric fraction, alphabetic characters per whitespace token)."""
+    lines = text.splitlines() or [""]
+    lengths = [len(line) for line in lines]
+    n = max(len(text), 1)
+    alnum = sum(c.isalnum() for c in text)
+    alpha = sum(c.isalpha() for c in text)
+    tokens = len(text.split())
+    return max(lengths), sum(lengths) / len(lengths), alnum / n, alpha / tokens if tokens else 0.0
+
+
+@dataclass
+class CodeStats(Step):
+    """Score: RedPajama's per-file line statistics."""
+
+    kind: ClassVar[str] = "score"
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {
+            "max_line_length": pa.int32(),
+            "avg_line_length": pa.float32(),
+            "alnum_frac": pa.float32(),
+            "alpha_per_token": pa.float32(),
+        }
+
+    def process(self, batch: pa.Table) -> StepResult:
+        stats = [code_stats(t) for t in texts(batch)]
+        for i, (name, dtype) in enumerate(self.adds().items()):
+            batch = set_column(batch, name, [s[i] for s in stats], dtype)
+        return StepResult(batch)
+
+
+@dataclass
+class CodeQualityFilter(Step):
+    """Decide on :class:`CodeStats`' columns (RedPajama thresholds by default); the first failing rule is the reason."""
+
+    kind: ClassVar[str] = "filter"
+    reads: ClassVar[tuple[str, ...]] = ("max_line_length", "avg_line_length", "alnum_frac", "alpha_per_token")
+
+    max_line_length: int = 1000
+    max_avg_line_length: float = 100.0
+    min_alnum_frac: float = 0.25
+    min_alpha_per_token: float = 1.5
+
+    def process(self, batch: pa.Table) -> StepResult:
+        cols = [batch.column(c).to_pylist() for c in self.reads]
+        reasons: list[str | None] = []
+        for max_len, avg_len, alnum, alpha_tok in zip(*cols, strict=True):
+            if max_len > self.max_line_length:
+                reasons.append("code:max_line_length")
+            elif avg_len > self.max_avg_line_length:
+                reasons.append("code:avg_line_length")
+            elif alnum < self.min_alnum_frac:
+                reasons.append("code:alnum_frac")
+            elif alpha_tok < self.min_alpha_per_token:
+                reasons.append("code:alpha_per_token")
+            else:
+                reasons.append(None)
+        return StepResult(batch, reasons)

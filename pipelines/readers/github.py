@@ -1,0 +1,240 @@
+"""GitHub repositories: one repository (a folder, ``.tar.gz``/``.tgz``/``.zip``) is one input; each file a document.
+
+The reader reads the whole tree in memory first (through :mod:`pipelines.readers.archive`, so tar-slip members, links
+out of the tree and bombs are refused), detects the repository's license from it, then yields the files that pass
+RedPajama's file-selection rules.  Files that are not code documents (wrong extension, binaries, vendored or
+minified files) are skipped and counted by reason; files over the size cap become rejected rows.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from filters.licenses import detect_license, is_license_candidate
+from pipelines.readers.archive import Limits, Member, Refused, is_archive, iter_tree
+from pipelines.recipe import Reader, Skip
+
+#: extension (or whole file name) → language; RedPajama v1's allowlist
+LANGUAGES: dict[str, str] = {
+    ".asm": "assembly",
+    ".bat": "batchfile",
+    ".cmd": "batchfile",
+    ".c": "c",
+    ".h": "c",
+    ".cs": "c#",
+    ".cpp": "c++",
+    ".hpp": "c++",
+    ".c++": "c++",
+    ".h++": "c++",
+    ".cc": "c++",
+    ".hh": "c++",
+    ".cmake": "cmake",
+    ".css": "css",
+    ".dockerfile": "dockerfile",
+    "dockerfile": "dockerfile",
+    ".f90": "fortran",
+    ".f": "fortran",
+    ".f03": "fortran",
+    ".f08": "fortran",
+    ".f77": "fortran",
+    ".f95": "fortran",
+    ".for": "fortran",
+    ".go": "go",
+    ".hs": "haskell",
+    ".html": "html",
+    ".java": "java",
+    ".js": "javascript",
+    ".jl": "julia",
+    ".lua": "lua",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".php": "php",
+    ".pl": "perl",
+    ".pm": "perl",
+    ".ps1": "powershell",
+    ".py": "python",
+    ".rb": "ruby",
+    ".rs": "rust",
+    ".sql": "sql",
+    ".scala": "scala",
+    ".sh": "shell",
+    ".bash": "shell",
+    ".zsh": "shell",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".tex": "tex",
+    ".vb": "visual basic",
+    "makefile": "makefile",
+    ".xml": "xml",
+    ".rst": "restructuredtext",
+    ".m": "matlab",
+    ".smali": "smali",
+}
+VENDORED_DIRS = (
+    "node_modules",
+    "vendor",
+    "third_party",
+    "thirdparty",
+    "bower_components",
+    ".git",
+    "__pycache__",
+    "site-packages",
+    "dist",
+    ".venv",
+    "venv",
+)
+MINIFIED_SUFFIXES = (".min.js", ".min.css", "-min.js", ".bundle.js")
+
+
+def language_of(path: str, languages: dict[str, str] | None = None) -> str | None:
+    languages = languages or LANGUAGES
+    base = posixpath.basename(path).lower()
+    if base in languages:
+        return languages[base]
+    return languages.get(posixpath.splitext(base)[1])
+
+
+def repo_name(path: str) -> str:
+    """``owner--repo`` folders keep their name; archives lose their suffix."""
+    base = os.path.basename(os.path.normpath(path))
+    for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
+
+
+def _strip_common_root(paths: list[str]) -> str:
+    """GitHub's archives wrap everything in ``<repo>-<ref>/``: the prefix to drop, or ''."""
+    tops = {p.split("/", 1)[0] for p in paths}
+    if len(tops) == 1 and all("/" in p for p in paths):
+        return tops.pop() + "/"
+    return ""
+
+
+def _decode(data: bytes) -> str | None:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+@dataclass
+class GithubReader(Reader):
+    """Documents are the code files of a repository, with ``license`` and ``language`` columns."""
+
+    patterns: ClassVar[tuple[str, ...]] = ("*.tar.gz", "*.tgz", "*.zip")
+    batch_size: int = 256
+    #: extension allowlist (``LANGUAGES`` keys); ``null`` uses RedPajama's
+    extensions: list[str] | None = None
+    skip_dirs: list[str] = field(default_factory=lambda: list(VENDORED_DIRS))
+    #: files larger than this become rejected rows (``read:file_too_large``)
+    max_file_bytes: int = 1_000_000
+    max_total_bytes: int = 300_000_000
+    max_members: int = 100_000
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {"license": pa.string(), "language": pa.string()}
+
+    def discover(self, spec: str) -> list[str]:
+        """An archive, one repository folder, or a folder of repositories (each sub-folder or archive an input)."""
+        if os.path.isfile(spec):
+            return [os.path.abspath(spec)]
+        if not os.path.isdir(spec):
+            raise FileNotFoundError(
+                f"INPUT {spec!r}: give a repository folder, a folder of them, or an archive"
+            )
+        entries = sorted(os.listdir(spec))
+        if ".git" in entries or not any(
+            os.path.isdir(os.path.join(spec, e)) or is_archive(e) for e in entries
+        ):
+            return [os.path.abspath(spec)]
+        found = [os.path.join(spec, e) for e in entries if not e.startswith(".")]
+        return [
+            os.path.abspath(p) for p in found if os.path.isdir(p) or (os.path.isfile(p) and is_archive(p))
+        ]
+
+    def _languages(self) -> dict[str, str]:
+        if self.extensions is None:
+            return LANGUAGES
+        return {e.lower(): LANGUAGES.get(e.lower(), e.lstrip(".").lower()) for e in self.extensions}
+
+    def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
+        limits = Limits(self.max_file_bytes, self.max_total_bytes, self.max_members)
+        members: list[Member] = []
+        for item in iter_tree(path, limits):
+            if isinstance(item, Refused):
+                yield Skip(item.reason)
+            else:
+                members.append(item)
+        prefix = _strip_common_root([m.path for m in members]) if not os.path.isdir(path) else ""
+        repo = repo_name(path)
+        license_texts = {
+            m.path[len(prefix) :]: m.data.decode("utf-8", "replace")
+            for m in members
+            if m.data is not None and is_license_candidate(m.path)
+        }
+        # SPDX lines may sit in any file's first lines: give the detector the heads of the code files too
+        for m in members:
+            if (
+                m.data is not None
+                and m.path[len(prefix) :] not in license_texts
+                and b"SPDX-License" in m.data[:4096]
+            ):
+                license_texts[m.path[len(prefix) :]] = m.data[:4096].decode("utf-8", "replace")
+        finding = detect_license(license_texts)
+        languages = self._languages()
+        skip_dirs = set(self.skip_dirs)
+        for m in members:
+            rel = m.path[len(prefix) :]
+            yield self._file(repo, rel, m, finding.license, finding.evidence, languages, skip_dirs)
+
+    def _file(
+        self,
+        repo: str,
+        rel: str,
+        m: Member,
+        license_id: str,
+        evidence: str,
+        languages: dict[str, str],
+        skip_dirs: set[str],
+    ) -> dict[str, Any] | Skip:
+        parts = rel.split("/")
+        if any(p in skip_dirs for p in parts[:-1]):
+            return Skip("skip:vendored")
+        if rel.lower().endswith(MINIFIED_SUFFIXES):
+            return Skip("skip:minified")
+        language = language_of(rel, languages)
+        if language is None:
+            return Skip("skip:extension")
+        meta = {
+            "repo": repo,
+            "path": rel,
+            "language": language,
+            "license": license_id,
+            "license_file": evidence,
+        }
+        row: dict[str, Any] = {
+            "id": f"{repo}/{rel}",
+            "url": None,
+            "license": license_id,
+            "language": language,
+            "meta": meta,
+        }
+        if m.data is None:
+            row.update(text="", reason="read:file_too_large")
+            meta["bytes"] = m.size
+            return row
+        if b"\x00" in m.data[:8192]:
+            return Skip("skip:binary")
+        text = _decode(m.data)
+        if text is None:
+            row.update(text=m.data.decode("utf-8", "replace"), reason="read:not_utf8")
+            return row
+        row["text"] = text
+        return row
