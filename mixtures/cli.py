@@ -1,0 +1,71 @@
+"""``winnow mixture --stage core`` (``make mixture STAGE=core`` / ``MIXTURE=<yaml>``): build one stage's shards."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from mixtures.spec import MixtureError, load_mixture
+
+
+def format_manifest(m: dict[str, Any]) -> str:
+    lines = [
+        f"stage {m['stage']}: {m['realised_tokens']:,} tokens in {m['documents']:,} documents, "
+        f"{len(m['shards'])} shard(s); budget {m['total_tokens_budget']:,} (requested "
+        f"{m['total_tokens_requested']}, largest at target shares {m['max_budget_at_target_shares']:,}); "
+        f"seed {m['seed']}",
+        f"  {'source':<16}{'status':<9}{'target':>8}{'realised':>10}{'avail tok':>14}{'tokens':>14}"
+        f"{'epochs':>8}{'docs':>8}{'contam':>8}",
+    ]
+    for s in m["sources"]:
+        lines.append(
+            f"  {s['name']:<16}{s['status']:<9}{s['effective_target_share']:>8.2%}"
+            f"{s['realised_share']:>10.2%}{s['available_tokens']:>14,}{s['realised_tokens']:>14,}"
+            f"{s['epochs']:>8.2f}{s['documents']:>8,}{s['contaminated_documents']:>8,}"
+        )
+        if s["note"]:
+            lines.append(f"    {s['note']}")
+    d = m["decontamination"]
+    if d.get("enabled"):
+        lines.append(
+            f"  decontamination ({d['n']}-grams, {d['ngrams']:,} from {sum(d['benchmark_items'].values()):,} "
+            f"items): removed {d['removed']} document(s) {d['removed_by_benchmark'] or ''}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="winnow mixture", description="build a training stage's mixture shards"
+    )
+    parser.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
+    parser.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
+    parser.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.stage and not args.mixture:
+        parser.error("give --stage (STAGE=) or --mixture (MIXTURE=)")
+    from mixtures.build import build_stage
+
+    try:
+        spec = load_mixture(args.stage, args.mixture)
+        if not os.path.isdir(args.output):
+            raise MixtureError(f"OUTPUT {args.output} does not exist: run `make pipeline SOURCE=...` first")
+        manifest = build_stage(spec, args.output)
+    except (MixtureError, FileNotFoundError) as exc:
+        print(f"winnow mixture: {exc}", file=sys.stderr)
+        return 2
+    print(format_manifest(manifest))
+    print(f"  output: {os.path.join(os.path.abspath(args.output), 'mixtures', spec.stage)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
