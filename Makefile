@@ -50,3 +50,13 @@ clean:
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@echo "results: bench/results.md"
+
+# Training-stage mixtures (mixtures/<stage>.yaml, or MIXTURE=<yaml>) and the HTML report (mixtures/).
+STAGE ?= core
+MIXTURE ?=
+.PHONY: mixture report
+mixture: $(STAMP)
+	$(BIN)/winnow mixture --output $(OUTPUT) $(if $(MIXTURE),--mixture "$(MIXTURE)",--stage $(STAGE))
+
+report: $(STAMP)
+	$(BIN)/winnow report --output $(OUTPUT)
