@@ -8,6 +8,7 @@ Scores are columns, so a threshold is re-chosen with SQL instead of a rerun::
 from __future__ import annotations
 
 import glob
+import importlib
 import os
 from typing import Any
 
@@ -44,6 +45,8 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
                     "maximum_object_size=67108864)")
         con.execute("CREATE VIEW step_stats AS SELECT source, input, key, s.name AS step, s.kind, s.seen, s.kept, "
                     "s.changed, s.seconds FROM (SELECT source, input, key, unnest(steps) AS s FROM stats)")
+    for module in VIEW_MODULES:  # importing one registers its views
+        importlib.import_module(module)
     for hook in _EXTRA_VIEWS:
         hook(con, output)
     return con
@@ -51,6 +54,8 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
 
 #: other packages (dedup, mixtures) register functions (con, output) that add their own views
 _EXTRA_VIEWS: list[Any] = []
+#: modules that call register_views when imported (query.connect imports them)
+VIEW_MODULES: tuple[str, ...] = ("mixtures.views",)
 
 
 def register_views(fn: Any) -> Any:

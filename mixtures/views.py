@@ -1,0 +1,53 @@
+"""DuckDB views over mixture outputs, added to ``winnow query`` / ``make query`` through ``register_views``.
+
+``mixture_docs`` (every shard row with its ``stage``), ``mixture_sources`` (one row per stage and source from the
+manifests: target vs realised share, tokens, epochs), ``decontamination`` (removed documents with benchmark and
+n-gram) and ``token_counts`` (the n_tokens sidecars, with ``source``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import duckdb
+
+from pipelines.query import register_views
+
+_STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+$', 1)"
+
+
+def _q(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+@register_views
+def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
+    shards = os.path.join(output, "mixtures", "*", "shard-*.parquet")
+    if glob.glob(shards):
+        con.execute(
+            f"CREATE VIEW mixture_docs AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
+            f"FROM read_parquet({_q(shards)}, filename=true)"
+        )
+    manifests = os.path.join(output, "mixtures", "*", "manifest.json")
+    if glob.glob(manifests):
+        con.execute(
+            'CREATE VIEW mixture_sources AS SELECT stage, s.name AS source, s."from" AS origin, s.status, '
+            "s.target_share, s.effective_target_share, s.realised_share, s.available_tokens, s.target_tokens, "
+            "s.realised_tokens, s.epochs, s.max_epochs, s.documents, s.unique_documents, s.contaminated_documents "
+            f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({_q(manifests)}, union_by_name=true, "
+            "maximum_object_size=67108864))"
+        )
+    decontam = os.path.join(output, "mixtures", "*", "decontamination.parquet")
+    if glob.glob(decontam):
+        con.execute(
+            f"CREATE VIEW decontamination AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
+            f"FROM read_parquet({_q(decontam)}, filename=true)"
+        )
+    tokens = os.path.join(output, "*", "tokens", "*.parquet")
+    if glob.glob(tokens):
+        con.execute(
+            "CREATE VIEW token_counts AS SELECT * EXCLUDE (filename), "
+            r"regexp_extract(filename, '([^\\/]+)[\\/]tokens[\\/][^\\/]+$', 1) AS source "
+            f"FROM read_parquet({_q(tokens)}, filename=true)"
+        )
