@@ -1,0 +1,89 @@
+"""``winnow dedup``: standalone dedup of a folder of Parquet documents (``make dedup INPUT=... OUTPUT=...``).
+
+    winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
+                 [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
+
+Writes survivors to ``OUT/docs/``, clusters to ``OUT/duplicates/`` (id, cluster_id, kept, ...) and ``OUT/dedup.json``;
+``winnow query --output OUT --sql "SELECT * FROM duplicates"`` reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from dedup.minhash import MinHashConfig
+from dedup.removal import write_survivors
+from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.layout import run_lock, write_json_atomic
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="winnow dedup", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--input", required=True, action="append", help="Parquet file, folder or glob (repeatable)"
+    )
+    p.add_argument("--output", required=True)
+    p.add_argument("--kind", choices=["minhash", "exact", "md5"], default="minhash")
+    p.add_argument("--threshold", type=float, default=0.8)
+    p.add_argument(
+        "--bands", type=int, default=None, help="with --rows; default 14x8, 0 = choose from threshold"
+    )
+    p.add_argument("--rows", type=int, default=None)
+    p.add_argument("--ngram", type=int, default=5)
+    p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of candidate pairs")
+    p.add_argument(
+        "--score-column", default=None, help="survivor: highest value of this column, then smallest id"
+    )
+    p.add_argument(
+        "--reference", action="append", default=[], help="Parquet docs matched against, never removed"
+    )
+    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    out = os.path.abspath(args.output)
+    try:
+        with run_lock(out):
+            work_root = os.path.join(out, "_work")
+            if args.kind == "minhash":
+                cfg = MinHashConfig(
+                    ngram=args.ngram,
+                    threshold=args.threshold,
+                    verify=not args.no_verify,
+                    score_column=args.score_column,
+                    references=args.reference,
+                    partitions=args.partitions,
+                    executor=args.executor,
+                    workers=args.workers,
+                )
+                if args.bands is not None or args.rows is not None:
+                    cfg = MinHashConfig(**{**cfg.__dict__, "bands": args.bands or 0, "rows": args.rows or 0})
+                res = find_near_duplicates(args.input, work_root, cfg)
+            else:
+                ecfg = ExactConfig(
+                    mode="md5" if args.kind == "md5" else "normalized",
+                    score_column=args.score_column,
+                    references=args.reference,
+                    partitions=args.partitions,
+                    executor=args.executor,
+                    workers=args.workers,
+                )
+                res = find_exact_duplicates(args.input, work_root, ecfg)
+            summary = {**res.stats, **write_survivors(res.duplicates, res.files, out, res.work)}
+            write_json_atomic(os.path.join(out, "dedup.json"), summary)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"winnow dedup: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: v for k, v in summary.items() if k != "work"}, indent=1))
+    print(f"survivors: {os.path.join(out, 'docs')}   clusters: {os.path.join(out, 'duplicates')}")
+    return 0
