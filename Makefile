@@ -60,3 +60,10 @@ mixture: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/winnow report --output $(OUTPUT)
+
+# Standalone dedup of Parquet docs (id, text): survivors to $(OUTPUT)/docs, clusters to $(OUTPUT)/duplicates.
+# DEDUP_ARGS: e.g. --kind exact | --threshold 0.85 | --no-verify | --reference output/wikipedia/docs
+.PHONY: dedup
+dedup: $(STAMP)
+	@test -n "$(INPUT)" || (echo "usage: make dedup INPUT=<dir of Parquet docs> OUTPUT=<dir> [DEDUP_ARGS=...]"; exit 2)
+	$(BIN)/winnow dedup --input "$(INPUT)" --output $(OUTPUT) $(DEDUP_ARGS)

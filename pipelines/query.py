@@ -55,7 +55,7 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
 #: other packages (dedup, mixtures) register functions (con, output) that add their own views
 _EXTRA_VIEWS: list[Any] = []
 #: modules that call register_views when imported (query.connect imports them)
-VIEW_MODULES: tuple[str, ...] = ("mixtures.views",)
+VIEW_MODULES: tuple[str, ...] = ("mixtures.views", "dedup.views")
 
 
 def register_views(fn: Any) -> Any:
