@@ -3,7 +3,8 @@
 Settings match datatrove's ``Trafilatura`` extractor (favor_precision, no comments, deduplicate) so results agree.
 datatrove isolates each call in a sandbox process and pipes the HTML through it; here a SIGALRM timer bounds each call
 in-process (Ray runs tasks on the worker's main thread), which removes one copy of every page.  Pages above
-``max_html_bytes`` are rejected rather than parsed: lxml's time and memory grow with them.
+``max_html_bytes`` are rejected rather than parsed: lxml's time and memory grow with them.  trafilatura's paragraph
+dedup cache is cleared at the start of each input, so dedup acts within one input and results are reproducible.
 """
 
 from __future__ import annotations
@@ -65,6 +66,13 @@ class ExtractText(Step):
     def setup(self) -> None:
         # trafilatura logs a warning for every page it finds nothing in; the reason column already says so
         logging.getLogger("trafilatura").setLevel(logging.ERROR)
+
+    def start_input(self, path: str) -> None:
+        # trafilatura's `deduplicate` remembers paragraphs in a process-wide LRU: without this reset a page's text
+        # would depend on which pages the same worker saw before (resume and Ray-vs-local would differ)
+        from trafilatura.deduplication import LRU_TEST
+
+        LRU_TEST.clear()
 
     def process(self, batch: pa.Table) -> StepResult:
         from trafilatura import extract

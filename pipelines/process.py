@@ -152,6 +152,8 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     errors: list[str] = []
     reasons: Counter = Counter()
     read = 0
+    for step in recipe.steps:
+        step.start_input(path)
     try:
         for batch in _batches(recipe, path, skipped, errors):
             read += batch.num_rows

@@ -85,6 +85,11 @@ class RemoteStep(Step):
         return {"inner_name": self.inner_name, "actors": self.actors, "name": self.name, "kind": self.kind,
                 "_adds": self._adds}
 
+    def start_input(self, path: str) -> None:
+        import ray
+
+        ray.get([a.start_input.remote(path) for a in self.actors])
+
     def process(self, batch: pa.Table) -> StepResult:
         import ray
 
@@ -120,6 +125,9 @@ def _actor_steps(recipe: Recipe) -> Recipe:
 class _StepActor:
     def __init__(self, step: Step):
         self.step = step
+
+    def start_input(self, path: str) -> None:
+        self.step.start_input(path)
 
     def process(self, batch: pa.Table) -> StepResult:
         return self.step(batch)

@@ -65,6 +65,10 @@ class Step:
     def setup(self) -> None:
         """Build heavy state (load a model).  Called once per process before the first batch."""
 
+    def start_input(self, path: str) -> None:
+        """Called before the first batch of each input: forget per-input state (e.g. a dedup cache), so that an
+        input's output never depends on which inputs the same worker processed before it."""
+
     def process(self, batch: pa.Table) -> StepResult:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -119,6 +119,10 @@ class WarcReader(Reader):
             return Skip("skip:no_record_id")
         body = record.content_stream().read(self.max_payload_bytes + 1)
         row: dict[str, Any] = {"id": rid.strip("<>"), "url": url, "warc_date": date, "content_format": fmt}
+        if len(body) <= self.max_payload_bytes and getattr(record.raw_stream, "limit", 0) > 0:
+            # the file ended (a cut gzip, a partial download) before the record's declared Content-Length
+            row.update(text=body.decode("utf-8", "replace"), reason="read:truncated_record")
+            return row
         if len(body) > self.max_payload_bytes:
             row.update(text=body[: self.max_payload_bytes].decode("utf-8", "replace"), reason="read:payload_too_large")
             return row
