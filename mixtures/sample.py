@@ -2,7 +2,7 @@
 
 Sampling depends only on the seed, the mixture entry and the document id (never on file order or worker count):
 documents are ranked by ``xxh64(seed:entry:id)``; a target of ``T`` tokens over ``A`` available takes
-``floor(T/A)`` full epochs and then the shortest rank prefix whose tokens come closest to the remainder.  Output rows
+``floor(T/A)`` full epochs and then, in rank order, the documents that fill the remainder most closely.  Output rows
 are ordered by ``xxh64(seed:entry:id:epoch)``, which shuffles sources together and spreads an epoch's repeats.
 """
 
@@ -71,14 +71,43 @@ def sample_tokens(ids: list[str], n_tokens: np.ndarray, target: float, seed: int
     tok_r = n_tokens[rank]
     full = int(math.floor(target / available))
     remainder = target - full * available
-    cum = np.concatenate([[0], np.cumsum(tok_r)])
-    k = int(np.argmin(np.abs(cum - remainder)))
-    out_ids = ids_r * full + ids_r[:k]
+    part = partial_epoch(tok_r, remainder)
+    out_ids = ids_r * full + [ids_r[i] for i in part]
     epochs = np.concatenate(
-        [np.full(len(ids_r), e, np.int32) for e in range(full)] + [np.full(k, full, np.int32)]
+        [np.full(len(ids_r), e, np.int32) for e in range(full)] + [np.full(len(part), full, np.int32)]
     )
-    toks = np.concatenate([tok_r] * full + [tok_r[:k]])
+    toks = np.concatenate([tok_r] * full + [tok_r[part]])
     return Sampled(out_ids, epochs, toks)
+
+
+def partial_epoch(tokens: np.ndarray, remainder: float) -> np.ndarray:
+    """Positions (in rank order) whose tokens sum closest to ``remainder``.
+
+    Take every document that still fits, in rank order, so the slice is a seeded random sample; once the gap is
+    within 0.1%, stop.  Skipping only the documents that would overshoot keeps the error below one document's
+    size even when documents are long next to the target (books in a small budget).
+    """
+    if remainder <= 0:
+        return np.zeros(0, np.int64)
+    cum = np.cumsum(tokens)
+    k = int(np.searchsorted(cum, remainder, side="right"))  # the plain prefix that fits
+    taken = list(range(k))
+    total = int(cum[k - 1]) if k else 0
+    skipped: list[int] = []
+    for i in range(k, len(tokens)):
+        if remainder - total <= remainder * 1e-3:
+            break
+        n = int(tokens[i])
+        if total + n <= remainder:
+            taken.append(i)
+            total += n
+        else:
+            skipped.append(i)
+    if skipped:  # one overshooting document may land closer than stopping short
+        best = min(skipped, key=lambda i: (abs(total + int(tokens[i]) - remainder), i))
+        if abs(total + int(tokens[best]) - remainder) < remainder - total:
+            taken.append(best)
+    return np.array(sorted(taken), dtype=np.int64)
 
 
 def selection_table(origin: str, entry: str, sampled: Sampled, seed: int) -> pa.Table:
