@@ -1,5 +1,6 @@
 """``winnow dedup``: standalone dedup of a folder of Parquet documents (``make dedup INPUT=... OUTPUT=...``).
 
+    winnow dedup lines --input DOCS --counts DIR [--bucket-docs N]     (line counts for two-pass line dedup)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
                  [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
 
@@ -48,8 +49,33 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def lines_main(argv: list[str]) -> int:
+    """``winnow dedup lines --input DOCS --counts DIR``: the counting pass of two-pass line dedup."""
+    from dedup.lines import count_lines
+
+    p = argparse.ArgumentParser(prog="winnow dedup lines", description=lines_main.__doc__)
+    p.add_argument("--input", required=True, action="append", help="Parquet docs (id, text)")
+    p.add_argument("--counts", required=True, help="folder for the line counts (the step's counts_dir)")
+    p.add_argument("--bucket-docs", type=int, default=0, help="0: one bucket (CCNet); Llama-3: 30000000")
+    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    args = p.parse_args(argv)
+    try:
+        meta = count_lines(
+            args.input, args.counts, args.bucket_docs, args.partitions, args.executor, os.cpu_count() or 1
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"winnow dedup lines: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(meta))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "lines":
+        return lines_main(argv[1:])
+    args = parse(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     out = os.path.abspath(args.output)
     try:

@@ -21,8 +21,13 @@ def _q(path: str) -> str:
 
 @register_views
 def dedup_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
-    existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-    patterns = [os.path.join(output, "duplicates", "*.parquet"), os.path.join(output, "*", "duplicates", "*.parquet")]
+    existing = {
+        r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()
+    }
+    patterns = [
+        os.path.join(output, "duplicates", "*.parquet"),
+        os.path.join(output, "*", "duplicates", "*.parquet"),
+    ]
     found = [p for p in patterns if glob.glob(p)]
     if found and "duplicates" not in existing:
         listing = "[" + ", ".join(_q(p) for p in found) + "]"

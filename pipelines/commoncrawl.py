@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dedup.lines import LineDedup
+from dedup.stages import stage_from_config
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
@@ -17,7 +19,7 @@ from pipelines.recipes import assemble
 
 STEPS = {
     "extract": ExtractText,
-    # line-level dedup: here (issue 3)
+    "line_dedup": LineDedup,  # CCNet: line-level dedup between extraction and LID (dedup/lines.py)
     "lid": LanguageID,
     "lang_filter": LanguageFilter,
     "gopher_rep": GopherRepetition,
@@ -29,4 +31,5 @@ STEPS = {
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
-    return assemble("commoncrawl", WarcReader, STEPS, config)
+    minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
+    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=[minhash] if minhash else [])
