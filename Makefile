@@ -27,7 +27,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'fasttext cannot train: reinstall fasttext-numpy2-wheel'"
 	touch $(STAMP)
 
-pipeline: $(STAMP)
+MODELS ?= models
+# The CommonCrawl recipe scores with the quality models: train them first when they are missing (seconds on the
+# sample corpora, plus a one-off KenLM build).
+pipeline: $(STAMP) $(if $(filter commoncrawl,$(SOURCE)),$(MODELS)/.complete)
 	$(BIN)/winnow run $(RUN_ARGS)
 
 test: $(STAMP)
@@ -67,3 +70,17 @@ report: $(STAMP)
 dedup: $(STAMP)
 	@test -n "$(INPUT)" || (echo "usage: make dedup INPUT=<dir of Parquet docs> OUTPUT=<dir> [DEDUP_ARGS=...]"; exit 2)
 	$(BIN)/winnow dedup --input "$(INPUT)" --output $(OUTPUT) $(DEDUP_ARGS)
+
+# Quality models (issue 4): KenLM (lmplz built once into .cache/kenlm), fastText wiki-reference, RoBERTa.
+REFERENCE ?=
+.PHONY: models models-lid
+models: $(STAMP)
+	bash classifiers/build_kenlm.sh .cache/kenlm $(BIN)/python
+	$(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)")
+	touch $(MODELS)/.complete
+
+$(MODELS)/.complete:
+	$(MAKE) models MODELS=$(MODELS)
+
+models-lid: $(STAMP)
+	$(BIN)/winnow models lid-eval --per-language

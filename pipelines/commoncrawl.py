@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
 from filters.extract import ExtractText
@@ -26,7 +27,13 @@ STEPS = {
     "gopher": GopherQuality,
     "c4": C4Quality,
     "fineweb": FineWebQuality,
-    # perplexity, wiki-reference and RoBERTa classifiers: here (issue 4)
+    # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
+    "perplexity": Perplexity,
+    "ppl_filter": ScoreFilter,
+    "wikiref": WikiRefScore,
+    "wikiref_filter": ScoreFilter,
+    "roberta": RobertaQuality,
+    "quality_filter": ScoreFilter,
 }
 
 
