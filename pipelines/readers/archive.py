@@ -195,6 +195,8 @@ def _iter_gzip_or_tar(path: str, limits: Limits) -> Iterator[Member | Refused]:
     with gzip.open(path, "rb") as f:
         data = _read_capped(f, limits.max_member_bytes)
     name = os.path.basename(path)[: -len(".gz")] or "main"
+    if not name.lower().endswith(".tex"):  # arXiv's gzipped single files are TeX sources named by their id
+        name += ".tex"
     if data is None:
         yield Member(name, None, limits.max_member_bytes + 1)
     else:
