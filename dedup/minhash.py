@@ -52,7 +52,7 @@ class MinHashConfig:
 
     def __post_init__(self) -> None:
         if self.bands <= 0 or self.rows <= 0:
-            self.bands, self.rows = choose_bands(self.threshold, 112)
+            self.bands, self.rows = choose_bands(self.threshold, 112, self.verify)
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"minhash threshold must be in (0, 1], got {self.threshold}")
         if self.executor not in ("local", "process", "ray"):
@@ -82,11 +82,14 @@ class MinHashConfig:
         }
 
 
-def choose_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """Bands x rows minimising false positives + false negatives around ``threshold`` (datasketch's optimiser)."""
+def choose_bands(threshold: float, num_perm: int, verify: bool = True) -> tuple[int, int]:
+    """Bands x rows minimising weighted false positives + negatives around ``threshold`` (datasketch's optimiser).
+
+    With verification, false positives only cost a Jaccard check, so misses weigh 4x more.
+    """
     from datasketch.lsh import _optimal_param
 
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+    return _optimal_param(threshold, num_perm, *((0.2, 0.8) if verify else (0.5, 0.5)))
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +123,9 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     s = sig.astype(_U64).reshape(len(sig), bands, rows)
     acc = np.zeros((len(sig), bands), dtype=_U64)
     for r in range(rows):
-        acc = acc + s[:, :, r] * _POS_MULT[r]
+        acc = acc + s[:, :, r] * _POS_MULT[r % len(_POS_MULT)]
+        if r % len(_POS_MULT) == len(_POS_MULT) - 1:
+            acc = mix64(acc)  # rows > 16: mix before the multipliers repeat
     acc = acc + np.arange(bands, dtype=_U64)[None, :] * _U64(0x9E3779B97F4A7C15)
     return mix64(acc)
 
