@@ -70,6 +70,36 @@ def _int(value: str | None) -> int | None:
     return int(value)
 
 
+def _record(a: Any) -> tuple[Any, ...] | Skip:
+    """One ``<row>`` as a spill record (question: kind 0 keyed by its id; answer: kind 1 keyed by ParentId)."""
+    ptype = a.get("PostTypeId")
+    try:
+        pid, score = _int(a.get("Id")), _int(a.get("Score")) or 0
+        if pid is None:
+            raise ValueError("no Id")
+        if ptype == "1":
+            return (
+                pid,
+                0,
+                score,
+                pid,
+                a.get("Title"),
+                a.get("Body"),
+                a.get("Tags"),
+                _int(a.get("AcceptedAnswerId")),
+                a.get("CreationDate"),
+                _int(a.get("ViewCount")),
+            )
+        if ptype == "2":
+            parent = _int(a.get("ParentId"))
+            if parent is None:
+                raise ValueError("answer without ParentId")
+            return (parent, 1, score, pid, None, a.get("Body"), None, None, a.get("CreationDate"), None)
+    except ValueError:
+        return Skip("skip:malformed_row")
+    return Skip(f"skip:{_POST_TYPES.get(ptype or '', 'not_a_post')}")
+
+
 @dataclass
 class StackExchangeReader(Reader):
     """Reads a site's posts into question documents (``Q:``/``A:``, answers by numeric score)."""
@@ -80,6 +110,8 @@ class StackExchangeReader(Reader):
     #: caps for ``.7z`` archives: bytes written for Posts.xml, and the declared unpacked/packed ratio
     max_unpacked_bytes: int = 200_000_000_000
     max_ratio: float = 100.0
+    #: a line longer than this is refused (real dumps hold one row per line; a 100 MB line is an attack)
+    max_line_bytes: int = 64_000_000
     #: where the SQLite spill and extracted archives go (``None``: the system temp dir)
     spill_dir: str | None = None
 
@@ -178,54 +210,19 @@ class StackExchangeReader(Reader):
     def _spill(self, xml_path: str, db: sqlite3.Connection) -> Iterator[Skip]:
         pending: list[tuple[Any, ...]] = []
         insert = f"INSERT INTO posts ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
-        for row in iter_elements(xml_path, ("row",)):
-            a = row.attrib
-            ptype = a.get("PostTypeId")
-            try:
-                pid, score = _int(a.get("Id")), _int(a.get("Score")) or 0
-                if pid is None:
-                    raise ValueError("no Id")
-                if ptype == "1":
-                    rec = (
-                        pid,
-                        0,
-                        score,
-                        pid,
-                        a.get("Title"),
-                        a.get("Body"),
-                        a.get("Tags"),
-                        _int(a.get("AcceptedAnswerId")),
-                        a.get("CreationDate"),
-                        _int(a.get("ViewCount")),
-                    )
-                elif ptype == "2":
-                    parent = _int(a.get("ParentId"))
-                    if parent is None:
-                        raise ValueError("answer without ParentId")
-                    rec = (
-                        parent,
-                        1,
-                        score,
-                        pid,
-                        None,
-                        a.get("Body"),
-                        None,
-                        None,
-                        a.get("CreationDate"),
-                        None,
-                    )
-                else:
-                    yield Skip(f"skip:{_POST_TYPES.get(ptype or '', 'not_a_post')}")
+        try:
+            for row in iter_elements(xml_path, ("row",), max_line_bytes=self.max_line_bytes):
+                rec = _record(row.attrib)
+                if isinstance(rec, Skip):
+                    yield rec
                     continue
-            except ValueError:
-                yield Skip("skip:malformed_row")
-                continue
-            pending.append(rec)
-            if len(pending) >= 2000:
+                pending.append(rec)
+                if len(pending) >= 2000:
+                    db.executemany(insert, pending)
+                    pending.clear()
+        finally:  # rows parsed before a syntax error are kept
+            if pending:
                 db.executemany(insert, pending)
-                pending.clear()
-        if pending:
-            db.executemany(insert, pending)
 
     def _questions(self, db: sqlite3.Connection, site: str) -> Iterator[dict[str, Any] | Skip]:
         cursor = db.execute(f"SELECT {_COLUMNS} FROM posts ORDER BY qid, kind, score DESC, pid")

@@ -76,8 +76,10 @@ def check_prolog(head: bytes) -> None:
 class _PrologTap(io.RawIOBase):
     """A byte stream that first checks the prolog of ``raw``, then hands the parser everything it read."""
 
-    def __init__(self, raw: IO[bytes]):
+    def __init__(self, raw: IO[bytes], max_line_bytes: int | None = None):
         self.raw = raw
+        self.max_line_bytes = max_line_bytes
+        self._line = 0  # bytes since the last newline
         head = b""
         # read until the root element has started (first '<' that is not '<?' or '<!'), capped
         while len(head) < PROLOG_LIMIT:
@@ -104,6 +106,11 @@ class _PrologTap(io.RawIOBase):
         n = len(data)
         b[:n] = data
         self.bytes_read += n
+        if self.max_line_bytes is not None:
+            nl = data.rfind(b"\n")
+            self._line = n - nl - 1 if nl >= 0 else self._line + n
+            if self._line > self.max_line_bytes:
+                raise XmlRefused("xml:line_too_long", f"a line longer than {self.max_line_bytes:,} bytes")
         return n
 
 
@@ -112,17 +119,18 @@ def _root_started(head: bytes) -> bool:
     return _ROOT_TAG.search(_decode_prolog(head)) is not None
 
 
-def iter_elements(path: str, tags: tuple[str, ...]) -> Iterator[Any]:
+def iter_elements(path: str, tags: tuple[str, ...], max_line_bytes: int | None = None) -> Iterator[Any]:
     """Yield each finished element whose local name is in ``tags``; the caller must not keep references.
 
     After the caller is done with an element it is cleared and detached from its parent, so memory stays bounded.
     Raises :class:`XmlRefused` for a refused prolog and ``lxml.etree.XMLSyntaxError`` for malformed input (the
-    caller decides whether to keep what it read before).
+    caller decides whether to keep what it read before).  ``max_line_bytes`` refuses a file with a longer line
+    (bytes since the last ``\n`` byte, which also finds UTF-16 newlines) with :class:`XmlRefused`.
     """
     from lxml import etree
 
     with open_compressed(path) as raw:
-        tap = _PrologTap(raw)
+        tap = _PrologTap(raw, max_line_bytes)
         stream = io.BufferedReader(tap, buffer_size=1 << 16)
         context = etree.iterparse(
             stream,
