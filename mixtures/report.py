@@ -1,0 +1,266 @@
+"""``winnow report`` (``make report``): ``OUTPUT/report/index.html`` with PNG plots of the whole output tree.
+
+Per source: the funnel from read to kept and every drop reason (summary.json / stats); score histograms of kept
+documents; dedup cluster sizes when a ``duplicates`` folder exists; per stage: target vs realised shares and the
+decontamination table.  Whatever is absent is said so in the page, never an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import html
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from mixtures import plots
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = ("lang_score", "perplexity", "wikiref_prob", "quality_prob", "roberta_prob")
+CLUSTER_COLUMNS = ("cluster", "cluster_id", "component", "component_id", "group", "group_id")
+MAX_HIST_VALUES = 200_000
+
+
+def _q(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "" if v is None else str(v)
+
+
+def _sources(output: str) -> list[str]:
+    return sorted(
+        d
+        for d in os.listdir(output)
+        if os.path.isfile(os.path.join(output, d, "summary.json"))
+        or glob.glob(os.path.join(output, d, "docs", "*.parquet"))
+    )
+
+
+def funnel_section(output: str, source: str, folder: str) -> str:
+    path = os.path.join(output, source, "summary.json")
+    if not os.path.exists(path):
+        return f"<p>{source}: no summary.json (the run has not finished)</p>"
+    summary = json.load(open(path, encoding="utf-8"))
+    steps = summary.get("steps") or {}
+    order = list(steps)
+    stats = sorted(glob.glob(os.path.join(output, source, "stats", "*.json")))
+    if stats:  # summary.json sorts step names; a stats file keeps the recipe's order
+        order = [s["name"] for s in json.load(open(stats[0], encoding="utf-8")).get("steps", [])] or order
+    stages = [("read", int(summary.get("read", 0)))]
+    stages += [(f"after {n}", int(steps[n]["kept"])) for n in order if n in steps]
+    png = plots.funnel(folder, source, stages)
+    reasons = sorted((summary.get("rejected_by_reason") or {}).items(), key=lambda kv: -kv[1])
+    return (
+        f"<h3>{html.escape(source)}: read {summary.get('read', 0):,}, kept {summary.get('kept', 0):,}</h3>"
+        f'<img src="{png}">' + _table(["drop reason", "documents"], [list(r) for r in reasons])
+    )
+
+
+def score_section(con: duckdb.DuckDBPyConnection, output: str, sources: list[str], folder: str) -> str:
+    values: dict[str, dict[str, np.ndarray]] = {}
+    for src in sources:
+        files = os.path.join(output, src, "docs", "*.parquet")
+        if not glob.glob(files):
+            continue
+        cols = {
+            r[0]
+            for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_q(files)}, union_by_name=true)"
+            ).fetchall()
+        }
+        wanted = [c for c in cols if c in SCORE_COLUMNS or c.endswith("_prob")]
+        for c in wanted:
+            v = con.execute(
+                f'SELECT "{c}"::DOUBLE FROM read_parquet({_q(files)}, union_by_name=true) '
+                f'WHERE "{c}" IS NOT NULL USING SAMPLE {MAX_HIST_VALUES} ROWS (reservoir, 1)'
+            ).fetchall()
+            if v:
+                values.setdefault(c, {})[src] = np.array([x[0] for x in v], dtype=np.float64)
+    if not values:
+        return "<p>No score columns in the kept documents yet.</p>"
+    return "".join(f'<img src="{plots.histogram(folder, c, per)}">' for c, per in sorted(values.items()))
+
+
+def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> str:
+    dirs = sorted(
+        d for d in glob.glob(os.path.join(output, "**", "duplicates"), recursive=True) if os.path.isdir(d)
+    )
+    if not dirs:
+        return "<p>No dedup output (no duplicates folder under OUTPUT).</p>"
+    parts = []
+    for d in dirs:
+        name = os.path.relpath(d, output)
+        files = os.path.join(d, "**", "*.parquet")
+        if not glob.glob(files, recursive=True):
+            parts.append(f"<p>{html.escape(name)}: no Parquet files</p>")
+            continue
+        cols = [
+            r[0]
+            for r in con.execute(
+                f"DESCRIBE SELECT * FROM read_parquet({_q(files)}, union_by_name=true)"
+            ).fetchall()
+        ]
+        key = next((c for c in CLUSTER_COLUMNS if c in cols), None)
+        if key is None:
+            parts.append(
+                f"<p>{html.escape(name)}: no cluster column (columns: {html.escape(', '.join(cols))})</p>"
+            )
+            continue
+        sizes = np.array(
+            [
+                r[0]
+                for r in con.execute(
+                    f'SELECT count(*) FROM read_parquet({_q(files)}, union_by_name=true) GROUP BY "{key}"'
+                ).fetchall()
+            ]
+        )
+        if not len(sizes):
+            parts.append(f"<p>{html.escape(name)}: no duplicate clusters</p>")
+            continue
+        parts.append(f'<img src="{plots.cluster_sizes(folder, name, sizes)}">')
+    return "".join(parts)
+
+
+def mixture_section(output: str, folder: str) -> str:
+    manifests = sorted(glob.glob(os.path.join(output, "mixtures", "*", "manifest.json")))
+    if not manifests:
+        return "<p>No stage mixtures yet (make mixture STAGE=core).</p>"
+    parts = []
+    for path in manifests:
+        m = json.load(open(path, encoding="utf-8"))
+        srcs = m["sources"]
+        png = plots.shares(
+            folder,
+            m["stage"],
+            [s["name"] for s in srcs],
+            [s["effective_target_share"] for s in srcs],
+            [s["realised_share"] for s in srcs],
+        )
+        parts.append(
+            f"<h3>stage {html.escape(m['stage'])}: {m['realised_tokens']:,} tokens, seed {m['seed']}</h3>"
+            f'<img src="{png}">'
+            + _table(
+                [
+                    "source",
+                    "status",
+                    "target",
+                    "effective target",
+                    "realised",
+                    "available tokens",
+                    "tokens",
+                    "epochs",
+                    "documents",
+                    "contaminated",
+                ],
+                [
+                    [
+                        s["name"],
+                        s["status"],
+                        s["target_share"],
+                        s["effective_target_share"],
+                        s["realised_share"],
+                        s["available_tokens"],
+                        s["realised_tokens"],
+                        s["epochs"],
+                        s["documents"],
+                        s["contaminated_documents"],
+                    ]
+                    for s in srcs
+                ],
+            )
+        )
+        decon = os.path.join(os.path.dirname(path), "decontamination.parquet")
+        if os.path.exists(decon):
+            import pyarrow.parquet as pq
+
+            rows = pq.read_table(decon).to_pylist()
+            parts.append(
+                f"<p>decontamination: {len(rows)} document(s) removed</p>"
+                + (
+                    _table(
+                        ["source", "id", "benchmark", "item", "matching n-gram", "hits"],
+                        [
+                            [r["mix_source"], r["id"], r["benchmark"], r["item"], r["ngram"], r["n_matches"]]
+                            for r in rows[:500]
+                        ],
+                    )
+                    if rows
+                    else ""
+                )
+            )
+    return "".join(parts)
+
+
+CSS = (
+    "body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse;margin:8px 0}"
+    "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}img{max-width:100%;display:block}"
+)
+
+
+def build_report(output: str) -> str:
+    """Write ``OUTPUT/report/index.html`` (and its PNGs); returns the page's path."""
+    output = os.path.abspath(output)
+    if not os.path.isdir(output):
+        raise FileNotFoundError(f"OUTPUT {output} does not exist: run `make pipeline SOURCE=...` first")
+    folder = os.path.join(output, "report")
+    os.makedirs(folder, exist_ok=True)
+    con = duckdb.connect()
+    sources = _sources(output)
+    body = [
+        f"<h1>Winnow report</h1><p>{html.escape(output)}: sources {html.escape(', '.join(sources) or 'none')}</p>",
+        "<h2>Funnel: read → kept, by drop reason</h2>",
+    ]
+    body += [funnel_section(output, s, folder) for s in sources] or ["<p>No curated sources yet.</p>"]
+    body += [
+        "<h2>Score distributions</h2>",
+        score_section(con, output, sources, folder),
+        "<h2>Dedup cluster sizes</h2>",
+        dedup_section(con, output, folder),
+        "<h2>Stage mixtures</h2>",
+        mixture_section(output, folder),
+    ]
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Winnow report</title><style>{CSS}</style>"
+        f"</head><body>{''.join(body)}</body></html>"
+    )
+    path = os.path.join(folder, "index.html")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="winnow report", description="HTML report of an output tree")
+    parser.add_argument("--output", default="output")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        path = build_report(args.output)
+    except FileNotFoundError as exc:
+        print(f"winnow report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
