@@ -358,6 +358,7 @@ def _decontam_summary(
         "benchmark_items": index.items,
         "items_shorter_than_n": index.short_items,
         "ngrams": len(index.entries),
+        "degenerate_ngrams_skipped": index.degenerate,
         "removed_by_benchmark": dict(sorted(by_bench.items())),
         "removed": len(rows),
     }

@@ -4,7 +4,8 @@ Text is normalised with datatrove's ``simplify_text`` (lowercase, punctuation an
 the same normalisation as datatrove's ``NGramsDecontFilter``, then split on spaces.  Each benchmark item (its
 configured fields, in order, lists flattened) gives the n-grams of its words.  Documents are checked with a vectorised
 rolling hash of word hashes; every hit is verified against the stored n-gram text, so a hash collision can never
-remove a document.
+remove a document.  Benchmark n-grams with fewer than 5 distinct non-number words are left out (they match number
+tables, not the benchmark).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from mixtures.spec import BenchmarkSpec, DecontamSpec
 log = logging.getLogger(__name__)
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)
+#: a benchmark n-gram needs this many distinct words besides numbers to count: GSM8K arithmetic like
+#: "2 + 3 + 4 ..." normalises to "0 0 0 ..." and would otherwise flag every numeric table in a book
+MIN_DISTINCT_WORDS = 5
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,7 @@ class NGramIndex:
         self.entries: dict[int, tuple[str, str, str]] = {}  # hash -> (benchmark, item, ngram text)
         self.items: dict[str, int] = {}
         self.short_items: dict[str, int] = {}
+        self.degenerate = 0  # benchmark n-grams left out: too few distinct words (number tables, repeats)
         self._keys = np.zeros(0, dtype=np.uint64)
 
     def add(self, benchmark: str, item: str, text: str) -> None:
@@ -121,7 +126,13 @@ class NGramIndex:
             self.short_items[benchmark] = self.short_items.get(benchmark, 0) + 1
             return
         for k, h in enumerate(window_hashes(self._hash(words), self.n).tolist()):
-            self.entries.setdefault(h, (benchmark, item, " ".join(words[k : k + self.n])))
+            gram = words[k : k + self.n]
+            if (
+                len(set(gram) - {"0"}) < MIN_DISTINCT_WORDS
+            ):  # "0 0 0 ..." (numbers normalise to 0) is no evidence
+                self.degenerate += 1
+                continue
+            self.entries.setdefault(h, (benchmark, item, " ".join(gram)))
 
     def freeze(self) -> NGramIndex:
         self._keys = np.array(sorted(self.entries), dtype=np.uint64)

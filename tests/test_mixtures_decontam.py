@@ -160,3 +160,14 @@ def test_stage_removes_planted_benchmark_passages_and_nothing_else(tmp_path):
     assert by["books"]["contaminated_documents"] == 0 and by["books"]["available_documents"] == len(
         paragraphs
     )
+
+
+def test_number_only_ngrams_do_not_flag_numeric_tables():
+    # GSM8K-style arithmetic normalises to "0 0 0 ..."; before this rule it flagged six Gutenberg table pages
+    index = _tiny_index()
+    index.add("tinymath", "nums", "1 + 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9 + 10 + 11 + 12 + 13 + 14 = 105")
+    index.freeze()
+    assert index.degenerate > 0
+    table = "Table II. 1820 1821 1822 1823 1824 1825 1826 1827 1828 1829 1830 1831 1832 1833 1834"
+    assert index.match(table) is None
+    assert index.match("a baker fills 12 trays with 24 rolls each and sells all but 17 of them") is not None
