@@ -98,6 +98,8 @@ class WikipediaReader(Reader):
     batch_size: int = 128
     #: dump languages to read (``null``: all); LLaMA-1's 20 by default
     languages: list[str] | None = field(default_factory=lambda: list(LLAMA_LANGUAGES))
+    #: a line longer than this is refused (bounds memory on a single-line hostile file)
+    max_line_bytes: int = 64_000_000
     #: page namespaces that are articles
     namespaces: list[int] = field(default_factory=lambda: [0])
     disambiguation_templates: list[str] = field(
@@ -111,7 +113,7 @@ class WikipediaReader(Reader):
         fallback = os.path.basename(path).split(".")[0]
         info: SiteInfo | None = None
         wanted_ns = set(self.namespaces)
-        for elem in iter_elements(path, ("siteinfo", "page")):
+        for elem in iter_elements(path, ("siteinfo", "page"), max_line_bytes=self.max_line_bytes):
             if info is None:
                 is_siteinfo = local_name(elem) == "siteinfo"
                 info = parse_siteinfo(elem, fallback) if is_siteinfo else SiteInfo()
