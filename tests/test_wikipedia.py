@@ -145,7 +145,7 @@ def test_entity_declarations_are_refused(tmp_path):
     xxe = '<!DOCTYPE mediawiki [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
     for name, head in (("bomb", bomb), ("xxe", xxe)):
         path = tmp_path / f"{name}.xml"
-        path.write_text(head + _dump("en", _page(1, "A", "&b; &x;".replace("&", "&"))), encoding="utf-8")
+        path.write_text(head + _dump("en", _page(1, "A", "&b; &x;")), encoding="utf-8")
         with pytest.raises(XmlRefused, match="entity"):
             _read(str(path))
 
