@@ -300,6 +300,13 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     total = sum(p["realised_tokens"] for p in per_source)
     for p in per_source:
         p["realised_share"] = round(p["realised_tokens"] / total, 6) if total else 0.0
+        if p["status"] == "ok" and abs(p["realised_tokens"] - p["target_tokens"]) > 0.01 * budget:
+            # whole documents cannot meet the share: they are long next to the target (a book in a small budget)
+            p["status"] = "off_target"
+            p["note"] = (
+                f"documents too coarse for {p['target_tokens']:,} target tokens "
+                f"({p['available_documents']:,} documents, {p['available_tokens']:,} tokens); raise total_tokens"
+            )
 
     final = os.path.join(output, "mixtures", spec.stage)
     tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
