@@ -48,10 +48,18 @@ def train_bpe_tokenizer(texts: list[str], out_dir: str, vocab_size: int = 8000) 
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
         show_progress=False,
     )
-    bpe.save_model(out_dir)
+    from tokenizers.processors import RobertaProcessing
+
+    bpe.post_processor = RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
     tok = RobertaTokenizerFast(
-        vocab_file=os.path.join(out_dir, "vocab.json"),
-        merges_file=os.path.join(out_dir, "merges.txt"),
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+        cls_token="<s>",
+        sep_token="</s>",
         model_max_length=512,
     )
     tok.save_pretrained(out_dir)

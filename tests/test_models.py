@@ -1,0 +1,185 @@
+"""Quality models: tiny models trained on tests/fixtures/quality must rank held-out good text above web junk."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from classifiers.corpora import FIXTURES, jsonl_docs
+from classifiers.perplexity import KENLM_CACHE, normalize
+from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.wikiref import binary_metrics, roc_auc, train_wikiref
+from pipelines.process import run_steps
+
+REF = [d.text for d in jsonl_docs(os.path.join(FIXTURES, "reference.jsonl"), "reference")]
+WEB = [d.text for d in jsonl_docs(os.path.join(FIXTURES, "web.jsonl"), "web")]
+HELD = 6  # the last HELD of each class are never trained on
+
+
+def _batch(docs: list[str]) -> pa.Table:
+    return pa.table({"id": [f"d{i}" for i in range(len(docs))], "text": docs})
+
+
+@pytest.fixture(scope="module")
+def wikiref_model(tmp_path_factory) -> str:
+    out = str(tmp_path_factory.mktemp("wikiref"))
+    train_wikiref(REF[:-HELD], WEB[:-HELD], out, seed=0)
+    return os.path.join(out, "model.bin")
+
+
+def test_normalize_is_ccnet_like():
+    assert normalize("  Élan  in 1987,  “quoted” — OK ") == 'elan in 0000, "quoted" - ok'
+
+
+def test_wikiref_ranks_heldout_reference_above_web(wikiref_model):
+    step = WikiRefScore(model_path=wikiref_model)
+    table = step(_batch(REF[-HELD:] + WEB[-HELD:])).table
+    prob = np.array(table.column("wikiref_prob").to_pylist())
+    assert table.schema.field("wikiref_prob").type == pa.float32()
+    assert roc_auc(np.array([1] * HELD + [0] * HELD), prob) >= 0.9
+    assert prob[:HELD].mean() > prob[HELD:].mean() + 0.3
+
+
+def test_binary_metrics_counts():
+    m = binary_metrics(np.array([1, 1, 0, 0]), np.array([0.9, 0.2, 0.6, 0.1]))
+    assert (m["precision"], m["recall"], m["accuracy"], m["auc"]) == (0.5, 0.5, 0.5, 0.75)
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(KENLM_CACHE, "bin", "lmplz")),
+    reason="KenLM's lmplz is not built: run `make models` (or classifiers/build_kenlm.sh)",
+)
+def test_perplexity_ranks_and_buckets(tmp_path):
+    from classifiers.perplexity import train_perplexity_model
+
+    meta = train_perplexity_model(REF[:-HELD], WEB[:-HELD], str(tmp_path / "en"), vocab_size=500)
+    lo, hi = meta["cutoffs"]
+    assert lo <= hi
+    step = Perplexity(model_dir=str(tmp_path))
+    table = step(_batch(REF[-HELD:] + WEB[-HELD:])).table
+    ppl = np.array(table.column("perplexity").to_pylist())
+    assert np.median(ppl[:HELD]) < np.median(ppl[HELD:])
+    assert roc_auc(np.array([0] * HELD + [1] * HELD), ppl) >= 0.8  # web text is more perplexing
+    buckets = table.column("ppl_bucket").to_pylist()
+    assert set(buckets) <= {"head", "middle", "tail"}
+    assert buckets[:HELD].count("head") > buckets[HELD:].count("head")
+
+
+def test_perplexity_for_unmodelled_language_is_null(tmp_path):
+    step = Perplexity(model_dir=str(tmp_path), languages=[])
+    step._ready = True
+    step._models = {}
+    table = step(pa.table({"id": ["a"], "text": ["Bonjour tout le monde"], "lang": ["fr"]})).table
+    assert table.column("perplexity").to_pylist() == [None]
+
+
+@pytest.mark.parametrize(
+    "step, what",
+    [
+        (Perplexity(model_dir="nowhere"), "perplexity"),
+        (WikiRefScore(model_path="nowhere/model.bin"), "wiki"),
+        (RobertaQuality(model_dir="nowhere"), "RoBERTa"),
+    ],
+)
+def test_missing_model_says_make_models(step, what):
+    with pytest.raises(FileNotFoundError, match="make models"):
+        step.setup()
+
+
+def test_score_filter_reasons():
+    f = ScoreFilter(name="wikiref_filter", column="wikiref_prob", min=0.25)
+    batch = pa.table({"wikiref_prob": pa.array([0.9, 0.1, None], pa.float32())})
+    assert f(batch).reasons == [None, "wikiref_filter:below_min", "wikiref_filter:null"]
+    b = ScoreFilter(name="ppl_filter", column="ppl_bucket", allowed=["head", "middle"], keep_null=True)
+    assert b(pa.table({"ppl_bucket": ["head", "tail", None]})).reasons == [None, "ppl_filter:tail", None]
+    with pytest.raises(ValueError, match="column"):
+        ScoreFilter(name="x")
+
+
+@pytest.fixture(scope="module")
+def tiny_roberta(tmp_path_factory, wikiref_model) -> tuple[str, dict]:
+    """Distilled as Llama 3: labels from the fastText model, held-out truth from the source."""
+    from classifiers.roberta import SmallConfig, train_roberta
+    from classifiers.wikiref import wiki_probability
+    from filters.langid import load_fasttext
+
+    out = str(tmp_path_factory.mktemp("roberta"))
+    texts = REF[:-HELD] + WEB[:-HELD]
+    labels = [int(p >= 0.5) for p in wiki_probability(load_fasttext(wikiref_model), texts)]
+    size = SmallConfig(
+        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=600
+    )
+    meta = train_roberta(texts, labels, out, size=size, epochs=8, max_length=64, seed=0, holdout=0.1)
+    return out, meta
+
+
+def test_roberta_ranks_heldout_reference_above_web(tiny_roberta):
+    out, meta = tiny_roberta
+    assert meta["losses"][-1] < meta["losses"][0]
+    step = RobertaQuality(model_dir=out, batch_size=4)
+    table = step(_batch(REF[-HELD:] + WEB[-HELD:])).table
+    prob = np.array(table.column("quality_prob").to_pylist())
+    assert roc_auc(np.array([1] * HELD + [0] * HELD), prob) >= 0.8
+    assert os.path.exists(os.path.join(out, "config.json")) and os.path.exists(
+        os.path.join(out, "winnow_meta.json")
+    )
+
+
+def test_roberta_batched_sorted_inference_matches_per_document(tiny_roberta):
+    from classifiers.roberta import RobertaScorer
+
+    docs = [REF[0] * 3, WEB[1], "", REF[2][:40], WEB[3] * 20]  # mixed lengths, one empty, one past max_length
+    scorer = RobertaScorer(tiny_roberta[0], batch_size=5, max_length=128)
+    batched = scorer.predict(docs)
+    single = np.concatenate([scorer.predict([d]) for d in docs])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+def test_cascade_runs_roberta_only_on_survivors(tiny_roberta, wikiref_model):
+    from pipelines.process import StepStats
+
+    steps = [
+        WikiRefScore(model_path=wikiref_model),
+        ScoreFilter(name="wikiref_filter", column="wikiref_prob", min=0.5),
+        RobertaQuality(model_dir=tiny_roberta[0]),
+    ]
+    batch = _batch(REF[-HELD:] + WEB[-HELD:])
+    stats = [StepStats(s.name, s.kind) for s in steps]
+    kept, dropped = run_steps(steps, batch, stats)
+    n_dropped = sum(t.num_rows for t in dropped)
+    assert n_dropped >= HELD // 2 and kept.num_rows + n_dropped == 2 * HELD
+    assert "quality_prob" in kept.column_names and kept.column("quality_prob").null_count == 0
+
+
+def test_label_file_errors_name_the_line(tmp_path):
+    from classifiers.roberta import read_label_file
+
+    p = tmp_path / "labels.jsonl"
+    p.write_text(json.dumps({"text": "a", "label": 1}) + "\n" + json.dumps({"text": "b"}) + "\n")
+    with pytest.raises(ValueError, match=":2:"):
+        read_label_file(str(p))
+
+
+def test_train_all_on_fixtures_skips_when_up_to_date(tmp_path):
+    from classifiers.train import TrainSettings, train_all
+
+    s = TrainSettings(models_dir=str(tmp_path), shared=str(tmp_path / "no-corpus"), only=["wikiref"])
+    first = train_all(s)
+    assert first["wikiref"]["heldout"]["auc"] >= 0.9 and first["wikiref"]["positives"] == len(REF)
+    assert train_all(s) == {"wikiref": {"skipped": True}}
+
+
+@pytest.mark.integration
+def test_lid_eval_on_tatoeba_agrees_with_datatrove():
+    from conftest import corpus_path
+
+    from classifiers.lid_eval import evaluate
+
+    r = evaluate(corpus_path("langid", "tatoeba_laser_v1_part1.tsv"), limit=3000)
+    assert r["agreement"] == 1.0 and r["winnow_accuracy"] == r["datatrove_accuracy"]
+    assert 0.6 < r["winnow_accuracy"] <= 1.0
+    assert r["winnow_docs_per_s"] > r["datatrove_docs_per_s"]
