@@ -72,7 +72,8 @@ def run_query(output: str, sql: str) -> tuple[list[str], list[tuple]]:
     try:
         rel = con.execute(sql)
     except duckdb.CatalogException as exc:
-        raise SystemExit(f"{exc}\nviews under {output}: {', '.join(views(con)) or 'none (run a pipeline first)'}")
+        listing = ", ".join(views(con)) or "none (run a pipeline first)"
+        raise SystemExit(f"{exc}\nviews under {output}: {listing}") from exc
     cols = [d[0] for d in rel.description]
     return cols, rel.fetchall()
 

@@ -214,7 +214,7 @@ def test_extraction_quality_on_real_pages(tmp_path):
     score = hits / total
     print(f"\nextraction score on {len(cases)} real pages: {score:.3f} ({hits}/{total} snippet checks)")
     assert len(cases) >= 100
-    assert score >= 0.80  # measured 0.8x here with favor_precision; a regression below this floor is a bug
+    assert score >= 0.88  # measured 0.903 here (favor_precision); below this floor extraction regressed
 
 
 @pytest.mark.integration
@@ -258,3 +258,17 @@ def test_fixture_generator_is_in_sync(tmp_path):
     for name in ("crawl-00000.warc.gz", "crawl-00001.warc.gz"):
         assert records(work / name) == records(os.path.join(CC_FIXTURES, name))
     assert json.load(open(work / "expected.json")) == json.load(open(os.path.join(CC_FIXTURES, "expected.json")))
+
+
+@pytest.mark.integration
+def test_shared_tokenizer_gives_datatrove_tokens_on_real_text():
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    from filters.heuristics import shared_word_tokenizer
+
+    path = corpus_path("commoncrawl", "text", "allenai--dolma", "cc_en_head-0091.jsonl")
+    texts = [json.loads(line)["text"] for line in open(path)]
+    texts += ["IS_ALPHA breaks spaCy's tokenizer", "  spaced   out \n\n text ", "", "e-mail: a@b.org (c) 2024..."]
+    ours, theirs = shared_word_tokenizer("en"), load_word_tokenizer("en")
+    for t in texts:
+        assert ours.word_tokenize(t) == theirs.word_tokenize(t)

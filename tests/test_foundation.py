@@ -69,7 +69,7 @@ class ListReader(Reader):
                 if line == "SKIP":
                     yield Skip("skip:marker")
                 elif line == "BOOM":
-                    raise ReadError("corrupt after line %d" % i)
+                    raise ReadError(f"corrupt after line {i}")
                 elif line == "BAD":
                     yield {"id": f"{path}:{i}", "text": line, "reason": "read:bad_line"}
                 else:
@@ -140,9 +140,8 @@ def test_process_input_accounts_for_every_row(tmp_path):
 
 def test_lock_refuses_a_second_run_with_who_holds_it(tmp_path):
     with run_lock(str(tmp_path)):
-        code = ("import sys; sys.path.insert(0, %r)\nfrom pipelines.layout import run_lock, LockedError\n"
-                "try:\n    with run_lock(%r): print('got it')\nexcept LockedError as e: print('LOCKED', e)\n"
-                % (os.getcwd(), str(tmp_path)))
+        code = (f"import sys; sys.path.insert(0, {os.getcwd()!r})\nfrom pipelines.layout import run_lock, LockedError\n"
+                f"try:\n    with run_lock({str(tmp_path)!r}): print('got it')\nexcept LockedError as e: print('LOCKED', e)\n")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.startswith("LOCKED") and f"pid {os.getpid()}" in out and "--wait" in out
     with run_lock(str(tmp_path)):  # released: taken again at once
