@@ -60,24 +60,34 @@ def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
                 """spaCy's Tokenizer called directly: the same tokens as datatrove's SpaCyTokenizer (which runs the
                 whole pipeline, sentencizer included, inside a memory_zone that throws away every new lexeme, so
                 spaCy's lexeme cache never warms up).  The vocabulary is rebuilt past ``max_vocab`` to bound memory."""
-                inner = self.inner
-                if not hasattr(inner, "_do_tokenize") or inner.language == "ja":
-                    return inner.word_tokenize(text)  # NLTK/Stanza/Japanese: datatrove's own path
-                nlp = inner.tokenizer
-                if len(nlp.vocab) > self.max_vocab:
-                    inner._tokenizer = None
-                    nlp = inner.tokenizer
+                nlp = self._nlp()
+                if nlp is None:
+                    return self.inner.word_tokenize(text)  # NLTK/Stanza/Japanese: datatrove's own path
                 try:
                     tokens = [t.text for t in nlp.tokenizer(text)]
                 except Exception:  # noqa: BLE001 - datatrove's own fallbacks (e.g. the IS_ALPHA string)
-                    return inner.word_tokenize(text)
+                    return self.inner.word_tokenize(text)
                 return [t.strip() for t in tokens if t.strip()]
+
+            def _nlp(self):
+                """The spaCy pipeline (tokenizer + sentencizer) when it is datatrove's plain SpaCy one, else None."""
+                inner = self.inner
+                if not hasattr(inner, "_do_tokenize") or inner.language == "ja":
+                    return None
+                if len(inner.tokenizer.vocab) > self.max_vocab:
+                    inner._tokenizer = None
+                return inner.tokenizer
 
             def sent_tokenize(self, text: str) -> list[str]:
                 return self.inner.sent_tokenize(text)
 
             def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-                return self.inner.span_tokenize(text)
+                """C4 counts sentences per line through this; same spans as datatrove's, without the memory zone."""
+                nlp = self._nlp()
+                if nlp is None or "IS_ALPHA" in text:
+                    return self.inner.span_tokenize(text)
+                nlp.max_length = max(nlp.max_length, len(text) + 10)
+                return [(s.start_char, s.end_char) for s in nlp(text, disable=["parser", "tagger", "ner"]).sents]
 
         _SHARED_TOKENIZERS[language] = CachedWordTokenizer(load_word_tokenizer(language), cache_size)
     return _SHARED_TOKENIZERS[language]

@@ -221,10 +221,15 @@ def test_extraction_quality_on_real_pages(tmp_path):
 def test_heuristic_wrappers_agree_with_datatrove_on_real_text():
     """The shared cached tokenizer must not change a single decision of datatrove's own filters."""
     from datatrove.data import Document
-    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.filters import (
+        C4QualityFilter,
+        FineWebQualityFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+    )
     from datatrove.pipeline.filters.base_filter import get_filter_result
 
-    from filters.heuristics import FineWebQuality, GopherQuality, GopherRepetition
+    from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 
     path = corpus_path("commoncrawl", "text", "allenai--dolma", "cc_en_head-0091.jsonl")
     docs = [json.loads(line) for line in open(path)]
@@ -232,7 +237,7 @@ def test_heuristic_wrappers_agree_with_datatrove_on_real_text():
     texts = [d["text"] for d in docs] + extra
     batch = table_from_rows([{"id": str(i), "source": "t", "text": t} for i, t in enumerate(texts)], CORE_SCHEMA)
     for ours, theirs in ((GopherRepetition(), GopherRepetitionFilter()), (GopherQuality(), GopherQualityFilter()),
-                         (FineWebQuality(), FineWebQualityFilter())):
+                         (FineWebQuality(), FineWebQualityFilter()), (C4Quality(), C4QualityFilter())):
         reasons = ours(batch).reasons
         for i, t in enumerate(texts):
             ok, why = get_filter_result(theirs.filter(Document(text=t, id=str(i))))
@@ -272,3 +277,5 @@ def test_shared_tokenizer_gives_datatrove_tokens_on_real_text():
     ours, theirs = shared_word_tokenizer("en"), load_word_tokenizer("en")
     for t in texts:
         assert ours.word_tokenize(t) == theirs.word_tokenize(t)
+        for line in t.splitlines()[:40]:  # C4 asks for sentence spans line by line
+            assert ours.span_tokenize(line.strip()) == theirs.span_tokenize(line.strip())
