@@ -51,6 +51,7 @@ clean:
 # Each bench/bench_<area>.py rewrites its own section of bench/results.md.
 .PHONY: bench
 bench: $(STAMP)
+	$(BIN)/pip install -q -e ".[bench]"
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@echo "results: bench/results.md"
 

@@ -199,13 +199,16 @@ def run_recipe(
                 _run_local(recipe, pending, out_root, progress)
             else:
                 _run_ray(recipe, pending, out_root, progress, ray_address)
+        # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
+        # summary is merged after them
+        stage_results = {stage.name: stage.run(layout.base) for stage in recipe.corpus_stages}
         stats = []
         for p in inputs:
             with open(layout.path("stats", input_key(p), "json"), encoding="utf-8") as f:
                 stats.append(json.load(f))
         summary = merge_stats(stats)
-        for stage in recipe.corpus_stages:
-            summary.setdefault("corpus_stages", {})[stage.name] = stage.run(layout.base)
+        if stage_results:
+            summary["corpus_stages"] = stage_results
         summary["source"] = recipe.source
         write_json_atomic(os.path.join(layout.base, "summary.json"), summary)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
