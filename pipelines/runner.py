@@ -134,8 +134,15 @@ class _StepActor:
 
 
 def _remote_process(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
+    """One input in a Ray task; its stats also record the Ray node it ran on (``node``), to audit cluster runs."""
+    import ray
+
     logging.basicConfig(level=logging.WARNING)
-    return process_input(recipe, path, out_root)
+    stats = process_input(recipe, path, out_root)
+    stats["node"] = ray.get_runtime_context().get_node_id()
+    # the marker is already written: if the worker dies here the input stays done, its stats just lack `node`
+    write_json_atomic(SourceLayout(out_root, recipe.source).path("stats", stats["key"], "json"), stats)
+    return stats
 
 
 def merge_stats(stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -199,6 +206,8 @@ def run_recipe(
                 _run_local(recipe, pending, out_root, progress)
             else:
                 _run_ray(recipe, pending, out_root, progress, ray_address)
+            for kind in ("docs", "rejected", "stats", "_done"):  # partial files of worker attempts that died
+                clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them
         stage_results = {stage.name: stage.run(layout.base) for stage in recipe.corpus_stages}
@@ -235,7 +244,8 @@ def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, 
 
     init_ray(address)
     recipe = _actor_steps(recipe)
-    task = ray.remote(_remote_process).options(max_retries=3, retry_exceptions=False)
+    # SPREAD: inputs are independent and I/O-heavy, so fan them out over every node rather than packing one
+    task = ray.remote(_remote_process).options(max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD")
     recipe_ref = ray.put(recipe)
     out_root = os.path.abspath(out_root)
     refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
