@@ -152,6 +152,12 @@ class LineDedup(Step):
         self._seen: Counter = Counter()
         self._docs = 0
 
+    def start_input(self, path: str) -> None:
+        # one-pass mode counts within one input: counts carried over from whatever inputs this worker happened to
+        # process before would make an input's output depend on scheduling (Ray vs local, resumed runs)
+        self._seen = Counter()
+        self._docs = 0
+
     def _drop_mask(self, doc_id: str, hashes: list[int | None]) -> list[bool]:
         if self.counts_dir:
             b = bucket_of(doc_id, self._buckets)
