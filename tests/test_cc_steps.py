@@ -1,0 +1,82 @@
+"""CommonCrawl steps on tiny tables: extraction limits, language ID and its filter, WARC charset sniffing."""
+
+from __future__ import annotations
+
+import time
+
+import pyarrow as pa
+import pytest
+
+from filters.extract import ExtractionTimeout, ExtractText, time_limit
+from filters.langid import LanguageFilter, LanguageID
+from pipelines.readers.warc import decode_html, sniff_charset
+from pipelines.schema import CORE_SCHEMA, table_from_rows
+
+SCHEMA = pa.schema(list(CORE_SCHEMA) + [pa.field("content_format", pa.string())])
+ARTICLE = ("<html><body><article><h1>Lighthouses</h1>" + "".join(
+    f"<p>Lighthouse keeper number {i} wrote in the log that the lamp burned through the storm and the ships passed "
+    f"the rocks safely before dawn.</p>" for i in range(8)) + "</article></body></html>")
+
+
+def batch(rows):
+    return table_from_rows([{"source": "t", **r} for r in rows], SCHEMA)
+
+
+def test_extract_rewrites_html_and_passes_wet_text_through():
+    t = batch([{"id": "a", "text": ARTICLE, "content_format": "html"},
+               {"id": "b", "text": "already plain text from a WET record", "content_format": "text"},
+               {"id": "c", "text": "   ", "content_format": "text"}])
+    res = ExtractText()(t)
+    out = res.table.column("text").to_pylist()
+    assert out[0].startswith("Lighthouses") and "<p>" not in out[0]
+    assert out[1] == "already plain text from a WET record"
+    assert list(res.reasons) == [None, None, "extract:empty"] and res.changed == 1
+
+
+def test_extract_caps_size_and_time(monkeypatch):
+    import trafilatura
+
+    def slow_extract(*args, **kwargs):
+        time.sleep(2)
+        return "never"
+
+    t = batch([{"id": "big", "text": ARTICLE * 50, "content_format": "html"},
+               {"id": "slow", "text": ARTICLE, "content_format": "html"}])
+    monkeypatch.setattr(trafilatura, "extract", slow_extract)
+    res = ExtractText(max_html_bytes=len(ARTICLE) * 10, timeout_s=0.2)(t)
+    assert list(res.reasons) == ["extract:html_too_large", "extract:timeout"]
+    assert res.table.column("text").to_pylist()[1] == ARTICLE  # the page is kept, as a rejected row, unchanged
+
+
+def test_time_limit_restores_the_previous_alarm():
+    with pytest.raises(ExtractionTimeout), time_limit(0.05):
+        time.sleep(1)
+    with time_limit(0.5):  # a fresh limit works and does not fire after the block
+        pass
+    time.sleep(0.6)
+
+
+def test_language_id_and_filter_reasons():
+    rows = [{"id": "en", "text": "The weather was cold and the children stayed inside to read books all day."},
+            {"id": "de", "text": "Das Wetter war kalt und die Kinder blieben den ganzen Tag drinnen und lasen."},
+            {"id": "num", "text": "1234 5678 90 12 34"}]
+    t = LanguageID()(table_from_rows([{"source": "t", **r} for r in rows], CORE_SCHEMA)).table
+    langs = t.column("lang").to_pylist()
+    assert langs[:2] == ["en", "de"]
+    reasons = LanguageFilter(languages=["en"], threshold=0.5)(t).reasons
+    assert reasons[0] is None and reasons[1] == "lang:not_en"
+    assert reasons[2] in ("lang:not_en", "lang:low_score")
+    assert LanguageFilter(languages=[], threshold=0.0)(t).reasons == [None, None, None]
+
+
+def test_charset_comes_from_header_then_meta_then_detection():
+    assert sniff_charset("text/html; charset=EUC-JP", b"")[0] == "euc_jp"
+    assert sniff_charset(None, b"<html><head><meta charset='windows-1252'>")[0] == "cp1252"
+    assert sniff_charset("text/html; charset=bogus-42", b"") == ["utf-8"]
+    french = ("<p>Le caf\u00e9 de la gare ouvre \u00e0 sept heures. On y sert une cr\u00e8me br\u00fbl\u00e9e "
+              "c\u00e9l\u00e8bre, des cr\u00eapes et du th\u00e9 ; les employ\u00e9s sont tr\u00e8s "
+              "aimables et la fen\u00eatre donne sur le quai o\u00f9 arrivent les trains.</p>")
+    text, cs = decode_html("text/html", french.encode("latin-1"))  # undeclared: found by detection
+    assert text == french and cs != "utf-8"
+    jp = "<p>\u65e5\u672c\u8a9e\u306e\u30da\u30fc\u30b8\u3067\u3059</p>".encode("euc_jp")
+    assert decode_html("text/html; charset=EUC-JP", jp) == (jp.decode("euc_jp"), "euc_jp")
