@@ -189,3 +189,26 @@ def run_cli(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def warc_copies(folder: str, copies: int) -> list[str]:
+    """``copies`` rounds of the fixture WARCs, each record with a per-copy WARC-Record-ID (same pages: the MinHash
+    corpus stage then has real duplicates to move)."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.warcwriter import WARCWriter
+
+    os.makedirs(folder, exist_ok=True)
+    out = []
+    for i in range(copies):
+        for src in sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "commoncrawl", "*.warc.gz"))):
+            dest = os.path.join(folder, f"copy{i}-{os.path.basename(src)}")
+            with open(src, "rb") as f, open(dest, "wb") as g:
+                writer = WARCWriter(g, gzip=True)
+                for rec in ArchiveIterator(f):
+                    rid = rec.rec_headers.get_header("WARC-Record-ID")
+                    rec.rec_headers.replace_header(
+                        "WARC-Record-ID", rid.replace("urn:winnow:", f"urn:winnow:c{i}:")
+                    )
+                    writer.write_record(rec)
+            out.append(dest)
+    return out
