@@ -92,8 +92,11 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
     except Exception as exc:  # noqa: BLE001 - any reader failure is recorded, never fatal to the run
         reason = f"read_error:{type(exc).__name__}"
         skipped[reason] += 1
-        errors.append(f"{reason}: {exc}")
-        log.warning("input %s: %s after %d rows in the last batch: %s", path, reason, len(rows), exc)
+        message = str(exc)
+        if len(message) > 1000:  # hostile input ends up in messages (warcio quotes the first "line" of a bomb)
+            message = f"{message[:1000]}... ({len(message):,} chars)"
+        errors.append(f"{reason}: {message}")
+        log.warning("input %s: %s after %d rows in the last batch: %s", path, reason, len(rows), message)
         log.debug("%s", traceback.format_exc())
     if rows:
         yield _rows_to_table(rows, base_schema, recipe.source)
