@@ -85,3 +85,13 @@ $(MODELS)/.complete:
 
 models-lid: $(STAMP)
 	$(BIN)/winnow models lid-eval --per-language
+
+# Unattended runs (issue 7): every source, then mixtures and report; logs to $(OUTPUT)/_cron/cron.log, exit 1 on any
+# failure, and nothing is redone when no input or setting changed.  CRON_ARGS: e.g. --config-dir my-configs --wait
+.PHONY: cron scale
+cron: $(STAMP) $(MODELS)/.complete
+	$(BIN)/winnow cron --output $(OUTPUT) $(CRON_ARGS)
+
+# CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md
+scale: $(STAMP)
+	$(BIN)/python bench/bench_scale.py

@@ -23,6 +23,7 @@ EXTRA_COMMANDS = {
     "mixture": "mixtures.cli:main",
     "report": "mixtures.report:main",
     "bench": "bench.run:main",
+    "cron": "pipelines.cron:main",
 }
 
 
