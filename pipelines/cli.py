@@ -41,6 +41,8 @@ def format_summary(result: Any) -> str:
         lines.append("  records skipped (not documents):")
         lines += [f"    {k:<40} {v:>8,}" for k, v in s["skipped"].items()]
     for name, info in (s.get("corpus_stages") or {}).items():
+        if isinstance(info, dict):  # the scalar counts only; the full result is in summary.json
+            info = ", ".join(f"{k} {v:,}" for k, v in info.items() if isinstance(v, int) and not isinstance(v, bool))
         lines.append(f"  {name}: {info}")
     if s["errors"]:
         lines.append(f"  {len(s['errors'])} input error(s), first: {s['errors'][0]}")
