@@ -80,3 +80,28 @@ def test_charset_comes_from_header_then_meta_then_detection():
     assert text == french and cs != "utf-8"
     jp = "<p>\u65e5\u672c\u8a9e\u306e\u30da\u30fc\u30b8\u3067\u3059</p>".encode("euc_jp")
     assert decode_html("text/html; charset=EUC-JP", jp) == (jp.decode("euc_jp"), "euc_jp")
+
+
+def test_http_block_is_parsed_for_any_target_uri(tmp_path):
+    """warcio parses HTTP headers only for http(s) URIs; a response with another URI is still a page."""
+    import io
+
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    from pipelines.readers.warc import WarcReader
+
+    path = tmp_path / "odd.warc.gz"
+    with open(path, "wb") as f:
+        w = WARCWriter(f, gzip=True)
+        for uri, status in (("urn:example:page", "200 OK"), ("hard::odd.html", "404 Not Found")):
+            http = StatusAndHeaders(status, [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+            w.write_record(w.create_warc_record(uri, "response", payload=io.BytesIO(ARTICLE.encode()),
+                                                http_headers=http))
+        w.write_record(w.create_warc_record("dns:example.org", "response", payload=io.BytesIO(b"1.2.3.4"),
+                                            warc_content_type="text/dns"))
+    items = list(WarcReader().read(str(path)))
+    docs = [i for i in items if isinstance(i, dict)]
+    assert [d["url"] for d in docs] == ["urn:example:page"]
+    assert docs[0]["text"] == ARTICLE and docs[0]["charset"] == "utf-8"
+    assert sorted(i.reason for i in items if not isinstance(i, dict)) == ["skip:http_4xx", "skip:no_http_headers"]

@@ -64,6 +64,20 @@ def decode_html(content_type: str | None, body: bytes) -> tuple[str | None, str 
     return None, None
 
 
+def _parse_http_block(record: Any) -> bool:
+    """warcio parses the HTTP status and headers only for http(s) target URIs; a response record whose WARC
+    Content-Type says it holds an HTTP message (any URI) gets them parsed here.  False if it holds none."""
+    from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
+
+    if "application/http" not in (record.rec_headers.get_header("Content-Type") or "").lower():
+        return False
+    try:
+        record.http_headers = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"]).parse(record.raw_stream)
+    except (StatusAndHeadersParserException, EOFError, ValueError):
+        return False
+    return True
+
+
 @dataclass
 class WarcReader(Reader):
     """Response records holding HTML become documents (``text`` = HTML); WET conversions are already text."""
@@ -95,8 +109,8 @@ class WarcReader(Reader):
             return Skip("skip:truncated")
         content_type = None
         if rtype == "response":
-            if record.http_headers is None:
-                return Skip("skip:no_http_headers")
+            if record.http_headers is None and not _parse_http_block(record):
+                return Skip("skip:no_http_headers")  # e.g. dns: records
             status = record.http_headers.get_statuscode()
             try:
                 code = int(status)
