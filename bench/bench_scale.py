@@ -17,8 +17,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench.bench_commoncrawl as cc  # noqa: E402
 from bench.common import WORK, machine, md_table, write_section  # noqa: E402
 
-PAGES = int(os.environ.get("SCALE_PAGES", "24"))
-FILES_1X = int(os.environ.get("SCALE_FILES", "2"))
+PAGES = int(os.environ.get("SCALE_PAGES", "48"))
+FILES_1X = int(os.environ.get("SCALE_FILES", "4"))
 FACTORS = [int(x) for x in os.environ.get("SCALE_FACTORS", "1,2,4,8").split(",")]
 OUT = os.path.join(WORK, "scale")
 # the quality-model steps are left out: their models are trained per machine (make models), and the wiki-reference
@@ -36,7 +36,8 @@ steps:
 
 def corpus(n_files: int) -> tuple[str, int]:
     """``n_files`` generated WARCs of ``PAGES`` real pages each (cached under bench/work/scale/)."""
-    pages = cc.real_pages()[:PAGES]
+    every = cc.real_pages()
+    pages = every[:: max(1, len(every) // PAGES)][:PAGES]  # spread over the set: small and large pages alike
     cc.real_pages = lambda: pages  # generate() writes every page it is given into every file
     cc.OUT = os.path.join(OUT, f"{n_files}-files-{PAGES}-pages")
     return cc.generate(n_files)
@@ -96,7 +97,14 @@ def main() -> None:
             ]
         )
         print(rows[-1], flush=True)
-    factor = FACTORS[min(2, len(FACTORS) - 1)]
+    import numpy as np
+
+    docs = [int(r[2].replace(",", "")) for r in rows]
+    runs = [float(r[4]) for r in rows]
+    slope, start = np.polyfit(docs, runs, 1)
+    pred = np.polyval([slope, start], docs)
+    r2 = 1 - float(np.sum((np.array(runs) - pred) ** 2) / np.sum((np.array(runs) - np.mean(runs)) ** 2))
+    factor = FACTORS[-1]
     folder, n_docs = corpus(FILES_1X * factor)
     _, one, rss1, _ = run_once(folder, 1)
     _, two, rss2, _ = run_once(folder, 2)
@@ -121,6 +129,9 @@ def main() -> None:
             ],
             rows,
         )
+        + f"\n\nLinear fit of run s over documents: **{start:.1f} s + {slope * 1000:.0f} ms x documents** "
+        f"(R^2 = {r2:.3f}); the constant is the workers' start-up (imports, LID model), paid once per worker, "
+        "so on small inputs time per document falls with size and on large ones it is flat."
         + f"\n\n1 vs 2 Ray workers on {factor}x ({n_docs:,} documents), run s: {one:.1f} vs {two:.1f}, speed-up "
         f"**{speedup:.2f}x** (target >= 1.8x; peak RSS {rss1:.0f} vs {rss2:.0f} MiB). The machine has 2 cores "
         "shared with other work, so the speed-up is bounded by what the second core had free during the run.\n"
