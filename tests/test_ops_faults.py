@@ -6,15 +6,17 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pytest
-from _ops import REPO, output_digest, run_cli, stray_files, warc_copies, write_cc_config
+from _ops import REPO, kill_matching, output_digest, run_cli, stray_files, warc_copies, write_cc_config
 
 from pipelines.config import build_recipe, load_config
 from pipelines.layout import run_lock
@@ -88,6 +90,45 @@ def test_driver_killed_at_a_random_point_then_rerun_equals_an_uninterrupted_run(
     assert got == cc["reference"], f"seed {seed}: killed after {delay:.2f}s with {done_before} input(s) done"
     ids = [i for kind in ("docs", "rejected") for i, _ in got[kind]]
     assert len(ids) == len(set(ids)), "a document was written twice"
+    assert not stray_files(out, "commoncrawl")
+
+
+def test_driver_with_embedded_ray_killed_mid_run_leaves_no_ray_behind_and_rerun_is_identical(cc):
+    """The cron deployment: the driver runs embedded Ray; SIGKILL it once inputs are completing, then rerun."""
+    out = str(cc["root"] / "killed-ray")
+    done = os.path.join(out, "commoncrawl", "_done")
+    ray_tmp = tempfile.mkdtemp(
+        prefix="wops-kr-", dir="/tmp"
+    )  # this run's Ray session lives here (RAY_TMPDIR)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, DRIVER, "commoncrawl", cc["config"], cc["inputs"], out, "ray"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, "RAY_TMPDIR": ray_tmp},
+        )
+        assert proc.stdout.readline().strip() == "READY"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (os.path.isdir(done) and os.listdir(done)):
+            time.sleep(0.05)
+        time.sleep(random.Random(7).uniform(0.0, 1.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        done_before = len(os.listdir(done))
+        time.sleep(3)
+        assert kill_matching(ray_tmp) == 0, "Ray processes outlived their killed driver"
+    finally:
+        kill_matching(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert 1 <= done_before
+    rerun = _start_driver(cc, out)
+    stdout, stderr = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, stderr[-3000:]
+    assert stdout.split() == ["DONE", str(6 - done_before)]
+    assert output_digest(out, "commoncrawl") == cc["reference"]
     assert not stray_files(out, "commoncrawl")
 
 
