@@ -16,6 +16,8 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pipelines.readers.integrity import raise_if_truncated
+
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
@@ -163,6 +165,7 @@ def _iter_tar(path: str, limits: Limits) -> Iterator[Member | Refused]:
             f = tar.extractfile(info)
             data = None if f is None else _read_capped(f, limits.max_member_bytes)
             yield Member(rel, data, info.size)
+    raise_if_truncated(path)  # a cut .tar.gz can still hand out whole members: say the archive is damaged
 
 
 def _iter_zip(path: str, limits: Limits) -> Iterator[Member | Refused]:

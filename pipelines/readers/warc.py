@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from pipelines.readers.integrity import raise_if_truncated
 from pipelines.recipe import Reader, Skip
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -64,6 +65,18 @@ def decode_html(content_type: str | None, body: bytes) -> tuple[str | None, str 
     return None, None
 
 
+def _read_up_to(stream: Any, n: int) -> bytes:
+    """Read ``n`` bytes or to the end: warcio's streams may return less than asked from one read()."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(min(n - got, 1 << 20))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def _parse_http_block(record: Any) -> bool:
     """warcio parses the HTTP status and headers only for http(s) target URIs; a response record whose WARC
     Content-Type says it holds an HTTP message (any URI) gets them parsed here.  False if it holds none."""
@@ -97,6 +110,7 @@ class WarcReader(Reader):
         with open(path, "rb") as raw:
             for record in ArchiveIterator(raw, arc2warc=True):
                 yield self._record(record)
+        raise_if_truncated(path)  # warcio stops quietly when a .gz is cut inside a record's headers
 
     def _record(self, record: Any) -> dict[str, Any] | Skip:
         rtype = record.rec_type
@@ -131,7 +145,7 @@ class WarcReader(Reader):
         date = headers.get_header("WARC-Date")
         if not rid:
             return Skip("skip:no_record_id")
-        body = record.content_stream().read(self.max_payload_bytes + 1)
+        body = _read_up_to(record.content_stream(), self.max_payload_bytes + 1)
         row: dict[str, Any] = {"id": rid.strip("<>"), "url": url, "warc_date": date, "content_format": fmt}
         if len(body) <= self.max_payload_bytes and getattr(record.raw_stream, "limit", 0) > 0:
             # the file ended (a cut gzip, a partial download) before the record's declared Content-Length

@@ -1,0 +1,45 @@
+"""Integrity checks for compressed inputs whose readers stop quietly at a truncation.
+
+warcio (and tarfile, when the compressed data happens to hold the last member whole) end without an error when a
+``.gz`` file is cut short, so the last record would vanish unrecorded.  ``gzip_truncation`` streams the file through
+zlib once (every member of a multi-member gzip, as WARCs are) and says whether it ends inside a member.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from pipelines.recipe import ReadError
+
+_CHUNK = 1 << 20
+
+
+def gzip_truncation(path: str) -> str | None:
+    """None if ``path`` is a complete gzip stream, else what is wrong with it.  Output is discarded in slices of
+    ``_CHUNK`` bytes, so a bomb (100 MB of one repeated line in a few KB) costs time, not memory."""
+    d = zlib.decompressobj(wbits=31)
+    fed = False  # has the current member's decompressor been given input?
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            data = chunk
+            while data:
+                fed = True
+                try:
+                    d.decompress(data, _CHUNK)
+                except zlib.error as exc:
+                    return f"corrupt gzip data: {exc}"
+                if d.eof:  # member complete: the rest of the input starts the next member
+                    data, d, fed = d.unused_data, zlib.decompressobj(wbits=31), False
+                    if data.strip(b"\x00") == b"":  # zero padding after the last member is tolerated
+                        data = b""
+                else:
+                    data = d.unconsumed_tail
+    if fed and not d.eof:
+        return "file ends inside a gzip member: the last record is cut short"
+    return None
+
+
+def raise_if_truncated(path: str) -> None:
+    """Raise :class:`ReadError` for a cut ``.gz`` (call after the reader has yielded what it could)."""
+    if path.endswith((".gz", ".tgz")) and (problem := gzip_truncation(path)):
+        raise ReadError(problem)
