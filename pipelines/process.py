@@ -93,7 +93,8 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
         reason = f"read_error:{type(exc).__name__}"
         skipped[reason] += 1
         message = str(exc)
-        if len(message) > 1000:  # hostile input ends up in messages (warcio quotes the first "line" of a bomb)
+        # hostile input ends up in messages (warcio quotes the whole first "line" of a bomb)
+        if len(message) > 1000:
             message = f"{message[:1000]}... ({len(message):,} chars)"
         errors.append(f"{reason}: {message}")
         log.warning("input %s: %s after %d rows in the last batch: %s", path, reason, len(rows), message)

@@ -245,7 +245,9 @@ def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, 
     init_ray(address)
     recipe = _actor_steps(recipe)
     # SPREAD: inputs are independent and I/O-heavy, so fan them out over every node rather than packing one
-    task = ray.remote(_remote_process).options(max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD")
+    task = ray.remote(_remote_process).options(
+        max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD"
+    )
     recipe_ref = ray.put(recipe)
     out_root = os.path.abspath(out_root)
     refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
