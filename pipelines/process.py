@@ -26,6 +26,9 @@ from pipelines.steps import Step
 
 log = logging.getLogger(__name__)
 
+#: a batch holds at most ``batch_size`` rows and about this many characters of text
+MAX_BATCH_CHARS = 64_000_000
+
 PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "lang", "reason", "rejected_by"]}
 
 
@@ -80,15 +83,17 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
     base_schema = recipe.schema()
     rows: list[Mapping[str, Any]] = []
     size = recipe.reader.batch_size
+    held = 0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
     try:
         for item in recipe.reader.read(path):
             if isinstance(item, Skip):
                 skipped[item.reason] += item.count
                 continue
             rows.append(item)
-            if len(rows) >= size:
+            held += len(item.get("text") or "")
+            if len(rows) >= size or held >= MAX_BATCH_CHARS:
                 yield _rows_to_table(rows, base_schema, recipe.source)
-                rows = []
+                rows, held = [], 0
     except Exception as exc:  # noqa: BLE001 - any reader failure is recorded, never fatal to the run
         reason = f"read_error:{type(exc).__name__}"
         skipped[reason] += 1

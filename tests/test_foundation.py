@@ -172,3 +172,22 @@ def test_query_views_cover_docs_rejected_and_stats(tmp_path):
     assert con.execute("SELECT reason FROM rejected").fetchall() == [("words:too_few",)]
     assert con.execute("SELECT read, kept, rejected FROM stats").fetchall() == [(2, 1, 1)]
     assert con.execute("SELECT sum(seen) FROM step_stats WHERE step='upper'").fetchone() == (2,)
+
+
+def test_batches_are_cut_by_text_size_as_well_as_rows(tmp_path, monkeypatch):
+    """Large documents (books) never pile up batch_size at a time: a batch also ends at MAX_BATCH_CHARS."""
+    import pipelines.process as process
+
+    seen: list[int] = []
+
+    @dataclass
+    class BatchSizes(Step):
+        def process(self, batch):
+            seen.append(batch.num_rows)
+            return StepResult(batch)
+
+    monkeypatch.setattr(process, "MAX_BATCH_CHARS", 100)
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(["x" * 60] * 5) + "\n" + "\n".join(["short"] * 3) + "\n")
+    stats = process_input(Recipe("toy", ListReader(batch_size=4), [BatchSizes()]), str(src), str(tmp_path / "o"))
+    assert seen == [2, 2, 4] and stats["kept"] == 8

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipelines.readers.integrity import raise_if_truncated
-from pipelines.recipe import Reader, Skip
+from pipelines.recipe import Reader, ReadError, Skip
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE)
@@ -65,6 +65,21 @@ def decode_html(content_type: str | None, body: bytes) -> tuple[str | None, str 
     return None, None
 
 
+def _check_archive_start(path: str) -> None:
+    """A WARC (or ARC) file starts with a record header.  Anything else (a gzip bomb of NUL bytes, an HTML file
+    named .warc) is refused here: warcio would read its first "line" without bound, however long it is."""
+    import gzip
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(64)
+    except (OSError, EOFError) as exc:
+        raise ReadError(f"cannot read the start of the file: {exc}") from None
+    if head and not head.lstrip(b"\r\n").startswith((b"WARC/", b"filedesc://")):
+        raise ReadError(f"not a WARC/ARC file: it starts with {head[:16]!r}")
+
+
 def _read_up_to(stream: Any, n: int) -> bytes:
     """Read ``n`` bytes or to the end: warcio's streams may return less than asked from one read()."""
     parts, got = [], 0
@@ -107,6 +122,7 @@ class WarcReader(Reader):
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
         from warcio.archiveiterator import ArchiveIterator
 
+        _check_archive_start(path)
         with open(path, "rb") as raw:
             for record in ArchiveIterator(raw, arc2warc=True):
                 yield self._record(record)

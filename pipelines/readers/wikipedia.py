@@ -164,7 +164,11 @@ class WikipediaReader(Reader):
         }
         if is_disambiguation(wikitext, self.disambiguation_templates):
             row["reason"] = "wiki:disambiguation"
-        row["text"] = wikitext_to_text(wikitext, info.drop_prefixes())
+        try:
+            row["text"] = wikitext_to_text(wikitext, info.drop_prefixes())
+        except (RecursionError, ValueError, MemoryError) as exc:  # one pathological page, not the whole dump
+            log.warning("page %s (%s): wikitext could not be parsed: %s", page_id, title, type(exc).__name__)
+            row.update(text=wikitext, reason=f"wiki:parse_error_{type(exc).__name__}")
         return row
 
     @staticmethod
