@@ -172,7 +172,7 @@ def main(sizes: list[int]) -> None:
     md = (
         "## Dedup (MinHash near-duplicates)\n\n"
         + machine()
-        + "; machine shared with other jobs.\n\n"
+        + ".\n\n"
         + md_table(
             [
                 "system",
