@@ -67,6 +67,9 @@ def funnel_section(output: str, source: str, folder: str) -> str:
         order = [s["name"] for s in json.load(open(stats[0], encoding="utf-8")).get("steps", [])] or order
     stages = [("read", int(summary.get("read", 0)))]
     stages += [(f"after {n}", int(steps[n]["kept"])) for n in order if n in steps]
+    corpus = list(summary.get("corpus_stages") or {})
+    if corpus:  # dedup stages run after every input: the summary's kept is after them
+        stages.append((f"after {' + '.join(corpus)}", int(summary.get("kept", 0))))
     png = plots.funnel(folder, source, stages)
     reasons = sorted((summary.get("rejected_by_reason") or {}).items(), key=lambda kv: -kv[1])
     return (
