@@ -134,23 +134,48 @@ def run_datatrove(folder: str, out: str) -> dict:
     t0 = time.perf_counter()
 
     def reader():
-        return ParquetReader(folder, glob_pattern="*.parquet", text_key="text", id_key="id", read_metadata=False)
+        return ParquetReader(
+            folder, glob_pattern="*.parquet", text_key="text", id_key="id", read_metadata=False
+        )
 
-    def run(pipeline, tasks):
-        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=2, logging_dir=None).run()
+    def run(
+        pipeline, tasks, stage
+    ):  # one logging dir per stage: datatrove skips tasks it finds completed there
+        LocalPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, workers=2, logging_dir=f"{out}/logs/{stage}"
+        ).run()
 
-    run([reader(), MinhashDedupSignature(output_folder=f"{out}/sigs")], files)
-    run([MinhashDedupBuckets(input_folder=f"{out}/sigs", output_folder=f"{out}/buckets")], 14)
-    run([MinhashDedupCluster(input_folder=f"{out}/buckets", output_folder=f"{out}/remove_ids",
-                             save_cluster_id=True)], 1)
-    run([reader(), MinhashDedupFilter(input_folder=f"{out}/remove_ids", load_cluster_ids=True,
-                                      exclusion_writer=ParquetWriter(f"{out}/removed")),
-         ParquetWriter(f"{out}/kept")], files)
+    run([reader(), MinhashDedupSignature(output_folder=f"{out}/sigs")], files, "signatures")
+    run([MinhashDedupBuckets(input_folder=f"{out}/sigs", output_folder=f"{out}/buckets")], 14, "buckets")
+    run(
+        [
+            MinhashDedupCluster(
+                input_folder=f"{out}/buckets", output_folder=f"{out}/remove_ids", save_cluster_id=True
+            )
+        ],
+        1,
+        "clusters",
+    )
+    run(
+        [
+            reader(),
+            MinhashDedupFilter(
+                input_folder=f"{out}/remove_ids",
+                load_cluster_ids=True,
+                exclusion_writer=ParquetWriter(f"{out}/removed"),
+            ),
+            ParquetWriter(f"{out}/kept"),
+        ],
+        files,
+        "filter",
+    )
     secs = time.perf_counter() - t0
     import pyarrow.parquet as pq
 
     cluster, docs = {}, 0
-    for p in glob.glob(os.path.join(out, "kept", "*.parquet")) + glob.glob(os.path.join(out, "removed", "*.parquet")):
+    for p in glob.glob(os.path.join(out, "kept", "*.parquet")) + glob.glob(
+        os.path.join(out, "removed", "*.parquet")
+    ):
         for d in pq.read_table(p, columns=["id", "metadata"]).to_pylist():
             docs += 1
             cid = (d.get("metadata") or {}).get("minhash_cluster_id")
