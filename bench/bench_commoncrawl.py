@@ -23,9 +23,12 @@ import time
 import uuid
 
 import psutil
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import CORPUS, WORK, machine, md_table, write_section  # noqa: E402
+from pipelines.commoncrawl import without_models  # noqa: E402
+from pipelines.config import deep_merge  # noqa: E402
 
 N_FILES = int(os.environ.get("BENCH_CC_FILES", "16"))
 OUT = os.path.join(WORK, "cc")
@@ -82,19 +85,20 @@ def generate(n_files: int) -> tuple[str, int]:
 
 
 # the datatrove pipeline has no line dedup, model scores or MinHash: leave them out for a like-for-like run
-WINNOW_CONFIG = """
-steps:
-  extract: {deduplicate: false, timeout_s: 5.0}
-  line_dedup: {enabled: false}
-  c4: {rewrite_text: true}
-  perplexity: {enabled: false}
-  ppl_filter: {enabled: false}
-  wikiref: {enabled: false}
-  wikiref_filter: {enabled: false}
-  roberta: {enabled: false}
-  quality_filter: {enabled: false}
-minhash: {enabled: false}
-"""
+WINNOW_CONFIG = yaml.safe_dump(
+    deep_merge(
+        without_models(),
+        {
+            "steps": {
+                "extract": {"deduplicate": False, "timeout_s": 5.0},
+                "line_dedup": {"enabled": False},
+                "c4": {"rewrite_text": True},
+            },
+            "minhash": {"enabled": False},
+        },
+    ),
+    sort_keys=False,
+)
 
 DATATROVE_SCRIPT = r'''
 import os, sys

@@ -13,9 +13,12 @@ import os
 import shutil
 import sys
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench.bench_commoncrawl as cc  # noqa: E402
 from bench.common import WORK, machine, md_table, write_section  # noqa: E402
+from pipelines.commoncrawl import without_models  # noqa: E402
 
 PAGES = int(os.environ.get("SCALE_PAGES", "48"))
 FILES_1X = int(os.environ.get("SCALE_FILES", "4"))
@@ -23,19 +26,11 @@ FACTORS = [int(x) for x in os.environ.get("SCALE_FACTORS", "1,2,4,8").split(",")
 OUT = os.path.join(WORK, "scale")
 # the quality-model steps are left out: their models are trained per machine (make models), and the wiki-reference
 # fastText model alone is 0.5 GB per worker, which would measure the model rather than the pipeline's scaling
-CONFIG = """
-steps:
-  perplexity: {enabled: false}
-  ppl_filter: {enabled: false}
-  wikiref: {enabled: false}
-  wikiref_filter: {enabled: false}
-  roberta: {enabled: false}
-  quality_filter: {enabled: false}
-"""
+CONFIG = yaml.safe_dump(without_models(), sort_keys=False)
 
 
 def corpus(n_files: int) -> tuple[str, int]:
-    """``n_files`` generated WARCs of ``PAGES`` real pages each (cached under bench/work/scale/)."""
+    """``n_files`` generated WARCs of ``PAGES`` real pages each (cached under bench/generated/scale/)."""
     every = cc.real_pages()
     pages = every[:: max(1, len(every) // PAGES)][:PAGES]  # spread over the set: small and large pages alike
     cc.real_pages = lambda: pages  # generate() writes every page it is given into every file

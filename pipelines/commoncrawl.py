@@ -37,6 +37,15 @@ STEPS = {
 }
 
 
+#: the steps that need `make models`
+MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
+
+
+def without_models() -> dict[str, Any]:
+    """A config override that switches the model steps off (tests, benchmarks, clusters without shared models)."""
+    return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
+
+
 def build_recipe(config: dict[str, Any]) -> Recipe:
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=[minhash] if minhash else [])

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 
 import psutil
 import pyarrow.parquet as pq
+import yaml
+
+from pipelines.commoncrawl import without_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -28,22 +31,13 @@ RAY = os.path.join(BIN, "ray")
 
 # CommonCrawl without the trained quality models (they live outside the repository, which is what travels to the
 # cluster) and with small batches so that an input is several batches: faults can land between them.
-CC_CONFIG = """
-reader: {batch_size: 4}
-steps:
-  perplexity: {enabled: false}
-  ppl_filter: {enabled: false}
-  wikiref: {enabled: false}
-  wikiref_filter: {enabled: false}
-  roberta: {enabled: false}
-  quality_filter: {enabled: false}
-"""
+CC_CONFIG = yaml.safe_dump({"reader": {"batch_size": 4}, **without_models()}, sort_keys=False)
 
 
-def write_cc_config(folder: str, extra: str = "") -> str:
+def write_cc_config(folder: str) -> str:
     path = os.path.join(folder, "cc-ops.yaml")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(CC_CONFIG + extra)
+        f.write(CC_CONFIG)
     return path
 
 

@@ -242,24 +242,11 @@ def _peak_rss_mb() -> float:
 
 def run_all(root: str, out: str, headroom_mb: int) -> dict:
     """Every source over its hostile folder, under RLIMIT_AS = current address space + ``headroom_mb``."""
+    from pipelines.commoncrawl import without_models
     from pipelines.config import build_recipe, deep_merge, load_config
     from pipelines.runner import run_recipe
 
-    overrides = {
-        "commoncrawl": {
-            "steps": {
-                k: {"enabled": False}
-                for k in (
-                    "perplexity",
-                    "ppl_filter",
-                    "wikiref",
-                    "wikiref_filter",
-                    "roberta",
-                    "quality_filter",
-                )
-            }
-        }
-    }
+    overrides = {"commoncrawl": without_models()}
     recipes = {
         s: build_recipe(s, deep_merge(load_config(s), overrides.get(s, {}))) for s in sorted(os.listdir(root))
     }

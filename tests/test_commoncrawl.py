@@ -26,12 +26,11 @@ CC_FIXTURES = os.path.join(FIXTURES, "commoncrawl")
 
 
 def recipe(**overrides):
+    from pipelines.commoncrawl import without_models
     from pipelines.config import deep_merge
 
     # the quality-model steps (issue 4) need trained models (`make models`); tests/test_models.py covers them
-    off = {"steps": {n: {"enabled": False} for n in
-                     ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")}}
-    return build_recipe("commoncrawl", deep_merge(deep_merge(load_config("commoncrawl"), off), overrides))
+    return build_recipe("commoncrawl", deep_merge(deep_merge(load_config("commoncrawl"), without_models()), overrides))
 
 
 def file_digests(root: str) -> dict[str, str]:

@@ -95,14 +95,14 @@ def test_memory_stays_under_the_cap(hostile):
 
 
 def _one(source: str, path: str, out: str) -> dict:
-    from pipelines.config import build_recipe, load_config
+    from pipelines.commoncrawl import without_models
+    from pipelines.config import build_recipe, deep_merge, load_config
     from pipelines.runner import run_recipe
 
-    overrides = load_config(source)
+    config = load_config(source)
     if source == "commoncrawl":
-        for step in ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter"):
-            overrides["steps"][step] = {"enabled": False}
-    return run_recipe(build_recipe(source, overrides), path, out, executor="local", progress=False).summary
+        config = deep_merge(config, without_models())
+    return run_recipe(build_recipe(source, config), path, out, executor="local", progress=False).summary
 
 
 def test_a_warc_cut_inside_its_headers_is_recorded(tmp_path):
