@@ -9,14 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CORPUS, machine, md_table, peak_rss_mb, write_section  # noqa: E402
-from pipelines.config import build_recipe, load_config  # noqa: E402
-from pipelines.runner import run_recipe  # noqa: E402
+from bench.common import CORPUS, SOURCE_HEADERS, machine, md_table, peak_rss_mb, source_row, write_section  # noqa: E402
+from pipelines.config import load_config  # noqa: E402
 
 SOURCES = ("github", "books", "arxiv")
 
@@ -32,23 +29,7 @@ def corpus_bytes(folder: str) -> int:
 
 def bench(source: str) -> list[object]:
     folder = os.path.join(CORPUS, source)
-    recipe = build_recipe(source, load_config(source))
-    with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        res = run_recipe(recipe, folder, out, executor="local", progress=False)
-        dt = time.perf_counter() - t0
-    mb = corpus_bytes(folder) / 1e6
-    s = res.summary
-    return [
-        source,
-        s["inputs"],
-        s["read"],
-        s["kept"],
-        f"{mb:.2f}",
-        f"{dt:.2f}",
-        f"{s['read'] / dt:.1f}",
-        f"{mb / dt:.2f}",
-    ]
+    return source_row(source, load_config(source), folder, corpus_bytes(folder) / 1e6)
 
 
 def main() -> None:
@@ -57,7 +38,7 @@ def main() -> None:
         print(f"skipped: {CORPUS} not found")
         return
     rows = [bench(s) for s in SOURCES]
-    table = md_table(["source", "inputs", "docs read", "kept", "MB in", "seconds", "docs/s", "MB/s"], rows)
+    table = md_table(SOURCE_HEADERS, rows)
     md = (
         f"## Sources A: GitHub, books, arXiv\n\n{machine()}; `executor=local`, corpus stages included; "
         f"peak RSS {peak_rss_mb()} MiB.\n\n{table}\n"

@@ -10,15 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CORPUS, machine, md_table, peak_rss_mb, write_section  # noqa: E402
-from pipelines.config import build_recipe, load_config  # noqa: E402
+from bench.common import CORPUS, SOURCE_HEADERS, machine, md_table, peak_rss_mb, source_row, write_section  # noqa: E402
+from pipelines.config import build_recipe, deep_merge, load_config  # noqa: E402
 from pipelines.readers.xmlstream import open_compressed  # noqa: E402
-from pipelines.runner import run_recipe  # noqa: E402
 
 SOURCES = {"stackexchange": {}, "wikipedia": {"reader": {"languages": None}}}
 
@@ -33,26 +30,9 @@ def uncompressed_bytes(path: str) -> int:
 
 def bench(source: str, overrides: dict) -> list[object]:
     folder = os.path.join(CORPUS, source)
-    config = load_config(source)
-    for section, values in overrides.items():
-        config.setdefault(section, {}).update(values)
-    recipe = build_recipe(source, config)
-    mb = sum(uncompressed_bytes(p) for p in recipe.reader.discover(folder)) / 1e6
-    with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        res = run_recipe(recipe, folder, out, executor="local", progress=False)
-        dt = time.perf_counter() - t0
-    s = res.summary
-    return [
-        source,
-        s["inputs"],
-        s["read"],
-        s["kept"],
-        f"{mb:.2f}",
-        f"{dt:.2f}",
-        f"{s['read'] / dt:.1f}",
-        f"{mb / dt:.2f}",
-    ]
+    config = deep_merge(load_config(source), overrides)
+    discovered = build_recipe(source, config).reader.discover(folder)
+    return source_row(source, config, folder, sum(uncompressed_bytes(p) for p in discovered) / 1e6)
 
 
 def main() -> None:
@@ -61,9 +41,7 @@ def main() -> None:
         print(f"skipped: {CORPUS} not found")
         return
     rows = [bench(s, o) for s, o in SOURCES.items()]
-    table = md_table(
-        ["source", "inputs", "docs read", "kept", "MB in (uncompressed)", "seconds", "docs/s", "MB/s"], rows
-    )
+    table = md_table([h if h != "MB in" else "MB in (uncompressed)" for h in SOURCE_HEADERS], rows)
     md = (
         f"## Sources B: StackExchange, Wikipedia\n\n{machine()}; `executor=local`; Wikipedia with all languages; "
         f"peak RSS {peak_rss_mb()} MiB.\n\n{table}\n"

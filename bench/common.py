@@ -9,7 +9,7 @@ import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(BENCH_DIR, "results.md")
-WORK = os.path.join(BENCH_DIR, "work")  # generated inputs (git-ignored)
+WORK = os.path.join(BENCH_DIR, "generated")  # generated inputs (git-ignored)
 SHARED = os.path.abspath(os.environ.get("WINNOW_SHARED", os.path.join(BENCH_DIR, "..", "..", "shared")))
 CORPUS = os.path.join(SHARED, "corpus")
 
@@ -24,7 +24,9 @@ def write_section(area: str, markdown: str) -> None:
     block = f"{start}\n{markdown.rstrip()}\n{end}"
     text = open(RESULTS, encoding="utf-8").read() if os.path.exists(RESULTS) else "# Winnow benchmarks\n\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
     with open(RESULTS, "w", encoding="utf-8") as f:
         f.write(text)
 
@@ -50,3 +52,31 @@ def peak_rss_mb(pid: int | None = None) -> float:
         except OSError:
             pass
     return round(total, 1)
+
+
+SOURCE_HEADERS = ["source", "inputs", "docs read", "kept", "MB in", "seconds", "docs/s", "MB/s"]
+
+
+def source_row(source: str, config: dict, folder: str, input_mb: float) -> list[object]:
+    """Run ``source``'s recipe over ``folder`` in one process (corpus stages included) and time it: one table row.
+    documents/s counts documents read (kept + rejected); MB/s counts ``input_mb``."""
+    import tempfile
+
+    from pipelines.config import build_recipe
+    from pipelines.runner import run_recipe
+
+    recipe = build_recipe(source, config)
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        s = run_recipe(recipe, folder, out, executor="local", progress=False).summary
+        dt = time.perf_counter() - t0
+    return [
+        source,
+        s["inputs"],
+        s["read"],
+        s["kept"],
+        f"{input_mb:.2f}",
+        f"{dt:.2f}",
+        f"{s['read'] / dt:.1f}",
+        f"{input_mb / dt:.2f}",
+    ]

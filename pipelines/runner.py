@@ -32,7 +32,7 @@ from pipelines.steps import Step, StepResult
 log = logging.getLogger(__name__)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/work/", ".cache/", "**/__pycache__/"]
+RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
 
 
 @dataclass
