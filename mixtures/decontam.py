@@ -18,9 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import xxhash
 from datatrove.utils.text import simplify_text
 
+from dedup.text import WordHasher
 from mixtures.spec import BenchmarkSpec, DecontamSpec
 
 log = logging.getLogger(__name__)
@@ -41,26 +41,6 @@ class Match:
 
 def normalise_words(text: str) -> list[str]:
     return [w for w in simplify_text(text or "").split(" ") if w]
-
-
-class _WordHasher:
-    """Stable 64-bit word hashes (xxh64), memoised: words repeat, hashing them once pays."""
-
-    def __init__(self, max_size: int = 2_000_000):
-        self._cache: dict[str, int] = {}
-        self._max = max_size
-
-    def __call__(self, words: list[str]) -> np.ndarray:
-        cache = self._cache
-        out = np.empty(len(words), dtype=np.uint64)
-        for i, w in enumerate(words):
-            h = cache.get(w)
-            if h is None:
-                h = xxhash.xxh64_intdigest(w.encode())
-                if len(cache) < self._max:
-                    cache[w] = h
-            out[i] = h
-        return out
 
 
 def window_hashes(word_hashes: np.ndarray, n: int) -> np.ndarray:
@@ -112,7 +92,7 @@ class NGramIndex:
 
     def __init__(self, n: int = 13):
         self.n = n
-        self._hash = _WordHasher()
+        self._hash = WordHasher().hash_words  # dedup's memoised xxh64 of words
         self.entries: dict[int, tuple[str, str, str]] = {}  # hash -> (benchmark, item, ngram text)
         self.items: dict[str, int] = {}
         self.short_items: dict[str, int] = {}
