@@ -93,6 +93,21 @@ def gids(file_index: int, first_row: int, n: int) -> np.ndarray:
     )
 
 
+def doc_table(
+    t: pa.Table, g: np.ndarray, id_column: str, score_column: str | None, protected: bool
+) -> pa.Table:
+    """Per-document facts every pass keeps (global id, id, survivor score, reference or not) for one batch."""
+    score = t.column(score_column).cast(pa.float64()) if score_column else pa.nulls(t.num_rows, pa.float64())
+    return pa.table(
+        {
+            "gid": pa.array(g),
+            "id": t.column(id_column).cast(pa.string()),
+            "score": score,
+            "protected": pa.array(np.full(t.num_rows, protected)),
+        }
+    )
+
+
 def split_gid(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     g = g.astype(np.uint64)
     return (g >> np.uint64(ROW_BITS)).astype(np.int64), (g & np.uint64(2**ROW_BITS - 1)).astype(np.int64)

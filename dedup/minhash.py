@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dedup.corpus import InputFile, gids, is_done, iter_batches, mark_done, write_parquet_atomic
+from dedup.corpus import InputFile, doc_table, gids, is_done, iter_batches, mark_done, write_parquet_atomic
 from dedup.text import _POS_MULT, mix64, shingle_hashes
 
 _U64 = np.uint64
@@ -157,21 +157,7 @@ def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]
             parts[i].append(flat[sel])
             pband[i].append(bk[sel])
             pgid[i].append(gk[sel])
-        score = (
-            t.column(cfg.score_column).cast(pa.float64())
-            if cfg.score_column
-            else pa.nulls(t.num_rows, pa.float64())
-        )
-        doc_tables.append(
-            pa.table(
-                {
-                    "gid": pa.array(g),
-                    "id": t.column(cfg.id_column).cast(pa.string()),
-                    "score": score,
-                    "protected": pa.array(np.full(t.num_rows, f.protected)),
-                }
-            )
-        )
+        doc_tables.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected))
         docs += t.num_rows
         empty += int((~ok).sum())
     for i in range(cfg.partitions):
@@ -180,7 +166,7 @@ def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]
             {"band": cat(pband[i], np.uint8), "key": cat(parts[i], _U64), "gid": cat(pgid[i], _U64)}
         )
         write_parquet_atomic(table, os.path.join(work, "bands", f"{i:04d}", f"{f.key}.parquet"))
-    doc_table = (
+    facts = (
         pa.concat_tables(doc_tables)
         if doc_tables
         else pa.table(
@@ -192,7 +178,7 @@ def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]
             }
         )
     )
-    write_parquet_atomic(doc_table, os.path.join(work, "doctable", f"{f.key}.parquet"))
+    write_parquet_atomic(facts, os.path.join(work, "doctable", f"{f.key}.parquet"))
     info = {"file": f.key, "path": f.path, "docs": docs, "no_shingles": empty}
     mark_done(work, "signatures", f.key, info)
     return info

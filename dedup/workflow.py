@@ -23,6 +23,7 @@ from dedup.corpus import (
     InputFile,
     build_inputs,
     check_columns,
+    doc_table,
     fingerprint,
     gids,
     is_done,
@@ -121,21 +122,7 @@ def exact_hash_task(args: tuple[InputFile, ExactConfig, str]) -> dict[str, Any]:
         keys.append(np.fromiter((_doc_hash(x, cfg.mode) for x in texts), np.uint64, len(texts)))
         g = gids(f.index, first, t.num_rows)
         gl.append(g)
-        score = (
-            t.column(cfg.score_column).cast(pa.float64())
-            if cfg.score_column
-            else pa.nulls(t.num_rows, pa.float64())
-        )
-        docs.append(
-            pa.table(
-                {
-                    "gid": pa.array(g),
-                    "id": t.column(cfg.id_column).cast(pa.string()),
-                    "score": score,
-                    "protected": pa.array(np.full(t.num_rows, f.protected)),
-                }
-            )
-        )
+        docs.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected))
     key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     gid = np.concatenate(gl) if gl else np.zeros(0, np.uint64)
     part = (key % np.uint64(cfg.partitions)).astype(np.int64)
