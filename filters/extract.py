@@ -58,6 +58,7 @@ class ExtractText(Step):
     deduplicate: bool = True
     timeout_s: float = 5.0
     max_html_bytes: int = 5_000_000
+    speedups: bool = True  # filters/trafilatura_speedups.py: same output, about a sixth less CPU
 
     @classmethod
     def default_name(cls) -> str:
@@ -66,6 +67,10 @@ class ExtractText(Step):
     def setup(self) -> None:
         # trafilatura logs a warning for every page it finds nothing in; the reason column already says so
         logging.getLogger("trafilatura").setLevel(logging.ERROR)
+        if self.speedups:
+            from filters import trafilatura_speedups
+
+            trafilatura_speedups.install()
 
     def start_input(self, path: str) -> None:
         # trafilatura's `deduplicate` remembers paragraphs in a process-wide LRU: without this reset a page's text

@@ -1,0 +1,35 @@
+"""Run by test_trafilatura_speedups in a fresh interpreter: extract every page with trafilatura as shipped, then with
+filters.trafilatura_speedups installed, and print a JSON verdict (install() cannot be undone in-process)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import sys
+import time
+
+from trafilatura import extract
+
+
+def run(pages: list[str]) -> tuple[list[str | None], float]:
+    t0 = time.process_time()
+    out = [extract(h, favor_precision=True, include_comments=False, deduplicate=False) for h in pages]
+    return out, time.process_time() - t0
+
+
+def main() -> None:
+    logging.getLogger("trafilatura").setLevel(logging.ERROR)
+    pages = pickle.load(open(sys.argv[1], "rb"))
+    before, t_before = run(pages)
+    from filters import trafilatura_speedups
+
+    trafilatura_speedups.install()
+    after, t_after = run(pages)
+    differ = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
+    print(json.dumps({"pages": len(pages), "extracted": sum(x is not None for x in before), "differ": differ,
+                      "cpu_before": round(t_before, 2), "cpu_after": round(t_after, 2)}))
+
+
+if __name__ == "__main__":
+    main()
