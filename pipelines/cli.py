@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from pipelines import storage
 from pipelines.config import available_sources, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow")
@@ -25,6 +26,18 @@ EXTRA_COMMANDS = {
     "bench": "bench.run:main",
     "cron": "pipelines.cron:main",
 }
+
+
+#: commands whose paths must be local (their code is os/glob based); ``run`` and ``query`` take s3:// and gs://
+LOCAL_ONLY = ("dedup", "mixture", "report", "cron")
+
+
+def _uri_argument(args: list[str]) -> str | None:
+    for a in args:
+        value = a.split("=", 1)[1] if a.startswith("--") and "=" in a else a
+        if storage.is_uri(value):
+            return value
+    return None
 
 
 def format_summary(result: Any) -> str:
@@ -60,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_recipe(recipe, inputs, args.output, executor=args.executor, wait_for_lock=args.wait,
                         progress=not args.no_progress)
     print(format_summary(result))
-    print(f"  output: {os.path.join(os.path.abspath(args.output), args.source)}")
+    print(f"  output: {storage.join(storage.absolute(args.output), args.source)}")
     return 0
 
 
@@ -74,6 +87,11 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in LOCAL_ONLY and (uri := _uri_argument(argv[1:])):
+        print(f"winnow: `winnow {argv[0]}` reads and writes local paths only, not {uri}. Object storage (s3://, "
+              "gs://) works for `winnow run` and `winnow query`; run this command on a local or shared path "
+              "(or a FUSE mount of the bucket).", file=sys.stderr)
+        return 2
     if argv and argv[0] in EXTRA_COMMANDS:
         module, func = EXTRA_COMMANDS[argv[0]].split(":")
         return int(getattr(importlib.import_module(module), func)(argv[1:]) or 0)

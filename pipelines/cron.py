@@ -21,6 +21,7 @@ import sys
 import time
 from typing import Any
 
+from pipelines import storage
 from pipelines.config import SOURCES, build_recipe, load_config, resolve_path
 from pipelines.layout import LockedError, SourceLayout, input_key, run_lock, write_json_atomic
 
@@ -32,6 +33,9 @@ def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
     """Hash of a source's settings and of its inputs' identities (absolute path, size, mtime)."""
     h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for path in sorted(inputs):
+        if storage.is_uri(path):  # an input on object storage (OUTPUT itself must be local for cron)
+            h.update(f"\0{path}\0{storage.getsize(path)}\0{storage.mtime_ns(path)}".encode())
+            continue
         st = os.stat(path)
         h.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]

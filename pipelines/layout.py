@@ -9,8 +9,11 @@
     OUTPUT/<source>/summary.json             merged stats of every completed input
     OUTPUT/<source>/.lock                    held (flock) while a run writes here
 
-``key`` is a hash of the input's absolute path, so names never depend on run order or worker count, and a rerun
-that finds the marker skips the input: its files are left byte-for-byte as they were.
+``key`` is a hash of the input's absolute path (of its full URI on object storage), so names never depend on run
+order or worker count, and a rerun that finds the marker skips the input: its files are left byte-for-byte as they
+were.  OUTPUT may be an ``s3://`` / ``gs://`` URI (``pipelines.storage``): objects are then written once under their
+final names (no temporary name, no rename), the marker last, and the lock is an advisory lock object
+(``pipelines.objectlock``).
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines import storage
+
 
 def input_key(path: str) -> str:
-    """Stable name of an input: the first 16 hex digits of sha1(absolute path)."""
-    return hashlib.sha1(os.path.abspath(path).encode("utf-8")).hexdigest()[:16]
+    """Stable name of an input: the first 16 hex digits of sha1(absolute path), or of the full URI (the same on
+    every node) for an input on object storage."""
+    return hashlib.sha1(storage.absolute(path).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -40,21 +46,25 @@ class SourceLayout:
 
     @property
     def base(self) -> str:
-        return os.path.join(self.root, self.source)
+        return storage.join(self.root, self.source)
 
     def dir(self, kind: str) -> str:
-        return os.path.join(self.base, kind)
+        return storage.join(self.base, kind)
 
     def path(self, kind: str, key: str, ext: str) -> str:
-        return os.path.join(self.base, kind, f"{key}.{ext}")
+        return storage.join(self.base, kind, f"{key}.{ext}")
 
     def done_path(self, key: str) -> str:
         return self.path("_done", key, "json")
 
     def is_done(self, key: str) -> bool:
+        if storage.is_uri(self.root):
+            return storage.exists(self.done_path(key))
         return os.path.exists(self.done_path(key))
 
     def make_dirs(self) -> None:
+        if storage.is_uri(self.root):  # object stores have no folders to create
+            return
         for kind in ("docs", "rejected", "stats", "_done"):
             os.makedirs(self.dir(kind), exist_ok=True)
 
@@ -66,6 +76,9 @@ def tmp_name(final: str) -> str:
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
+    if storage.is_uri(path):  # one PUT: the object appears whole or not at all
+        storage.write_json(path, obj)
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tmp_name(path)
     with open(tmp, "w", encoding="utf-8") as f:
@@ -78,6 +91,8 @@ def write_json_atomic(path: str, obj: Any) -> None:
 def clean_tmp_files(folder: str) -> int:
     """Remove temporary files that a killed run left behind (they are never read)."""
     n = 0
+    if storage.is_uri(folder):  # nothing is written under a temporary name on object storage
+        return 0
     if os.path.isdir(folder):
         for name in os.listdir(folder):
             if name.startswith(".") and ".tmp-" in name:
@@ -96,7 +111,14 @@ def run_lock(folder: str, wait: bool = False, poll_s: float = 2.0) -> Iterator[N
     """Hold an exclusive flock on ``folder/.lock``; a second run fails at once with who holds it (or waits).
 
     flock is released by the kernel when the holder dies (kill -9 included), so a stale lock never blocks cron.
+    On object storage (``s3://``, ``gs://``) the lock is an advisory lock object: see ``pipelines.objectlock``.
     """
+    if storage.is_uri(folder):
+        from pipelines.objectlock import object_lock
+
+        with object_lock(storage.join(folder, ".lock"), wait=wait, poll_s=poll_s):
+            yield
+        return
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

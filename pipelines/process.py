@@ -2,12 +2,15 @@
 
 This is the whole unit of work; the runner only decides where it runs.  Outputs are streamed to temporary files and
 renamed when complete; the completion marker is written last, so an input is either entirely done or not at all.
+On object storage (OUTPUT ``s3://...``) there is no rename: each Parquet file is built in a local temporary file and
+uploaded under its final name when complete (the object appears whole or not at all), then stats, then the marker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import time
 import traceback
 from collections import Counter
@@ -19,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import storage
 from pipelines.layout import SourceLayout, input_key, tmp_name, write_json_atomic
 from pipelines.recipe import Recipe, Skip
 from pipelines.schema import conform, rejected_schema, table_from_rows
@@ -50,10 +54,18 @@ class StepStats:
 
 
 class _ParquetSink:
-    """Streams tables to a temporary Parquet file; ``commit`` renames it into place (always writes a file)."""
+    """Streams tables to a temporary Parquet file; ``commit`` renames it into place (always writes a file).
+
+    For a URI the temporary file is local and ``commit`` uploads it (no partial object is ever visible)."""
 
     def __init__(self, final: str, schema: pa.Schema):
-        self.final, self.schema, self.tmp = final, schema, tmp_name(final)
+        self.final, self.schema = final, schema
+        self.remote = storage.is_uri(final)
+        if self.remote:
+            fd, self.tmp = tempfile.mkstemp(prefix="winnow-", suffix=".parquet")
+            os.close(fd)
+        else:
+            self.tmp = tmp_name(final)
         self.writer: pq.ParquetWriter | None = None
         self.rows = 0
 
@@ -69,6 +81,12 @@ class _ParquetSink:
         if self.writer is None:
             self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
         self.writer.close()
+        if self.remote:
+            try:
+                storage.upload_file(self.tmp, self.final)
+            finally:
+                os.remove(self.tmp)
+            return
         os.replace(self.tmp, self.final)
 
     def abort(self) -> None:
@@ -85,7 +103,7 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
     size = recipe.reader.batch_size
     held = 0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
     try:
-        for item in recipe.reader.read(path):
+        for item in _read(recipe.reader, path):
             if isinstance(item, Skip):
                 skipped[item.reason] += item.count
                 continue
@@ -94,6 +112,8 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
             if len(rows) >= size or held >= MAX_BATCH_CHARS:
                 yield _rows_to_table(rows, base_schema, recipe.source)
                 rows, held = [], 0
+    except storage.StorageError:  # the store failed, not the input: fail the task, leave no marker, redo it later
+        raise
     except Exception as exc:  # noqa: BLE001 - any reader failure is recorded, never fatal to the run
         reason = f"read_error:{type(exc).__name__}"
         skipped[reason] += 1
@@ -106,6 +126,16 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
         log.debug("%s", traceback.format_exc())
     if rows:
         yield _rows_to_table(rows, base_schema, recipe.source)
+
+
+def _read(reader: Any, path: str) -> Iterator[Mapping[str, Any] | Skip]:
+    """``reader.read(path)``; an input on object storage goes to a reader that streams URIs as it is, and to any
+    other reader as a local temporary copy (removed when the input is done)."""
+    if not storage.is_uri(path) or reader.reads_uris:
+        yield from reader.read(path)
+        return
+    with storage.local_copy(path) as local:
+        yield from reader.read(local)
 
 
 def _rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:
@@ -144,6 +174,12 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
                 rejected.append(dropped)
         st.kept += batch.num_rows
     return batch, rejected
+
+
+def _input_bytes(path: str) -> int | None:
+    if storage.is_uri(path):
+        return storage.getsize(path) if storage.isfile(path) else None
+    return os.path.getsize(path) if os.path.isfile(path) else None
 
 
 def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
@@ -186,7 +222,7 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
         raise
     stats = {
         "source": recipe.source,
-        "input": os.path.abspath(path),
+        "input": storage.absolute(path),
         "key": key,
         "read": read,
         "kept": docs.rows,
@@ -196,7 +232,7 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
         "errors": errors,
         "steps": [s.to_dict() for s in step_stats],
         "seconds": round(time.perf_counter() - t0, 3),
-        "input_bytes": os.path.getsize(path) if os.path.isfile(path) else None,
+        "input_bytes": _input_bytes(path),
     }
     if read != docs.rows + rejected.rows:  # the accounting invariant; a bug, never bad input
         raise AssertionError(f"{path}: read {read} != kept {docs.rows} + rejected {rejected.rows}")

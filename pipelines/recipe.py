@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
+from pipelines import storage
 from pipelines.schema import CORE_SCHEMA, extend_schema
 from pipelines.steps import Step
 
@@ -42,6 +43,9 @@ class Reader:
     patterns: ClassVar[tuple[str, ...]] = ("**/*",)
     #: rows per batch handed to the steps
     batch_size: int = 256
+    #: whether ``read`` accepts an ``s3://``/``gs://`` URI itself (streaming it through ``pipelines.storage``);
+    #: for other readers the runner downloads each such input to a local temporary file first
+    reads_uris: ClassVar[bool] = False
 
     def adds(self) -> dict[str, pa.DataType]:
         return {}
@@ -55,7 +59,12 @@ class Reader:
 
 
 def discover_files(spec: str, patterns: Sequence[str]) -> list[str]:
-    """Resolve INPUT: a file, a directory (recursive, by patterns) or a glob; sorted, absolute, deduplicated."""
+    """Resolve INPUT: a file, a directory (recursive, by patterns) or a glob; sorted, absolute, deduplicated.
+
+    ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.storage.discover``).
+    """
+    if storage.is_uri(spec):
+        return storage.discover(spec, patterns)
     if os.path.isfile(spec):
         return [os.path.abspath(spec)]
     if os.path.isdir(spec):

@@ -24,6 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines import storage
 from pipelines.layout import SourceLayout, clean_tmp_files, input_key, run_lock, write_json_atomic
 from pipelines.process import process_input
 from pipelines.recipe import Recipe
@@ -210,18 +211,31 @@ def run_recipe(
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them
-        stage_results = {stage.name: stage.run(layout.base) for stage in recipe.corpus_stages}
+        stage_results = {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages}
         stats = []
         for p in inputs:
-            with open(layout.path("stats", input_key(p), "json"), encoding="utf-8") as f:
+            stats_path = layout.path("stats", input_key(p), "json")
+            if storage.is_uri(stats_path):
+                stats.append(storage.read_json(stats_path))
+                continue
+            with open(stats_path, encoding="utf-8") as f:
                 stats.append(json.load(f))
         summary = merge_stats(stats)
         if stage_results:
             summary["corpus_stages"] = stage_results
         summary["source"] = recipe.source
-        write_json_atomic(os.path.join(layout.base, "summary.json"), summary)
+        write_json_atomic(storage.join(layout.base, "summary.json"), summary)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
                      round(time.perf_counter() - t0, 3), summary)
+
+
+def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
+    """A corpus stage over the written source; on object storage through a local working copy."""
+    if storage.is_uri(source_dir):
+        from pipelines.remote_stages import run_stage_remote
+
+        return run_stage_remote(stage, source_dir)
+    return stage.run(source_dir)
 
 
 def _progress(total: int, enabled: bool):
@@ -239,17 +253,27 @@ def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool
             bar.update(1)
 
 
+def _forward_storage_env(pending: list[str], out_root: str) -> bool:
+    """Whether the tasks get this process's object-store settings (AWS_*, GOOGLE_APPLICATION_CREDENTIALS...) in
+    their runtime_env: when the run touches object storage, unless WINNOW_FORWARD_STORAGE_ENV=0 (nodes with their
+    own credentials, e.g. instance roles, and no wish to see keys in the job's runtime_env)."""
+    if os.environ.get("WINNOW_FORWARD_STORAGE_ENV", "1") == "0" or not storage.forwarded_env():
+        return False
+    return storage.is_uri(out_root) or any(storage.is_uri(p) for p in pending)
+
+
 def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None) -> None:
     import ray
 
     init_ray(address)
     recipe = _actor_steps(recipe)
     # SPREAD: inputs are independent and I/O-heavy, so fan them out over every node rather than packing one
-    task = ray.remote(_remote_process).options(
-        max_retries=3, retry_exceptions=False, scheduling_strategy="SPREAD"
-    )
+    options: dict[str, Any] = {"max_retries": 3, "retry_exceptions": False, "scheduling_strategy": "SPREAD"}
+    if _forward_storage_env(pending, out_root):
+        options["runtime_env"] = {"env_vars": storage.forwarded_env()}
+    task = ray.remote(_remote_process).options(**options)
     recipe_ref = ray.put(recipe)
-    out_root = os.path.abspath(out_root)
+    out_root = storage.absolute(out_root)
     refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
     kept = 0
     failures: list[str] = []

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from filters.latex import strip_comments
+from pipelines import storage
 from pipelines.readers.archive import Limits, Refused, is_archive, iter_tree, safe_relpath
-from pipelines.recipe import Reader, Skip
+from pipelines.recipe import Reader, Skip, discover_files
 
 _INPUT = re.compile(r"\\(input|include|subfile)\s*\{([^}]+)\}|\\input\s+([^\s{}\\]+)")
 _DOCCLASS = re.compile(r"\\documentclass")
@@ -109,7 +110,11 @@ class ArxivReader(Reader):
 
         A folder is itself one paper when it holds exactly one top-level ``\\documentclass`` file and nothing else
         that looks like a paper (a sub-folder with its own ``\\documentclass`` file, an archive).
+        On object storage (``s3://``, ``gs://``) a paper is one object: an archive or a gzipped/lone ``.tex``
+        (folders of loose files cannot be told apart without reading them).
         """
+        if storage.is_uri(spec):
+            return discover_files(spec, self.patterns)
         if os.path.isfile(spec):
             return [os.path.abspath(spec)]
         if not os.path.isdir(spec):

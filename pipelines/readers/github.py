@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from filters.licenses import detect_license, is_license_candidate
+from pipelines import storage
 from pipelines.readers.archive import Limits, Member, Refused, is_archive, iter_tree
-from pipelines.recipe import Reader, Skip
+from pipelines.recipe import Reader, Skip, discover_files
 
 #: extension (or whole file name) → language; RedPajama v1's allowlist
 LANGUAGES: dict[str, str] = {
@@ -142,7 +143,15 @@ class GithubReader(Reader):
         return {"license": pa.string(), "language": pa.string()}
 
     def discover(self, spec: str) -> list[str]:
-        """An archive, one repository folder, or a folder of repositories (each sub-folder or archive an input)."""
+        """An archive, one repository folder, or a folder of repositories (each sub-folder or archive an input).
+
+        On object storage (``s3://``, ``gs://``) each repository is one archive object (``.tar.gz``/``.zip``)."""
+        if storage.is_uri(spec):
+            found = discover_files(spec, self.patterns)
+            if not found:
+                raise FileNotFoundError(f"INPUT {spec!r}: on object storage, GitHub inputs are repository archives "
+                                        "(.tar.gz, .tgz, .zip); repository folders are read from local paths only")
+            return found
         if os.path.isfile(spec):
             return [os.path.abspath(spec)]
         if not os.path.isdir(spec):

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from filters.html_text import html_to_text
 from filters.stackexchange import Answer, format_qa, order_answers, parse_tags
+from pipelines import storage
 from pipelines.readers.xmlstream import iter_elements
 from pipelines.recipe import Reader, Skip, discover_files
 
@@ -122,7 +123,7 @@ class StackExchangeReader(Reader):
     def discover(self, spec: str) -> list[str]:
         """One input per site; when ``spec`` is a folder or glob, only the ``max_sites`` largest sites."""
         candidates = discover_files(spec, self.patterns)
-        if os.path.isfile(spec):
+        if storage.isfile(spec) if storage.is_uri(spec) else os.path.isfile(spec):
             return candidates
         sized: list[tuple[int, str]] = []
         for path in candidates:
@@ -131,7 +132,7 @@ class StackExchangeReader(Reader):
                 if size is None:
                     continue
             elif os.path.basename(path).lower() == POSTS:
-                size = os.path.getsize(path)
+                size = storage.getsize(path) if storage.is_uri(path) else os.path.getsize(path)
             else:
                 continue
             sized.append((size, path))
@@ -144,14 +145,21 @@ class StackExchangeReader(Reader):
     @staticmethod
     def _archive_posts_size(path: str) -> int | None:
         """Declared size of the Posts.xml member, or ``None`` (not a posts archive, or unreadable: logged)."""
+        import io
+
         import py7zr
 
         try:
-            with py7zr.SevenZipFile(path, "r") as archive:
-                info = _posts_member(archive)
+            if storage.is_uri(path):  # the header only, through ranged reads (the archive is not downloaded)
+                with io.BufferedReader(storage.open_input_file(path), 1 << 20) as f, \
+                        py7zr.SevenZipFile(f, "r") as archive:
+                    info = _posts_member(archive)
+            else:
+                with py7zr.SevenZipFile(path, "r") as archive:
+                    info = _posts_member(archive)
         except Exception as exc:  # noqa: BLE001 - a broken archive is reported when read, not at discovery
             log.warning("stackexchange: cannot list %s (%s); it will be read and rejected", path, exc)
-            return os.path.getsize(path)
+            return storage.getsize(path) if storage.is_uri(path) else os.path.getsize(path)
         return None if info is None else int(info.uncompressed or 0)
 
     # -- reading -----------------------------------------------------------------------------------------------

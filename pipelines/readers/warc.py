@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.readers.integrity import raise_if_truncated
+from pipelines import storage
+from pipelines.readers.integrity import GzipCheck, raise_if_truncated
 from pipelines.recipe import Reader, ReadError, Skip
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -70,10 +71,16 @@ def _check_archive_start(path: str) -> None:
     named .warc) is refused here: warcio would read its first "line" without bound, however long it is."""
     import gzip
 
-    opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rb") as f:
-            head = f.read(64)
+        if storage.is_uri(path):
+            with storage.open_input_stream(path, buffer_size=1 << 16) as raw:
+                head = gzip.GzipFile(fileobj=raw).read(64) if path.endswith(".gz") else raw.read(64)
+        else:
+            opener = gzip.open if path.endswith(".gz") else open
+            with opener(path, "rb") as f:
+                head = f.read(64)
+    except storage.StorageError:
+        raise
     except (OSError, EOFError) as exc:
         raise ReadError(f"cannot read the start of the file: {exc}") from None
     if head and not head.lstrip(b"\r\n").startswith((b"WARC/", b"filedesc://")):
@@ -111,6 +118,7 @@ class WarcReader(Reader):
     """Response records holding HTML become documents (``text`` = HTML); WET conversions are already text."""
 
     patterns: ClassVar[tuple[str, ...]] = ("**/*.warc", "**/*.warc.gz", "**/*.wet", "**/*.wet.gz", "**/*.arc.gz")
+    reads_uris: ClassVar[bool] = True  # streams s3:// and gs:// objects (one pass, integrity checked on the way)
     #: payloads above this many bytes are rejected (still written, as rejected rows), not extracted
     max_payload_bytes: int = 20_000_000
     #: HTTP status codes kept (CommonCrawl keeps 200s; redirects and errors carry no page)
@@ -123,10 +131,25 @@ class WarcReader(Reader):
         from warcio.archiveiterator import ArchiveIterator
 
         _check_archive_start(path)
+        if storage.is_uri(path):
+            yield from self._read_uri(path)
+            return
         with open(path, "rb") as raw:
             for record in ArchiveIterator(raw, arc2warc=True):
                 yield self._record(record)
         raise_if_truncated(path)  # warcio stops quietly when a .gz is cut inside a record's headers
+
+    def _read_uri(self, uri: str) -> Iterator[dict[str, Any] | Skip]:
+        """One sequential pass over the object; a ``.gz`` is checked for truncation from the same bytes."""
+        from warcio.archiveiterator import ArchiveIterator
+
+        check = GzipCheck() if uri.endswith((".gz", ".tgz")) else None
+        with storage.open_input_stream(uri, observe=check.feed if check else None) as raw:
+            for record in ArchiveIterator(raw, arc2warc=True):
+                yield self._record(record)
+            raw.drain()
+        if check is not None and (problem := check.result()):
+            raise ReadError(problem)
 
     def _record(self, record: Any) -> dict[str, Any] | Skip:
         rtype = record.rec_type
