@@ -14,15 +14,32 @@ from typing import Any
 
 import duckdb
 
+from pipelines import storage
+
 
 def _q(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
 def connect(output: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with views over every Parquet/JSON family found under ``output``."""
+    """An in-memory DuckDB with views over every Parquet/JSON family found under ``output``.
+
+    ``output`` may be an ``s3://`` / ``gs://`` URI: see :func:`_object_store_views`."""
     con = duckdb.connect()
-    output = os.path.abspath(output)
+    if storage.is_uri(output):
+        output = storage.normalize(output)
+        _object_store_views(con, output)
+    else:
+        output = os.path.abspath(output)
+        _local_views(con, output)
+    for module in VIEW_MODULES:  # importing one registers its views
+        importlib.import_module(module)
+    for hook in _EXTRA_VIEWS:
+        hook(con, output)
+    return con
+
+
+def _local_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     families = {"docs": "docs/*.parquet", "rejected": "rejected/*.parquet"}
     sources = sorted(d for d in os.listdir(output) if os.path.isdir(os.path.join(output, d))) if os.path.isdir(
         output) else []
@@ -43,13 +60,70 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
         listing = "[" + ", ".join(_q(p) for p in stats) + "]"
         con.execute(f"CREATE VIEW stats AS SELECT * FROM read_json_auto({listing}, union_by_name=true, "
                     "maximum_object_size=67108864)")
-        con.execute("CREATE VIEW step_stats AS SELECT source, input, key, s.name AS step, s.kind, s.seen, s.kept, "
-                    "s.changed, s.seconds FROM (SELECT source, input, key, unnest(steps) AS s FROM stats)")
-    for module in VIEW_MODULES:  # importing one registers its views
-        importlib.import_module(module)
-    for hook in _EXTRA_VIEWS:
-        hook(con, output)
-    return con
+        con.execute(STEP_STATS_VIEW)
+
+
+STEP_STATS_VIEW = ("CREATE VIEW step_stats AS SELECT source, input, key, s.name AS step, s.kind, s.seen, s.kept, "
+                   "s.changed, s.seconds FROM (SELECT source, input, key, unnest(steps) AS s FROM stats)")
+
+
+def _parquet_dataset(uris: list[str]) -> Any:
+    """A pyarrow dataset over Parquet objects, with the union of their schemas (DuckDB's union_by_name)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    fs, _ = storage.resolve(uris[0])
+    paths = [storage.resolve(u)[1] for u in uris]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        schemas = list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    return ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
+
+
+def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
+    """The same views over ``s3://`` / ``gs://``: DuckDB's httpfs extension would have to be downloaded at run time,
+    so Parquet families are pyarrow datasets (read through pyarrow's S3/GCS filesystem, with projection and filter
+    pushdown) registered as DuckDB views, and the small stats JSON files are loaded into a table."""
+    import tempfile
+
+    by_family: dict[tuple[str, str], list[str]] = {}
+    for o in storage.list_files(output):
+        parts = o.uri[len(output) + 1:].split("/")
+        if any(p.startswith(".") for p in parts):
+            continue
+        if len(parts) == 3 and parts[1] in ("docs", "rejected", "duplicates") and parts[2].endswith(".parquet"):
+            by_family.setdefault((parts[0], parts[1]), []).append(o.uri)
+        elif len(parts) == 3 and parts[1] == "stats" and parts[2].endswith(".json"):
+            by_family.setdefault((parts[0], "stats"), []).append(o.uri)
+        elif len(parts) == 2 and parts[0] == "duplicates" and parts[1].endswith(".parquet"):
+            by_family.setdefault(("", "duplicates"), []).append(o.uri)
+    sources = sorted({src for src, _ in by_family if src})
+    for view in ("docs", "rejected"):
+        names = []
+        for src in sources:
+            if (src, view) in by_family:
+                names.append(f"{src}_{view}")
+                con.register(names[-1], _parquet_dataset(by_family[(src, view)]))
+        if names:
+            con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names))
+    dup_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "duplicates" for u in us]
+    if dup_files:
+        con.register("duplicates", _parquet_dataset(dup_files))
+    stats_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "stats" for u in us]
+    if stats_files:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with tempfile.TemporaryDirectory(prefix="winnow-query-") as tmp, ThreadPoolExecutor(16) as pool:
+            for i, data in enumerate(pool.map(storage.read_bytes, stats_files)):
+                with open(os.path.join(tmp, f"{i:08d}.json"), "wb") as f:
+                    f.write(data)
+            con.execute("CREATE TABLE _stats AS SELECT * FROM read_json_auto("
+                        f"{_q(os.path.join(tmp, '*.json'))}, union_by_name=true, maximum_object_size=67108864)")
+        con.execute("CREATE VIEW stats AS SELECT * FROM _stats")
+        con.execute(STEP_STATS_VIEW)
 
 
 #: other packages (dedup, mixtures) register functions (con, output) that add their own views
