@@ -36,7 +36,9 @@ def rate(fn, docs: list[str]) -> float:
     return round(len(docs) / (time.perf_counter() - t0), 1)
 
 
-def roberta_rates(size: tuple[int, int, int], docs: list[str], tok_dir: str) -> tuple[float, float]:
+def roberta_rates(size: tuple[int, int, int], docs: list[str], tok_dir: str) -> tuple[float, float, float, float]:
+    """docs/s of RobertaScorer (float32), of RobertaScorer(quantize="int8"), of the naive pipeline, and the largest
+    difference of an int8 score from the float32 one."""
     import torch
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification, pipeline
 
@@ -57,9 +59,12 @@ def roberta_rates(size: tuple[int, int, int], docs: list[str], tok_dir: str) -> 
     model = RobertaForSequenceClassification(cfg).eval()
     ours = RobertaScorer.from_model(model, tok, batch_size=16, max_length=512)
     naive = pipeline("text-classification", model=model, tokenizer=tok, device=-1)
-    return rate(ours.predict, docs), rate(
-        lambda ds: [naive(d, truncation=True, max_length=512) for d in ds], docs
-    )
+    naive_rate = rate(lambda ds: [naive(d, truncation=True, max_length=512) for d in ds], docs)
+    ours_rate = rate(ours.predict, docs)
+    int8 = RobertaScorer.from_model(model, tok, batch_size=16, max_length=512, quantize="int8")
+    int8_rate = rate(int8.predict, docs)
+    diff = float(abs(ours.predict(docs[:8]) - int8.predict(docs[:8])).max())
+    return ours_rate, int8_rate, naive_rate, diff
 
 
 def main() -> None:
@@ -103,8 +108,9 @@ def main() -> None:
             ("RoBERTa small (4L/256H)", (256, 4, 4), N),
             ("RoBERTa base (12L/768H)", (768, 12, 12), 16),
         ]:
-            ours, naive = roberta_rates(size, docs[:n], tmp)
-            rows.append([label, ours, naive, f"{ours / naive:.1f}x"])
+            ours, int8, naive, diff = roberta_rates(size, docs[:n], tmp)
+            rows.append([label, ours, naive, f"{ours / naive:.2f}x"])
+            rows.append([f"{label}, quantize=int8 (max |score diff| {diff:.3f})", int8, naive, f"{int8 / naive:.2f}x"])
     md = (
         f"## Quality models\n\n{machine()}; ~512-token documents; `python bench/bench_models.py`\n\n"
         + md_table(["model", "docs/s", "naive pipeline() per doc, docs/s", "speed-up"], rows)

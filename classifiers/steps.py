@@ -112,6 +112,8 @@ class RobertaQuality(Step):
     positive_label: int = 1
     #: CPU threads for torch (None: torch's default)
     num_threads: int | None = None
+    #: "int8": dynamic int8 quantization on CPU (~1.4x faster, scores within ~0.01); null: float32
+    quantize: str | None = None
 
     @classmethod
     def default_name(cls) -> str:
@@ -128,6 +130,7 @@ class RobertaQuality(Step):
             batch_size=self.batch_size,
             max_length=self.max_length,
             num_threads=self.num_threads,
+            quantize=self.quantize,
         )
 
     def process(self, batch: pa.Table) -> StepResult:

@@ -139,6 +139,39 @@ def test_roberta_batched_sorted_inference_matches_per_document(tiny_roberta):
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+def test_int8_quantized_roberta_stays_close_to_float32_and_keeps_the_ranking(tiny_roberta):
+    import torch
+    from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
+
+    from classifiers.roberta import RobertaScorer
+
+    docs = REF[-HELD:] + WEB[-HELD:]
+    fp32 = RobertaQuality(model_dir=tiny_roberta[0], batch_size=4)(_batch(docs)).table
+    step = RobertaQuality(model_dir=tiny_roberta[0], batch_size=4, quantize="int8")
+    int8 = step(_batch(docs)).table
+    assert any("quantized" in type(m).__module__ for m in step._scorer.model.modules())
+    a = np.array(fp32.column("quality_prob").to_pylist())
+    b = np.array(int8.column("quality_prob").to_pylist())
+    assert np.abs(a - b).max() < 0.01
+    # the tiny trained model's scores differ by 1e-4 between documents, too little to test a ranking: a wider
+    # (random) model whose scores spread out shows that int8 keeps the order of real documents
+    tok = AutoTokenizer.from_pretrained(tiny_roberta[0], local_files_only=True)
+    torch.manual_seed(0)
+    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=256, max_position_embeddings=130, pad_token_id=tok.pad_token_id,
+                        initializer_range=0.2)
+    model = RobertaForSequenceClassification(cfg).eval()
+    texts = REF + WEB
+    p32 = RobertaScorer.from_model(model, tok, max_length=128).predict(texts)
+    p8 = RobertaScorer.from_model(model, tok, max_length=128, quantize="int8").predict(texts)
+    assert p32.std() > 0.05
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    assert np.corrcoef(rank(p32), rank(p8))[0, 1] >= 0.95
+    assert np.abs(p32 - p8).mean() < 0.05
+    with pytest.raises(ValueError, match="quantize"):
+        RobertaQuality(model_dir=tiny_roberta[0], quantize="int4").setup()
+
+
 def test_cascade_runs_roberta_only_on_survivors(tiny_roberta, wikiref_model):
     from pipelines.process import StepStats
 
