@@ -36,7 +36,9 @@ def rate(fn, docs: list[str]) -> float:
     return round(len(docs) / (time.perf_counter() - t0), 1)
 
 
-def roberta_rates(size: tuple[int, int, int], docs: list[str], tok_dir: str) -> tuple[float, float, float, float]:
+def roberta_rates(
+    size: tuple[int, int, int], docs: list[str], tok_dir: str
+) -> tuple[float, float, float, float]:
     """docs/s of RobertaScorer (float32), of RobertaScorer(quantize="int8"), of the naive pipeline, and the largest
     difference of an int8 score from the float32 one."""
     import torch
@@ -110,7 +112,9 @@ def main() -> None:
         ]:
             ours, int8, naive, diff = roberta_rates(size, docs[:n], tmp)
             rows.append([label, ours, naive, f"{ours / naive:.2f}x"])
-            rows.append([f"{label}, quantize=int8 (max |score diff| {diff:.3f})", int8, naive, f"{int8 / naive:.2f}x"])
+            rows.append(
+                [f"{label}, quantize=int8 (max |score diff| {diff:.3f})", int8, naive, f"{int8 / naive:.2f}x"]
+            )
     md = (
         f"## Quality models\n\n{machine()}; ~512-token documents; `python bench/bench_models.py`\n\n"
         + md_table(["model", "docs/s", "naive pipeline() per doc, docs/s", "speed-up"], rows)

@@ -148,7 +148,8 @@ def quantized(model: Any, quantize: str | None, device: str) -> Any:
 
     import torch
 
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; the API still works
+    # torch.ao.quantization announces its move to torchao; the API still works
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
@@ -188,7 +189,12 @@ class RobertaScorer:
 
     @classmethod
     def from_model(
-        cls, model: Any, tokenizer: Any, batch_size: int = 32, max_length: int = 512, quantize: str | None = None
+        cls,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 32,
+        max_length: int = 512,
+        quantize: str | None = None,
     ) -> RobertaScorer:
         self = cls.__new__(cls)
         self.device = next(model.parameters()).device.type

@@ -97,8 +97,12 @@ class ExtractText(Step):
                 continue
             try:
                 with time_limit(self.timeout_s):
-                    text = extract(html, favor_precision=self.favor_precision, include_comments=False,
-                                   deduplicate=self.deduplicate)
+                    text = extract(
+                        html,
+                        favor_precision=self.favor_precision,
+                        include_comments=False,
+                        deduplicate=self.deduplicate,
+                    )
             except ExtractionTimeout:
                 out.append(html)
                 reasons.append("extract:timeout")

@@ -114,14 +114,18 @@ def _patch_xpaths() -> int:
     import trafilatura
     from lxml.etree import XPath
 
-    replaced: dict[int, tuple[Any, Any]] = {}  # id(old) -> (old, new): holding `old` keeps its id from being reused
+    replaced: dict[
+        int, tuple[Any, Any]
+    ] = {}  # id(old) -> (old, new): holding `old` keeps its id from being reused
 
     def swap(old: Any) -> Any:
         if any(old is new for _, new in replaced.values()):  # a list shared by two modules, already rewritten
             return old
         return replaced.setdefault(id(old), (old, _rewritten(old)))[1]
 
-    modules = [importlib.import_module(f"trafilatura.{m.name}") for m in pkgutil.iter_modules(trafilatura.__path__)]
+    modules = [
+        importlib.import_module(f"trafilatura.{m.name}") for m in pkgutil.iter_modules(trafilatura.__path__)
+    ]
     for mod in modules:
         for name, value in list(vars(mod).items()):
             if isinstance(value, XPath) and "re:test(" in value.path:

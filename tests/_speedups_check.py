@@ -27,8 +27,17 @@ def main() -> None:
     trafilatura_speedups.install()
     after, t_after = run(pages)
     differ = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
-    print(json.dumps({"pages": len(pages), "extracted": sum(x is not None for x in before), "differ": differ,
-                      "cpu_before": round(t_before, 2), "cpu_after": round(t_after, 2)}))
+    print(
+        json.dumps(
+            {
+                "pages": len(pages),
+                "extracted": sum(x is not None for x in before),
+                "differ": differ,
+                "cpu_before": round(t_before, 2),
+                "cpu_after": round(t_after, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

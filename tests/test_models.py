@@ -157,9 +157,16 @@ def test_int8_quantized_roberta_stays_close_to_float32_and_keeps_the_ranking(tin
     # (random) model whose scores spread out shows that int8 keeps the order of real documents
     tok = AutoTokenizer.from_pretrained(tiny_roberta[0], local_files_only=True)
     torch.manual_seed(0)
-    cfg = RobertaConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=256, max_position_embeddings=130, pad_token_id=tok.pad_token_id,
-                        initializer_range=0.2)
+    cfg = RobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=256,
+        max_position_embeddings=130,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.2,
+    )
     model = RobertaForSequenceClassification(cfg).eval()
     texts = REF + WEB
     p32 = RobertaScorer.from_model(model, tok, max_length=128).predict(texts)

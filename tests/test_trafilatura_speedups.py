@@ -35,8 +35,13 @@ def test_rewritten_xpaths_select_the_same_elements_on_real_pages():
 
     from filters.trafilatura_speedups import _REGEXP_NS
 
-    exprs = [x for v in vars(xpaths).values() if isinstance(v, list) for x in v
-             if isinstance(x, XPath) and "re:test(" in x.path]
+    exprs = [
+        x
+        for v in vars(xpaths).values()
+        if isinstance(v, list)
+        for x in v
+        if isinstance(x, XPath) and "re:test(" in x.path
+    ]
     assert len(exprs) >= 10, "trafilatura's XPaths changed: review filters/trafilatura_speedups.py"
     pages = _pages()[::4]
     trees = [t for t in (load_html(h) for h in pages) if t is not None]
@@ -52,11 +57,16 @@ def _pages() -> list[str]:
     from warcio.archiveiterator import ArchiveIterator
 
     pages = []
-    for path in sorted(glob.glob(os.path.join(corpus_path("commoncrawl", "warc"), "**", "*.warc.gz"), recursive=True)):
+    for path in sorted(
+        glob.glob(os.path.join(corpus_path("commoncrawl", "warc"), "**", "*.warc.gz"), recursive=True)
+    ):
         with open(path, "rb") as f:
             for r in ArchiveIterator(f):
-                if r.rec_type == "response" and r.http_headers is not None and \
-                        "html" in (r.http_headers.get_header("Content-Type") or ""):
+                if (
+                    r.rec_type == "response"
+                    and r.http_headers is not None
+                    and "html" in (r.http_headers.get_header("Content-Type") or "")
+                ):
                     body = r.content_stream().read()
                     if body:
                         pages.append(body)
@@ -71,12 +81,19 @@ def test_extraction_is_identical_with_the_speedups_on_every_real_page(tmp_path):
     assert len(pages) > 300
     src = tmp_path / "pages.pkl"
     src.write_bytes(pickle.dumps(pages))
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "tests", "_speedups_check.py"), str(src)],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tests", "_speedups_check.py"), str(src)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": REPO},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     verdict = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"\ntrafilatura speed-ups on {verdict['pages']} real pages: CPU {verdict['cpu_before']} s -> "
-          f"{verdict['cpu_after']} s, {len(verdict['differ'])} pages differ")
+    print(
+        f"\ntrafilatura speed-ups on {verdict['pages']} real pages: CPU {verdict['cpu_before']} s -> "
+        f"{verdict['cpu_after']} s, {len(verdict['differ'])} pages differ"
+    )
     assert verdict["extracted"] > 250
     assert verdict["differ"] == [], f"pages whose text changed: {verdict['differ'][:20]}"
