@@ -189,7 +189,6 @@ def run_recipe(
     ray_address: str | None = None,
 ) -> RunResult:
     """Run ``recipe`` over every input not yet done, then the corpus stages; write ``summary.json``."""
-    import json
 
     recipe.validate()
     t0 = time.perf_counter()
@@ -200,7 +199,7 @@ def run_recipe(
         layout.make_dirs()
         for kind in ("docs", "rejected", "stats", "_done"):
             clean_tmp_files(layout.dir(kind))
-        pending = [p for p in inputs if not layout.is_done(input_key(p))]
+        pending = _pending(layout, inputs)
         log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
         if pending:
             if executor == "local":
@@ -212,14 +211,7 @@ def run_recipe(
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them
         stage_results = {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages}
-        stats = []
-        for p in inputs:
-            stats_path = layout.path("stats", input_key(p), "json")
-            if storage.is_uri(stats_path):
-                stats.append(storage.read_json(stats_path))
-                continue
-            with open(stats_path, encoding="utf-8") as f:
-                stats.append(json.load(f))
+        stats = _read_stats(layout, inputs)
         summary = merge_stats(stats)
         if stage_results:
             summary["corpus_stages"] = stage_results
@@ -227,6 +219,30 @@ def run_recipe(
         write_json_atomic(storage.join(layout.base, "summary.json"), summary)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
                      round(time.perf_counter() - t0, 3), summary)
+
+
+def _read_stats(layout: SourceLayout, inputs: list[str]) -> list[dict[str, Any]]:
+    import json
+
+    paths = [layout.path("stats", input_key(p), "json") for p in inputs]
+    if storage.is_uri(layout.base):  # one GET per input: in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(16) as pool:
+            return list(pool.map(storage.read_json, paths))
+    stats = []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            stats.append(json.load(f))
+    return stats
+
+
+def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
+    """Inputs without a completion marker (on object storage from one listing of ``_done/``, not a HEAD each)."""
+    if storage.is_uri(layout.base):
+        done = {storage.basename(o.uri) for o in storage.list_files(layout.dir("_done"))}
+        return [p for p in inputs if f"{input_key(p)}.json" not in done]
+    return [p for p in inputs if not layout.is_done(input_key(p))]
 
 
 def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
