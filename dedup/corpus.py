@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 ROW_BITS = 32
@@ -93,18 +94,41 @@ def gids(file_index: int, first_row: int, n: int) -> np.ndarray:
     )
 
 
+DOC_TABLE_SCHEMA = pa.schema(
+    [
+        ("gid", pa.uint64()),
+        ("id", pa.string()),
+        ("score", pa.float64()),
+        ("protected", pa.bool_()),
+        ("chars", pa.int64()),
+    ]
+)
+
+
 def doc_table(
-    t: pa.Table, g: np.ndarray, id_column: str, score_column: str | None, protected: bool
+    t: pa.Table,
+    g: np.ndarray,
+    id_column: str,
+    score_column: str | None,
+    protected: bool,
+    text_column: str = "text",
 ) -> pa.Table:
-    """Per-document facts every pass keeps (global id, id, survivor score, reference or not) for one batch."""
+    """Per-document facts every pass keeps for one batch: global id, id, survivor score, reference or not, and the
+    text's length in characters (the verify pass sizes its partitions with it, before reading any text).
+
+    Row ``r`` of a file's doc table is the file's row ``r``, so a pass looks documents up by row number.
+    """
     score = t.column(score_column).cast(pa.float64()) if score_column else pa.nulls(t.num_rows, pa.float64())
+    chars = pc.fill_null(pc.utf8_length(t.column(text_column).cast(pa.string())), 0).cast(pa.int64())
     return pa.table(
         {
-            "gid": pa.array(g),
+            "gid": pa.array(g, pa.uint64()),
             "id": t.column(id_column).cast(pa.string()),
             "score": score,
             "protected": pa.array(np.full(t.num_rows, protected)),
-        }
+            "chars": chars,
+        },
+        schema=DOC_TABLE_SCHEMA,
     )
 
 

@@ -4,7 +4,8 @@ Pass 1 (per input file, parallel): signatures of every document, vectorised over
 multiply-shift family ``h_i(x) = (a_i * x + b_i) mod 2^64 >> 32``; each band's ``rows`` values are mixed into one
 64-bit key, and ``(band, key, gid)`` rows go to ``bands/<partition>/<file>.parquet`` with ``partition = key % P``.
 Pass 2 (per partition, parallel): sort the partition's rows by ``(band, key)``; every bucket with two or more
-documents yields candidate pairs.  Only one partition is in memory at a time.
+documents yields candidate pairs.  Only one partition is in memory at a time, and ``P`` grows with the corpus
+(:func:`partitions_for`) so that a partition holds at most ``partition_rows`` band rows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dedup.corpus import InputFile, doc_table, gids, is_done, iter_batches, mark_done, write_parquet_atomic
+from dedup.corpus import (
+    DOC_TABLE_SCHEMA,
+    InputFile,
+    doc_table,
+    gids,
+    is_done,
+    iter_batches,
+    mark_done,
+    write_parquet_atomic,
+)
 from dedup.text import _POS_MULT, mix64, shingle_hashes
 
 _U64 = np.uint64
@@ -38,8 +48,12 @@ class MinHashConfig:
     #: survivor of a cluster: highest value of this column (if set), then smallest id
     score_column: str | None = None
     seed: int = 1
+    #: bucket partitions (at least; more when the corpus has over ``partition_rows`` band rows per partition)
     partitions: int = 16
+    partition_rows: int = 1_000_000
     batch_rows: int = 2000
+    #: characters of text per verify partition (its documents' texts and shingle sets are what a worker holds)
+    verify_chars: int = 32_000_000
     #: buckets up to this size emit all their pairs; larger ones a star around their smallest member
     all_pairs_max_bucket: int = 8
     text_column: str = "text"
@@ -82,6 +96,11 @@ class MinHashConfig:
         }
 
 
+def partitions_for(docs: int, keys_per_doc: int, minimum: int, partition_rows: int) -> int:
+    """Bucket partitions for ``docs`` documents: ``minimum``, or more so that none holds over ``partition_rows`` keys."""
+    return max(minimum, -(-docs * keys_per_doc // max(1, partition_rows)))
+
+
 def choose_bands(threshold: float, num_perm: int, verify: bool = True) -> tuple[int, int]:
     """Bands x rows minimising weighted false positives + negatives around ``threshold`` (datasketch's optimiser).
 
@@ -99,7 +118,7 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def signatures(texts: list[str], cfg: MinHashConfig, chunk: int = 40_000) -> tuple[np.ndarray, np.ndarray]:
+def signatures(texts: list[str], cfg: MinHashConfig, chunk: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """``(sig uint32[len(texts), num_perm], has_shingles bool[len(texts)])`` for one batch of texts."""
     a, b = permutations(cfg.num_perm, cfg.seed)
     h, offsets = shingle_hashes(texts, cfg.ngram)
@@ -157,7 +176,7 @@ def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]
             parts[i].append(flat[sel])
             pband[i].append(bk[sel])
             pgid[i].append(gk[sel])
-        doc_tables.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected))
+        doc_tables.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
         docs += t.num_rows
         empty += int((~ok).sum())
     for i in range(cfg.partitions):
@@ -166,18 +185,7 @@ def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]
             {"band": cat(pband[i], np.uint8), "key": cat(parts[i], _U64), "gid": cat(pgid[i], _U64)}
         )
         write_parquet_atomic(table, os.path.join(work, "bands", f"{i:04d}", f"{f.key}.parquet"))
-    facts = (
-        pa.concat_tables(doc_tables)
-        if doc_tables
-        else pa.table(
-            {
-                "gid": pa.array([], pa.uint64()),
-                "id": pa.array([], pa.string()),
-                "score": pa.array([], pa.float64()),
-                "protected": pa.array([], pa.bool_()),
-            }
-        )
-    )
+    facts = pa.concat_tables(doc_tables) if doc_tables else DOC_TABLE_SCHEMA.empty_table()
     write_parquet_atomic(facts, os.path.join(work, "doctable", f"{f.key}.parquet"))
     info = {"file": f.key, "path": f.path, "docs": docs, "no_shingles": empty}
     mark_done(work, "signatures", f.key, info)

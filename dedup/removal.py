@@ -83,8 +83,8 @@ def move_to_rejected(
 ) -> dict[str, Any]:
     """Pipeline removal: move removed rows of ``<source>/docs/<key>.parquet`` to ``rejected/<key>.parquet``."""
     remove = removed_rows(dups, files)
-    cluster_of = dict(zip(dups.column("gid").to_pylist(), dups.column("cluster_id").to_pylist(), strict=True))
-    reason_of = dict(zip(dups.column("gid").to_pylist(), dups.column("reason").to_pylist(), strict=True))
+    by_gid = np.argsort(dups.column("gid").to_numpy(), kind="stable")  # a gid's row in `dups`: binary search
+    sorted_gid = dups.column("gid").to_numpy()[by_gid]
     moved = 0
     for fi, rows in remove.items():
         f = files[fi]
@@ -92,11 +92,14 @@ def move_to_rejected(
         rej_path = os.path.join(source_dir, "rejected", f"{key}.parquet")
         docs = pq.read_table(f.path)
         gone = docs.take(pa.array(rows))
-        gids = ((fi << 32) | rows).tolist()
-        reasons = [reason_of[g] for g in gids]
+        gids = (np.uint64(fi) << np.uint64(32)) | rows.astype(np.uint64)
+        at = pa.array(by_gid[np.searchsorted(sorted_gid, gids)])
+        reasons = dups.column("reason").take(at).to_pylist()
         meta = [
-            _with_cluster(m, cluster_of[g])
-            for m, g in zip(gone.column("meta").to_pylist(), gids, strict=True)
+            _with_cluster(m, c)
+            for m, c in zip(
+                gone.column("meta").to_pylist(), dups.column("cluster_id").take(at).to_pylist(), strict=True
+            )
         ]
         gone = gone.set_column(gone.schema.get_field_index("meta"), "meta", pa.array(meta, pa.string()))
         gone = gone.append_column("reason", pa.array(reasons, pa.string()))

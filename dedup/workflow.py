@@ -32,10 +32,12 @@ from dedup.corpus import (
     pmap,
     write_parquet_atomic,
 )
-from dedup.minhash import MinHashConfig, bucket_task, signature_task
+from dedup.minhash import MinHashConfig, bucket_task, partitions_for, signature_task
 from dedup.text import simplify_text
 
 log = logging.getLogger(__name__)
+#: on-disk layout of the work folder (part of its name): 2 = verify partitions, doc tables with text length
+LAYOUT = 2
 
 
 @dataclass
@@ -61,13 +63,17 @@ def find_near_duplicates(
         check_columns(
             f.path, [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
         )
-    work = os.path.join(work_root, f"minhash-{fingerprint(files, {**cfg.identity(), 'reason': reason})}")
+    docs = sum(pq.ParquetFile(f.path).metadata.num_rows for f in files)
+    cfg = replace(cfg, partitions=partitions_for(docs, cfg.bands, cfg.partitions, cfg.partition_rows))
+    ident = {**cfg.identity(), "reason": reason, "layout": LAYOUT}
+    work = os.path.join(work_root, f"minhash-{fingerprint(files, ident)}")
     stats: dict[str, Any] = {
         "work": work,
         "bands": cfg.bands,
         "rows": cfg.rows,
         "threshold": cfg.threshold,
         "verify": cfg.verify,
+        "partitions": cfg.partitions,
     }
     t0 = time.perf_counter()
     sig = pmap(signature_task, [(f, cfg, work) for f in files], cfg.workers, cfg.executor)
@@ -76,9 +82,21 @@ def find_near_duplicates(
     buckets = pmap(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], cfg.workers, cfg.executor)
     stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
     t0 = _timed(stats, "buckets", t0)
-    stats.update(verify_pairs(work, files, cfg.threshold, cfg.text_column, cfg.ngram, cfg.verify))
+    stats.update(
+        verify_pairs(
+            work,
+            files,
+            cfg.threshold,
+            cfg.text_column,
+            cfg.ngram,
+            cfg.verify,
+            cfg.verify_chars,
+            cfg.workers,
+            cfg.executor,
+        )
+    )
     t0 = _timed(stats, "verify", t0)
-    stats.update(build_clusters(work, reason))
+    stats.update(build_clusters(work, files, reason))
     _timed(stats, "clusters", t0)
     return DedupResult(work, files, pq.read_table(os.path.join(work, "duplicates.parquet")), stats)
 
@@ -91,7 +109,9 @@ class ExactConfig:
     score_column: str | None = None
     text_column: str = "text"
     id_column: str = "id"
+    #: hash partitions (at least; more when the corpus has over ``partition_rows`` documents per partition)
     partitions: int = 16
+    partition_rows: int = 1_000_000
     batch_rows: int = 5000
     executor: str = "local"
     workers: int = 2
@@ -122,7 +142,7 @@ def exact_hash_task(args: tuple[InputFile, ExactConfig, str]) -> dict[str, Any]:
         keys.append(np.fromiter((_doc_hash(x, cfg.mode) for x in texts), np.uint64, len(texts)))
         g = gids(f.index, first, t.num_rows)
         gl.append(g)
-        docs.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected))
+        docs.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
     key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
     gid = np.concatenate(gl) if gl else np.zeros(0, np.uint64)
     part = (key % np.uint64(cfg.partitions)).astype(np.int64)
@@ -148,7 +168,10 @@ def find_exact_duplicates(
         check_columns(
             f.path, [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
         )
+    docs = sum(pq.ParquetFile(f.path).metadata.num_rows for f in files)
+    cfg = replace(cfg, partitions=partitions_for(docs, 1, cfg.partitions, cfg.partition_rows))
     ident = {
+        "layout": LAYOUT,
         "mode": cfg.mode,
         "score": cfg.score_column,
         "text": cfg.text_column,
@@ -164,6 +187,6 @@ def find_exact_duplicates(
     mh = replace(MinHashConfig(), partitions=cfg.partitions, all_pairs_max_bucket=2, verify=False)
     pmap(bucket_task, [(p, mh, work) for p in range(cfg.partitions)], cfg.workers, cfg.executor)
     stats.update(verify_pairs(work, files, 1.0, cfg.text_column, 1, verify=False))
-    stats.update(build_clusters(work, reason))
+    stats.update(build_clusters(work, files, reason))
     _timed(stats, "clusters", t0)
     return DedupResult(work, files, pq.read_table(os.path.join(work, "duplicates.parquet")), stats)

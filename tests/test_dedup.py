@@ -108,7 +108,7 @@ def test_minhash_accuracy_on_real_text_with_planted_duplicates(tmp_path, paragra
         res.duplicates.column("id").to_pylist(), res.duplicates.column("cluster_id").to_pylist(), strict=True
     ):
         cluster[pos[d]] = ids.setdefault(c, len(ids))
-    v = pq.read_table(os.path.join(res.work, "verified.parquet")).to_pydict()
+    v = pq.read_table(os.path.join(res.work, "verified")).to_pydict()
     gid_to_pos = {
         g: pos[i]
         for g, i in zip(
