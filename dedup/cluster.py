@@ -55,9 +55,13 @@ def load_pairs(work: str) -> np.ndarray:
     parts = [pq.read_table(p) for p in files]
     if not parts or not sum(t.num_rows for t in parts):
         return np.zeros((0, 2), _U64)
-    t = pa.concat_tables(parts)
-    pairs = np.stack([t.column("a").to_numpy(), t.column("b").to_numpy()], axis=1)
-    return np.unique(pairs, axis=0)
+    a = np.concatenate([t.column("a").to_numpy() for t in parts]).astype(_U64)
+    b = np.concatenate([t.column("b").to_numpy() for t in parts]).astype(_U64)
+    del parts
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
+    first = np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]  # a pair found in several bands: once
+    return np.stack([a[first], b[first]], axis=1)
 
 
 def _by_file(g: np.ndarray) -> Iterator[tuple[int, slice, np.ndarray]]:
