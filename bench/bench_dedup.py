@@ -2,21 +2,45 @@
 datatrove's 4-stage MinHash (LocalPipelineExecutor, 2 workers), on the same documents.
 
 Documents are runs of real paragraphs from ../shared/corpus with 20% planted near-duplicates at known edit rates
-(dedup.evalset).  Recall is over planted pairs whose exact Jaccard is >= 0.85; precision over verified edges.
-Each system runs in its own subprocess so peak RSS is its own.  Usage: ``python bench/bench_dedup.py [20000 100000]``.
+(dedup.evalset).  Recall is over planted pairs whose exact Jaccard is >= 0.85 (the truth is computed once per input,
+a chunk of pairs at a time, and cached beside it).  Each system runs in its own subprocess; its memory is sampled
+over that process and all its descendants (worker processes included) while the system runs, and the recall is
+computed afterwards, so the harness's own data never counts.
+
+    python bench/bench_dedup.py [--systems winnow,datasketch,datatrove] [--note TEXT] [SIZE ...]
+
+Without ``--systems``, Winnow runs at every size and the references at 20,000 documents or fewer; with it, the named
+systems run at every size.  Rows of (system, size) not re-measured are kept from the previous table.
 """
 
 from __future__ import annotations
 
+import argparse
+import glob
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CORPUS, WORK, machine, md_table, peak_rss_mb, write_section  # noqa: E402
+from bench.common import CORPUS, RESULTS, WORK, machine, md_table, write_section  # noqa: E402
+
+SYSTEMS = ("winnow", "datasketch", "datatrove")
+HEADERS = [
+    "system",
+    "docs",
+    "wall s",
+    "docs/s",
+    "peak memory MiB (PSS, all processes)",
+    "largest process MiB (peak RSS)",
+    "recall (planted J>=0.85)",
+    "pairs J>=0.85",
+    "measured",
+]
 
 
 def make_input(n: int) -> str:
@@ -44,21 +68,130 @@ def make_input(n: int) -> str:
     return folder
 
 
-def planted_truth(folder: str) -> list[tuple[str, str, float]]:
-    import glob
+def truth_path(n: int) -> str:
+    return os.path.join(WORK, "dedup", f"truth-{n}.parquet")
 
+
+def planted_truth(folder: str, n: int, chunk: int = 20_000) -> str:
+    """``(a, b, jaccard)`` of every planted pair, cached in ``truth-<n>.parquet`` beside the inputs.
+
+    Only the texts of one chunk of pairs are in memory at a time (read by row number from each input file).
+    """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dedup.text import jaccard, shingle_set
+    from dedup.corpus import read_rows
+    from dedup.text import jaccard, shingle_hashes
 
-    t = pa.concat_tables([pq.read_table(p) for p in sorted(glob.glob(os.path.join(folder, "*.parquet")))])
-    text = dict(zip(t.column("id").to_pylist(), t.column("text").to_pylist(), strict=True))
-    out = []
-    for i, d in zip(t.column("id").to_pylist(), t.column("dup_of").to_pylist(), strict=True):
-        if d is not None:
-            out.append((i, d, jaccard(shingle_set(text[i]), shingle_set(text[d]))))
-    return out
+    path = truth_path(n)
+    if os.path.exists(path):
+        return path
+    files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
+    index = []
+    for i, p in enumerate(files):
+        t = pq.read_table(p, columns=["id", "dup_of"])
+        index.append(
+            t.append_column("file", pa.array(np.full(t.num_rows, i))).append_column(
+                "row", pa.array(np.arange(t.num_rows))
+            )
+        )
+    docs = pa.concat_tables(index)
+    planted = docs.filter(docs.column("dup_of").is_valid())
+    src = docs.select(["id", "file", "row"]).rename_columns(["dup_of", "src_file", "src_row"])
+    pairs = planted.join(src, "dup_of").sort_by("id")
+    a_f, a_r = pairs.column("file").to_numpy(), pairs.column("row").to_numpy()
+    b_f, b_r = pairs.column("src_file").to_numpy(), pairs.column("src_row").to_numpy()
+    jac = np.empty(pairs.num_rows)
+    for lo in range(0, pairs.num_rows, chunk):
+        sl = slice(lo, lo + chunk)
+        need = np.unique(np.concatenate([a_f[sl] << 32 | a_r[sl], b_f[sl] << 32 | b_r[sl]]))
+        sets = {}
+        for f in np.unique(need >> 32).tolist():
+            rows = need[(need >> 32) == f] & 0xFFFFFFFF
+            texts = read_rows(files[f], rows, ["text"]).column("text").to_pylist()
+            for k in range(0, len(texts), 500):
+                h, off = shingle_hashes(texts[k : k + 500], 5)
+                for r, x, y in zip(
+                    rows[k : k + 500].tolist(), off[:-1].tolist(), off[1:].tolist(), strict=True
+                ):
+                    sets[f << 32 | r] = np.unique(h[x:y])
+        for i in range(lo, min(lo + chunk, pairs.num_rows)):
+            jac[i] = jaccard(sets[int(a_f[i]) << 32 | int(a_r[i])], sets[int(b_f[i]) << 32 | int(b_r[i])])
+    out = pa.table({"a": pairs.column("id"), "b": pairs.column("dup_of"), "jaccard": jac})
+    pq.write_table(out, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+class TreeMemory:
+    """Peak memory of this process and all its descendants, sampled every ``interval`` seconds while running.
+
+    ``pss_mb``: the peak of the summed PSS (a page shared by k processes, e.g. after fork, counts 1/k in each: the
+    sum is the memory the run really holds); ``max_rss_mb``: the largest peak RSS of any single process (its VmHWM,
+    read while it lives, and RUSAGE_CHILDREN for processes that ended).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.interval = interval
+        self.pss_kb = 0
+        self.hwm_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _fields(pid: int, path: str, names: tuple[str, ...]) -> dict[str, int]:
+        out = {}
+        try:
+            with open(f"/proc/{pid}/{path}") as f:
+                for line in f:
+                    key = line.split(":", 1)[0]
+                    if key in names:
+                        out[key] = int(line.split()[1])
+        except OSError:
+            pass
+        return out
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        pss = 0
+        for p in procs:
+            pss += self._fields(p.pid, "smaps_rollup", ("Pss",)).get("Pss", 0)
+            self.hwm_kb = max(self.hwm_kb, self._fields(p.pid, "status", ("VmHWM",)).get("VmHWM", 0))
+        self.pss_kb = max(self.pss_kb, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreeMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.hwm_kb = max(self.hwm_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+    @property
+    def pss_mb(self) -> float:
+        return round(self.pss_kb / 1024, 1)
+
+    @property
+    def max_rss_mb(self) -> float:
+        return round(self.hwm_kb / 1024, 1)
 
 
 def run_winnow(folder: str, out: str) -> dict:
@@ -186,14 +319,22 @@ def run_datatrove(folder: str, out: str) -> dict:
 
 def child(kind: str, n: int) -> None:
     folder = make_input(n)
-    if kind == "winnow":
-        r = run_winnow(folder, os.path.join(WORK, "dedup", f"out-{n}"))
-    elif kind == "datatrove":
-        r = run_datatrove(folder, os.path.join(WORK, "dedup", f"dt-{n}"))
-    else:
-        r = run_datasketch(folder)
-    truth = planted_truth(folder)
-    hi = [(a, b) for a, b, j in truth if j >= 0.85]
+    with TreeMemory() as mem:
+        if kind == "winnow":
+            r = run_winnow(folder, os.path.join(WORK, "dedup", f"out-{n}"))
+        elif kind == "datatrove":
+            r = run_datatrove(folder, os.path.join(WORK, "dedup", f"dt-{n}"))
+        else:
+            r = run_datasketch(folder)
+    # evaluation after the measurement: the truth (ids and Jaccard of planted pairs) is read from its cache
+    import pyarrow.parquet as pq
+
+    truth = pq.read_table(planted_truth(folder, n))
+    hi = [
+        (a, b)
+        for a, b, j in zip(*(truth.column(c).to_pylist() for c in ("a", "b", "jaccard")), strict=True)
+        if j >= 0.85
+    ]
     c = r["cluster"]
     if kind in ("winnow", "datatrove"):
         found = sum(1 for a, b in hi if a in c and c.get(a) == c.get(b))
@@ -204,61 +345,84 @@ def child(kind: str, n: int) -> None:
         {
             "recall_j085": round(found / len(hi), 4) if hi else None,
             "pairs_j085": len(hi),
-            "planted": len(truth),
-            "rss_mb": peak_rss_mb(),
+            "planted": truth.num_rows,
+            "pss_mb": mem.pss_mb,
+            "max_rss_mb": mem.max_rss_mb,
         }
     )
     print(json.dumps(r, default=str))
 
 
-def main(sizes: list[int]) -> None:
-    rows = []
-    for n in sizes:
-        make_input(n)
-        for kind in ("winnow", "datasketch", "datatrove"):
-            if kind != "winnow" and n > 20_000:
-                continue  # the references run at the smallest size only (datatrove: ~86 s at 20k here)
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", kind, str(n)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append(
-                [
-                    kind,
-                    f"{n:,}",
-                    f"{r['seconds']:.1f}",
-                    f"{r['docs'] / r['seconds']:,.0f}",
-                    r["rss_mb"],
-                    r["recall_j085"],
-                    r["pairs_j085"],
-                ]
-            )
-            print(rows[-1], flush=True)
+def previous_rows() -> dict[tuple[str, str], list[str]]:
+    """Rows of the current dedup table in results.md (same columns only), keyed by (system, docs)."""
+    if not os.path.exists(RESULTS):
+        return {}
+    text = open(RESULTS, encoding="utf-8").read()
+    m = re.search(r"<!-- dedup:start -->(.*?)<!-- dedup:end -->", text, re.S)
+    lines = [ln for ln in (m.group(1).splitlines() if m else []) if ln.startswith("|")]
+    if not lines or [c.strip() for c in lines[0].strip("|").split("|")] != HEADERS:
+        return {}
+    rows = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+    return {(r[0], r[1]): r for r in rows if len(r) == len(HEADERS)}
+
+
+def write_table(rows: dict[tuple[str, str], list[str]], note: str) -> None:
+    order = sorted(
+        rows, key=lambda k: (int(k[1].replace(",", "")), SYSTEMS.index(k[0]) if k[0] in SYSTEMS else 9)
+    )
     md = (
         "## Dedup (MinHash near-duplicates)\n\n"
         + machine()
-        + ".\n\n"
-        + md_table(
-            [
-                "system",
-                "docs",
-                "wall s",
-                "docs/s",
-                "peak RSS MiB",
-                "recall (planted J>=0.85)",
-                "pairs J>=0.85",
-            ],
-            rows,
-        )
+        + (f"; {note}" if note else "")
+        + ". Memory is sampled every 0.1 s over the system's process and all its workers while it runs (the"
+        " recall evaluation comes after); PSS counts a page shared between processes once. (Earlier versions of"
+        " this table showed the benchmark child's own peak RSS instead: it included the evaluation's load of every"
+        " text, 3.3 GB at 400k, and missed the worker processes.)\n\n"
+        + md_table(HEADERS, [rows[k] for k in order])
     )
     write_section("dedup", md)
+
+
+def main(sizes: list[int], systems: list[str] | None = None, note: str = "") -> None:
+    explicit = systems is not None
+    rows = previous_rows()
+    for n in sizes:
+        folder = make_input(n)
+        planted_truth(folder, n)
+        for kind in systems or SYSTEMS:
+            if not explicit and kind != "winnow" and n > 20_000:
+                continue  # by default the references run at the smallest size only (datatrove: ~86 s at 20k)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True
+            )
+            if proc.returncode:
+                sys.exit(f"{kind} at {n:,} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+            r = json.loads(proc.stdout.strip().splitlines()[-1])
+            rows[(kind, f"{n:,}")] = [
+                kind,
+                f"{n:,}",
+                f"{r['seconds']:.1f}",
+                f"{r['docs'] / r['seconds']:,.0f}",
+                f"{r['pss_mb']:.0f}",
+                f"{r['max_rss_mb']:.0f}",
+                str(r["recall_j085"]),
+                str(r["pairs_j085"]),
+                time.strftime("%Y-%m-%d"),
+            ]
+            print(json.dumps(r, default=str), flush=True)
+            write_table(rows, note)  # after every row: a long run stopped half-way keeps what it measured
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]))
     else:
-        main([int(x) for x in sys.argv[1:]] or [20_000, 100_000])
+        ap = argparse.ArgumentParser(description="MinHash dedup: Winnow vs datasketch vs datatrove")
+        ap.add_argument("sizes", nargs="*", type=int, help="documents per run (default 20000 100000)")
+        ap.add_argument("--systems", help=f"comma-separated, of {','.join(SYSTEMS)}; runs them at every size")
+        ap.add_argument("--note", default="", help="added to the machine line (e.g. 'shared machine')")
+        a = ap.parse_args()
+        chosen = a.systems.split(",") if a.systems else None
+        if chosen and set(chosen) - set(SYSTEMS):
+            ap.error(f"unknown system(s): {sorted(set(chosen) - set(SYSTEMS))}")
+        main(a.sizes or [20_000, 100_000], chosen, a.note)
