@@ -7,7 +7,9 @@ time in three places that do the same work more slowly than needed:
    expression visits, even when the tested attribute is absent (the node-set is empty, the string is ``''``).  Each
    call is rewritten as ``((X) and re:test(X, P))`` when the pattern ``P`` cannot match the empty string: libxml2
    short-circuits ``and``, so elements without the attribute never leave C, and the result is the same by construction
-   (an empty node-set tests ``''``, which ``P`` does not match).
+   (an empty node-set tests ``''``, which ``P`` does not match).  The rewritten expressions (all of which select
+   elements) are compiled with ``smart_strings=False``: the attribute values handed to ``re:test`` are then plain
+   strings instead of "smart" strings that each carry a reference to their element.
 2. ``lxml.html.HTMLParser`` looks up the Python class of every element proxy through a Python callback
    (``HtmlElementClassLookup``, per tag name).  trafilatura's parser gets a C-level ``ElementDefaultClassLookup`` with
    the same ``HtmlElement`` / ``HtmlComment`` / ``HtmlEntity`` / ``HtmlProcessingInstruction`` classes; only the
@@ -106,7 +108,7 @@ def _rewritten(xp: Any) -> Any:
     new = guard_regex_tests(xp.path)
     if new == xp.path:
         return xp
-    return XPath(new, namespaces={"re": _REGEXP_NS})
+    return XPath(new, namespaces={"re": _REGEXP_NS}, smart_strings=False)
 
 
 def _patch_xpaths() -> int:
