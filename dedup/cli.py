@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--kind", choices=["minhash", "exact", "md5"], default="minhash")
     p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument(
-        "--bands", type=int, default=None, help="with --rows; default 14x8, 0 = choose from threshold"
+        "--bands", type=int, default=None, help="with --rows; default 18x6, 0 = choose from threshold"
     )
     p.add_argument("--rows", type=int, default=None)
     p.add_argument("--ngram", type=int, default=5)
