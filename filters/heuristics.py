@@ -43,6 +43,9 @@ def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
                 self.cache: OrderedDict[str, list[str]] = OrderedDict()
                 self.hits = self.misses = 0
 
+            def clear(self) -> None:
+                self.cache.clear()
+
             def word_tokenize(self, text: str) -> list[str]:
                 words = self.cache.get(text)
                 if words is not None:
@@ -142,6 +145,12 @@ class DatatroveRule(Step):
         if "language" in inspect.signature(cls.__init__).parameters:
             params["language"] = shared_word_tokenizer(self.language)
         self._rule = cls(**params)
+
+    def start_input(self, path: str) -> None:
+        # the cache serves the rules that split the same document; an input never reuses another input's splits
+        # (a run over copies of the same pages, like the benchmark's, would otherwise skip most tokenization)
+        if self.language in _SHARED_TOKENIZERS:
+            _SHARED_TOKENIZERS[self.language].clear()
 
     def reason(self, raw: str | None) -> str:
         raw = (raw or "failed").removeprefix("gopher_")
