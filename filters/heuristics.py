@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -28,9 +29,26 @@ log = logging.getLogger(__name__)
 _SHARED_TOKENIZERS: dict[str, Any] = {}
 
 
+def import_spacy_without_torch() -> None:
+    """Import spaCy without the torch import its thinc backend attempts (1.4 s per process here, a third of a worker's
+    warm-up): only spaCy's tokenizer is used, which never touches torch.  A process that has already imported torch
+    (a model step) keeps it; torch stays importable afterwards (thinc just records it as absent)."""
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment] - `import torch` raises ImportError while this is set
+    try:
+        import spacy  # noqa: F401
+    except ImportError:
+        pass  # datatrove reports a missing spaCy itself, with its install hint
+    finally:
+        if "torch" in sys.modules and sys.modules["torch"] is None:
+            del sys.modules["torch"]
+
+
 def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
     """A process-wide caching wrapper around datatrove's word tokenizer for ``language``."""
     if language not in _SHARED_TOKENIZERS:
+        import_spacy_without_torch()
         from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
         class CachedWordTokenizer(WordTokenizer):
