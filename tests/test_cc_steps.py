@@ -184,3 +184,46 @@ def test_gopher_ngram_helpers_equal_datatrove_on_real_words_and_edge_cases():
     assert checked > 100
     # plain lists (someone calling datatrove's API directly after install) still work
     assert fast.find_top_duplicate(["a b", "a b", "c d"]) == orig["find_top_duplicate"](["a b", "a b", "c d"])
+
+
+def test_spacy_is_imported_without_torch_and_torch_stays_importable():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from filters.heuristics import shared_word_tokenizer\n"
+        "words = shared_word_tokenizer('en').word_tokenize('The cat sat on the mat, twice.')\n"
+        "assert words == ['The', 'cat', 'sat', 'on', 'the', 'mat', ',', 'twice', '.'], words\n"
+        "assert 'spacy' in sys.modules and 'torch' not in sys.modules\n"
+        "import torch\n"
+        "assert torch.ones(2).sum().item() == 2.0\n"
+    )
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_word_cache_is_per_input():
+    from filters.heuristics import GopherQuality, GopherRepetition, shared_word_tokenizer
+
+    story = (
+        "The committee met on {} to review the budget for the coming year. Members discussed the cost of repairs to "
+        "the old library, which has been closed since the storm in March.\nAfter a long debate, they agreed to fund "
+        "the work in two stages, starting with the roof and the heating system."
+    )
+    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday", "the holiday"]
+    # more documents than datatrove's own lru_cache(5) of splits holds: the reuse below is the shared cache's
+    batch = table_from_rows(
+        [{"id": d, "source": "commoncrawl", "text": story.format(d)} for d in days], CORE_SCHEMA
+    )
+    rep, qual = GopherRepetition(), GopherQuality()
+    tok = shared_word_tokenizer("en")
+    rep.start_input("first.warc.gz")
+    rep(batch)
+    before = tok.hits
+    qual(batch)
+    assert len(tok.cache) == len(days) and tok.hits - before >= len(days) - 5
+    rep.start_input("next.warc.gz")  # a new input never reuses the previous input's splits
+    assert not tok.cache
