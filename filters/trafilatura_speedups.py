@@ -346,18 +346,29 @@ def _rewritten(xp: Any) -> Any:
     return XPath(new, namespaces={"re": _REGEXP_NS}, smart_strings=False)
 
 
+#: id(trafilatura's XPath) -> (that XPath, its replacement); holding the old object keeps its id from being reused
+_REPLACED: dict[int, tuple[Any, Any]] = {}
+
+
+def original(xp: Any) -> Any:
+    """trafilatura's own expression behind ``xp`` (``xp`` itself when it was not replaced)."""
+    for old, new in _REPLACED.values():
+        if new is xp:
+            return old
+    return xp
+
+
 def _worth_replacing(xp: Any) -> bool:
     return "re:test(" in xp.path or compile_python(xp) is not None
 
 
 def _patch_xpaths() -> int:
-    """Replace every XPath with ``re:test`` held by a trafilatura module (lists in place, globals by identity)."""
+    """Replace every XPath held by a trafilatura module that has ``re:test`` or compiles to Python (lists in place,
+    globals by identity)."""
     import trafilatura
     from lxml.etree import XPath
 
-    replaced: dict[
-        int, tuple[Any, Any]
-    ] = {}  # id(old) -> (old, new): holding `old` keeps its id from being reused
+    replaced = _REPLACED
 
     def swap(old: Any) -> Any:
         if any(old is new for _, new in replaced.values()):  # a list shared by two modules, already rewritten
