@@ -36,8 +36,10 @@ _INSTALLED = False
 _REGEXP_NS = "http://exslt.org/regular-expressions"
 
 
-def _match_paren(s: str, i: int) -> int:
-    """Index of the ``)`` closing the ``(`` at ``s[i]``, skipping quoted strings."""
+def _closing(s: str, i: int, pair: str = "()") -> int:
+    """Index of the bracket closing the one at ``s[i]`` (``pair``: opening and closing), skipping quoted strings;
+    -1 when it never closes."""
+    opening, closing = pair
     depth, quote = 0, None
     for j in range(i, len(s)):
         c = s[j]
@@ -46,19 +48,29 @@ def _match_paren(s: str, i: int) -> int:
                 quote = None
         elif c in "'\"":
             quote = c
-        elif c == "(":
+        elif c == opening:
             depth += 1
-        elif c == ")":
+        elif c == closing:
             depth -= 1
             if depth == 0:
                 return j
-    raise ValueError(f"unbalanced parentheses in XPath: {s!r}")
+    return -1
 
 
-def _split_args(s: str) -> list[str]:
-    """Top-level comma-separated arguments of a function call body."""
-    args, depth, quote, start = [], 0, None, 0
-    for j, c in enumerate(s):
+def _match_paren(s: str, i: int) -> int:
+    """Index of the ``)`` closing the ``(`` at ``s[i]``, skipping quoted strings."""
+    j = _closing(s, i)
+    if j < 0:
+        raise ValueError(f"unbalanced parentheses in XPath: {s!r}")
+    return j
+
+
+def _split_top_level(s: str, separator_at: Callable[[str, int], int]) -> list[str]:
+    """``s`` split where ``separator_at(s, i)`` (the separator's length, 0 for none) finds one outside quotes and
+    brackets; parts stripped."""
+    parts, depth, quote, start, i = [], 0, None, 0, 0
+    while i < len(s):
+        c = s[i]
         if quote:
             if c == quote:
                 quote = None
@@ -68,11 +80,18 @@ def _split_args(s: str) -> list[str]:
             depth += 1
         elif c in ")]":
             depth -= 1
-        elif c == "," and depth == 0:
-            args.append(s[start:j].strip())
-            start = j + 1
-    args.append(s[start:].strip())
-    return args
+        elif depth == 0 and (n := separator_at(s, i)):
+            parts.append(s[start:i].strip())
+            i = start = i + n
+            continue
+        i += 1
+    parts.append(s[start:].strip())
+    return parts
+
+
+def _split_args(s: str) -> list[str]:
+    """Top-level comma-separated arguments of a function call body."""
+    return _split_top_level(s, lambda t, i: int(t[i] == ","))
 
 
 def _literal(arg: str) -> str | None:
@@ -116,34 +135,15 @@ _LIT = r"'([^']*)'"
 _ATTRS = r"(@[\w:-]+(?:\s*\|\s*@[\w:-]+)*)"
 
 
-def _split_top(s: str, word: str) -> list[str] | None:
-    """Split ``s`` at top-level `` or `` (outside quotes/parentheses/brackets)."""
-    parts, depth, quote, start, i = [], 0, None, 0, 0
-    n = len(s)
-    while i < n:
-        c = s[i]
-        if quote:
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in "([":
-            depth += 1
-        elif c in ")]":
-            depth -= 1
-        elif (
-            depth == 0
-            and s.startswith(word, i)
-            and (i == 0 or s[i - 1].isspace())
-            and (i + len(word) < n and s[i + len(word)].isspace())
-        ):
-            parts.append(s[start:i].strip())
-            start = i + len(word)
-            i = start
-            continue
-        i += 1
-    parts.append(s[start:].strip())
-    return parts
+def _split_top(s: str, word: str) -> list[str]:
+    """``s`` split at the top-level operator ``word`` (``or``) standing between whitespace."""
+
+    def at(t: str, i: int) -> int:
+        end = i + len(word)
+        hit = t.startswith(word, i) and i > 0 and t[i - 1].isspace() and end < len(t) and t[end].isspace()
+        return len(word) if hit else 0
+
+    return _split_top_level(s, at)
 
 
 def _attr_getter(spec: str) -> tuple[tuple[str, ...], Callable[[dict, list], str | None]]:
@@ -220,23 +220,8 @@ def _atom(s: str):
 
 
 def _closes_at_end(s: str) -> bool:
-    """Whether the ``(`` at s.index('(') closes at the last character."""
-    i = s.index("(")
-    depth, quote = 0, None
-    for j in range(i, len(s)):
-        c = s[j]
-        if quote:
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c == "(":
-            depth += 1
-        elif c == ")":
-            depth -= 1
-            if depth == 0:
-                return j == len(s) - 1
-    return False
+    """Whether the first ``(`` of ``s`` closes at its last character."""
+    return _closing(s, s.index("(")) == len(s) - 1
 
 
 def _or_list(s: str):
@@ -256,21 +241,8 @@ def _predicates(s: str) -> list[str] | None:
     while i < len(s):
         if s[i] != "[":
             return None
-        depth, quote = 0, None
-        for j in range(i, len(s)):
-            c = s[j]
-            if quote:
-                if c == quote:
-                    quote = None
-            elif c in "'\"":
-                quote = c
-            elif c == "[":
-                depth += 1
-            elif c == "]":
-                depth -= 1
-                if depth == 0:
-                    break
-        else:
+        j = _closing(s, i, "[]")
+        if j < 0:
             return None
         out.append(s[i + 1 : j])
         i = j + 1
