@@ -1,7 +1,7 @@
 """Output-preserving speed-ups of trafilatura, installed once per process by the extraction step.
 
 Profiling trafilatura 2.x on the real pages of ../shared/corpus (bench/bench_commoncrawl.py) puts about a third of its
-time in three places that do the same work more slowly than needed:
+time in places that do the same work more slowly than needed (item 4 is further down, by its code):
 
 1. ``re:test(...)`` in its XPath expressions (EXSLT regular expressions) calls back into Python for *every* element an
    expression visits, even when the tested attribute is absent (the node-set is empty, the string is ``''``).  Each
@@ -424,7 +424,7 @@ def _patch_parser() -> None:
 
 
 def install() -> bool:
-    """Apply the three speed-ups to this process's trafilatura (idempotent); True when installed now."""
+    """Apply the speed-ups (items 1-4 above) to this process's trafilatura (idempotent); True when installed now."""
     global _INSTALLED
     if _INSTALLED:
         return False
