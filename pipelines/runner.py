@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -72,19 +73,20 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 class RemoteStep(Step):
     """Stands in for a model step inside tasks; sends each batch to one of the step's actors."""
 
-    def __init__(self, inner: Step, actors: list[Any]):
+    def __init__(self, inner: Step, actors: list[Any], placement: dict[str, Any] | None = None):
         self.inner_name, self.actors = inner.name, actors
+        #: how the step runs, for the run's summary: {"actors": n, "num_gpus": 1, ...}
+        self.placement = placement or {"actors": len(actors)}
         self.name = inner.name
         self.kind = inner.kind  # type: ignore[misc]
         self._adds = inner.adds()
-        self._next = 0
 
     def adds(self) -> dict[str, pa.DataType]:
         return getattr(self, "_adds", {})
 
     def __getstate__(self) -> dict[str, Any]:
         return {"inner_name": self.inner_name, "actors": self.actors, "name": self.name, "kind": self.kind,
-                "_adds": self._adds}
+                "_adds": self._adds, "placement": self.placement}
 
     def start_input(self, path: str) -> None:
         import ray
@@ -94,9 +96,16 @@ class RemoteStep(Step):
     def process(self, batch: pa.Table) -> StepResult:
         import ray
 
-        actor = self.actors[self._next % len(self.actors)]
-        self._next = getattr(self, "_next", 0) + 1
-        return ray.get(actor.process.remote(batch))
+        # round robin over the pool; each task's copy starts at a random actor (``_next`` is not pickled)
+        n = getattr(self, "_next", None)
+        if n is None:
+            n = random.randrange(len(self.actors))
+        self._next = n + 1
+        return ray.get(self.actors[n % len(self.actors)].process.remote(batch))
+
+
+#: a step's ``resources`` keys as Ray options -> the names ``ray.cluster_resources()`` reports them under
+_RAY_RESOURCE = {"num_gpus": "GPU", "num_cpus": "CPU"}
 
 
 def _actor_steps(recipe: Recipe) -> Recipe:
@@ -111,12 +120,16 @@ def _actor_steps(recipe: Recipe) -> Recipe:
     steps = []
     for step in recipe.steps:
         res = step.resources
-        if res and all(available.get(k, 0) >= v for k, v in res.items()):
-            n = max(1, int(min(available.get(k, 0) // v for k, v in res.items() if v)))
-            cls = ray.remote(_StepActor).options(num_cpus=0, **{"num_gpus": res.get("num_gpus", 0)})
+        have = {k: available.get(_RAY_RESOURCE.get(k, k), 0) for k in res}
+        if res and all(have[k] >= v for k, v in res.items()):
+            n = max(1, int(min(have[k] // v for k, v in res.items() if v)))
+            custom = {k: v for k, v in res.items() if k not in _RAY_RESOURCE}
+            cls = ray.remote(_StepActor).options(
+                num_cpus=res.get("num_cpus", 0), num_gpus=res.get("num_gpus", 0), resources=custom or None
+            )
             actors = [cls.remote(step) for _ in range(n)]
             log.info("step %s runs as %d actor(s) with %s", step.name, n, res)
-            steps.append(RemoteStep(step, actors))
+            steps.append(RemoteStep(step, actors, {"actors": n, **res}))
         else:
             steps.append(step)
     recipe.steps = steps
@@ -195,6 +208,7 @@ def run_recipe(
     specs = [input_spec] if isinstance(input_spec, str) else list(input_spec)
     inputs = sorted({p for spec in specs for p in recipe.reader.discover(spec)})
     layout = SourceLayout(out_root, recipe.source)
+    actor_steps: dict[str, dict[str, Any]] = {}
     with run_lock(layout.base, wait=wait_for_lock):
         layout.make_dirs()
         for kind in ("docs", "rejected", "stats", "_done"):
@@ -205,7 +219,7 @@ def run_recipe(
             if executor == "local":
                 _run_local(recipe, pending, out_root, progress)
             else:
-                _run_ray(recipe, pending, out_root, progress, ray_address)
+                actor_steps = _run_ray(recipe, pending, out_root, progress, ray_address)
             for kind in ("docs", "rejected", "stats", "_done"):  # partial files of worker attempts that died
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
@@ -215,6 +229,8 @@ def run_recipe(
         summary = merge_stats(stats)
         if stage_results:
             summary["corpus_stages"] = stage_results
+        if actor_steps:  # model steps that ran as Ray actor pools in this run (e.g. on GPUs)
+            summary["actor_steps"] = actor_steps
         summary["source"] = recipe.source
         write_json_atomic(storage.join(layout.base, "summary.json"), summary)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
@@ -278,11 +294,15 @@ def _forward_storage_env(pending: list[str], out_root: str) -> bool:
     return storage.is_uri(out_root) or any(storage.is_uri(p) for p in pending)
 
 
-def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None) -> None:
+def _run_ray(
+    recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None
+) -> dict[str, dict[str, Any]]:
+    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools."""
     import ray
 
     init_ray(address)
     recipe = _actor_steps(recipe)
+    placements = {s.name: s.placement for s in recipe.steps if isinstance(s, RemoteStep)}
     # SPREAD: inputs are independent and I/O-heavy, so fan them out over every node rather than packing one
     options: dict[str, Any] = {"max_retries": 3, "retry_exceptions": False, "scheduling_strategy": "SPREAD"}
     if _forward_storage_env(pending, out_root):
@@ -306,3 +326,4 @@ def _run_ray(recipe: Recipe, pending: list[str], out_root: str, progress: bool, 
                 bar.update(1)
     if failures:
         raise RuntimeError(f"{len(failures)} input(s) failed (rerun to retry them):\n" + "\n".join(failures))
+    return placements

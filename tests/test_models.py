@@ -223,3 +223,59 @@ def test_lid_eval_on_tatoeba_agrees_with_datatrove():
     assert r["agreement"] == 1.0 and r["winnow_accuracy"] == r["datatrove_accuracy"]
     assert 0.6 < r["winnow_accuracy"] <= 1.0
     assert r["winnow_docs_per_s"] > r["datatrove_docs_per_s"]
+
+
+_ACTOR_RUN = r"""
+import json, sys
+import ray
+from classifiers.steps import RobertaQuality
+from pipelines.readers.books import BooksReader
+from pipelines.recipe import Recipe
+from pipelines.runner import run_recipe
+
+model_dir, books, out_ray, out_local = sys.argv[1:5]
+recipe = lambda: Recipe(source="books", reader=BooksReader(), steps=[RobertaQuality(model_dir=model_dir)])
+# a cluster that says it has one GPU: Ray sets CUDA_VISIBLE_DEVICES for the actor, torch finds no CUDA here and
+# the actor scores on its CPU -- the placement is what is under test
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+remote = run_recipe(recipe(), books, out_ray, progress=False)
+ray.shutdown()
+local = run_recipe(recipe(), books, out_local, executor="local", progress=False)
+print(json.dumps({"ray": remote.summary, "local": local.summary}))
+"""
+
+
+def test_roberta_runs_as_an_actor_pool_when_the_cluster_has_a_gpu(tiny_roberta, tmp_path):
+    """Five book inputs (five Ray tasks) share one RobertaQuality actor holding the cluster's GPU; the scores are
+    those of the in-task run."""
+    import subprocess
+    import sys
+
+    import duckdb
+    from conftest import FIXTURES, REPO
+
+    out_ray, out_local = str(tmp_path / "ray"), str(tmp_path / "local")
+    books = os.path.join(FIXTURES, "books")
+    r = subprocess.run(
+        [sys.executable, "-c", _ACTOR_RUN, tiny_roberta[0], books, out_ray, out_local],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = json.loads(r.stdout.strip().splitlines()[-1])
+    assert runs["ray"]["actor_steps"] == {"roberta": {"actors": 1, "num_gpus": 1}}
+    assert "actor_steps" not in runs["local"]
+    assert runs["ray"]["inputs"] == 5 and runs["ray"]["kept"] == runs["local"]["kept"] > 0
+    assert runs["ray"]["steps"]["roberta"]["seen"] == runs["local"]["steps"]["roberta"]["seen"]
+
+    def scores(out: str) -> dict[str, float]:
+        sql = f"SELECT id, quality_prob FROM read_parquet('{out}/books/docs/*.parquet')"
+        return dict(duckdb.sql(sql).fetchall())
+
+    ray_scores, local_scores = scores(out_ray), scores(out_local)
+    assert ray_scores.keys() == local_scores.keys() and len(ray_scores) == runs["local"]["kept"]
+    for key, value in ray_scores.items():
+        assert value is not None and abs(value - local_scores[key]) < 1e-5, key
