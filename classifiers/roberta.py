@@ -5,8 +5,10 @@ learnt on the local text; ``init_from`` names any local Hugging Face RoBERTa che
 Nothing downloads: every ``from_pretrained`` call is given a local directory.  Labels come from the fastText
 wiki-reference classifier (distillation) or from a user's JSONL label file (``text``, ``label``).
 
-Inference (:class:`RobertaScorer`) is batched with documents sorted by length so that dynamic padding wastes little,
-truncates at 512 tokens, and runs under ``torch.inference_mode``, on CUDA when torch sees one.
+Inference (:class:`RobertaScorer`) tokenizes all texts in one call, sorts them by token length and cuts batches by a
+token budget (``batch_size`` x ``max_length`` padded tokens), so dynamic padding wastes little and short documents go
+many at a time; it truncates at 512 tokens and runs under ``torch.inference_mode``, on CUDA (float16) when torch sees
+one.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def fine_tune(
 
 def quantized(model: Any, quantize: str | None, device: str) -> Any:
     """``quantize="int8"``: torch dynamic quantization of the Linear layers (int8 weights, activations quantized per
-    batch), CPU only; scores move by a few thousandths (tests/test_models.py bounds it), the base size runs ~1.4x
+    batch), CPU only; scores move by a few thousandths (tests/test_models.py bounds it), the base size runs ~1.5x
     faster on an AVX2 CPU (bench/results.md).  On CUDA the model already runs in float16 and this is ignored."""
     if not quantize:
         return model
@@ -154,13 +156,22 @@ def quantized(model: Any, quantize: str | None, device: str) -> Any:
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
 
+def default_batch_size(device: str) -> int:
+    """Documents per batch at ``max_length`` tokens (shorter documents pack more into the same number of tokens).
+
+    4 on a CPU: at 512 tokens, int8 roberta-base ran 2.3 docs/s in batches of 4 against 1.8 in batches of 16
+    (float32 the same either way); 128 on a GPU (H100, base size: 2,620 docs/s against 2,400 with batches of 32;
+    bench/results.md, models-gpu)."""
+    return 4 if device == "cpu" else 128
+
+
 class RobertaScorer:
     """Batched, length-sorted, dynamically padded inference; ``predict`` returns P(label 1) per text."""
 
     def __init__(
         self,
         model_dir: str,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_length: int = 512,
         device: str | None = None,
         num_threads: int | None = None,
@@ -184,7 +195,7 @@ class RobertaScorer:
             .to(self.device)
             .eval()
         )
-        self.batch_size, self.max_length = batch_size, max_length
+        self.batch_size, self.max_length = batch_size or default_batch_size(self.device), max_length
         self.model = quantized(self.model, quantize, self.device)
 
     @classmethod
@@ -192,14 +203,14 @@ class RobertaScorer:
         cls,
         model: Any,
         tokenizer: Any,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         max_length: int = 512,
         quantize: str | None = None,
     ) -> RobertaScorer:
         self = cls.__new__(cls)
         self.device = next(model.parameters()).device.type
         self.model, self.tokenizer = quantized(model.eval(), quantize, self.device), tokenizer
-        self.batch_size, self.max_length = batch_size, max_length
+        self.batch_size, self.max_length = batch_size or default_batch_size(self.device), max_length
         return self
 
     def predict(self, texts: list[str], positive: int = 1) -> np.ndarray:
@@ -208,21 +219,49 @@ class RobertaScorer:
         out = np.zeros(len(texts), dtype=np.float32)
         if not texts:
             return out
-        # sort by a cheap length proxy so each batch pads to similar lengths
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        # one tokenizer call for all texts (parallel in Rust), then batches of similar token length
+        ids = self.tokenizer([t or " " for t in texts], truncation=True, max_length=self.max_length)[
+            "input_ids"
+        ]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        on_gpu = self.device != "cpu"
+        pending: list[tuple[np.ndarray, Any]] = []
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                enc = self.tokenizer(
-                    [texts[i] or " " for i in idx],
-                    truncation=True,
-                    max_length=self.max_length,
-                    padding=True,
-                    return_tensors="pt",
-                ).to(self.device)
-                logits = self.model(**enc).logits.float()
-                out[idx] = torch.softmax(logits, dim=-1)[:, positive].cpu().numpy()
+            for a, b in token_batches(lengths[order], self.batch_size * self.max_length):
+                idx = order[a:b]
+                input_ids = np.full((len(idx), int(lengths[idx[-1]])), pad, dtype=np.int64)
+                mask = np.zeros_like(input_ids)
+                for row, i in enumerate(idx):  # right padding, as the tokenizer pads RoBERTa
+                    input_ids[row, : lengths[i]] = ids[i]
+                    mask[row, : lengths[i]] = 1
+                enc = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+                if on_gpu:
+                    # pinned memory + non_blocking: the copy does not wait for the previous batch's kernels, so
+                    # the CPU prepares batch i+1 while the GPU runs batch i; the scores are read once at the end
+                    enc = {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in enc.items()}
+                probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)[:, positive]
+                if on_gpu:
+                    pending.append((idx, probs))
+                else:
+                    out[idx] = probs.numpy()
+            for idx, probs in pending:
+                out[idx] = probs.cpu().numpy()
         return out
+
+
+def token_batches(sorted_lengths: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
+    """Split documents sorted by token length into consecutive batches whose padded size (documents x longest)
+    stays within ``max_tokens`` (at least one document each): many short documents share a batch, long ones go
+    a few at a time."""
+    batches, start = [], 0
+    for j, length in enumerate(sorted_lengths):
+        if j > start and (j - start + 1) * int(length) > max_tokens:
+            batches.append((start, j))
+            start = j
+    batches.append((start, len(sorted_lengths)))
+    return batches
 
 
 def read_label_file(path: str) -> tuple[list[str], list[int]]:

@@ -139,6 +139,23 @@ def test_roberta_batched_sorted_inference_matches_per_document(tiny_roberta):
     np.testing.assert_allclose(batched, single, atol=1e-4)
 
 
+def test_token_batches_pack_short_documents_and_respect_the_budget():
+    from classifiers.roberta import token_batches
+
+    lengths = np.array([3, 5, 5, 8, 60, 120, 512, 700])  # sorted; 700 alone is over any budget below it
+    batches = token_batches(lengths, 128)
+    assert batches[0][0] == 0 and batches[-1][1] == len(lengths)
+    assert all(a < b for a, b in batches) and all(b == c for (_, b), (c, _) in zip(batches, batches[1:]))
+    for a, b in batches:  # within budget unless a single document is larger on its own
+        assert (b - a) * lengths[b - 1] <= 128 or b - a == 1
+    assert batches[0] == (
+        0,
+        4,
+    )  # the four short ones share a batch; adding the 60 would make 5 x 60 = 300 > 128
+    assert (6, 7) in batches and (7, 8) in batches
+    assert token_batches(np.array([4] * 10), 16) == [(0, 4), (4, 8), (8, 10)]
+
+
 def test_int8_quantized_roberta_stays_close_to_float32_and_keeps_the_ranking(tiny_roberta):
     import torch
     from transformers import AutoTokenizer, RobertaConfig, RobertaForSequenceClassification
