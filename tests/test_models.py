@@ -145,7 +145,9 @@ def test_token_batches_pack_short_documents_and_respect_the_budget():
     lengths = np.array([3, 5, 5, 8, 60, 120, 512, 700])  # sorted; 700 alone is over any budget below it
     batches = token_batches(lengths, 128)
     assert batches[0][0] == 0 and batches[-1][1] == len(lengths)
-    assert all(a < b for a, b in batches) and all(b == c for (_, b), (c, _) in zip(batches, batches[1:]))
+    assert all(a < b for a, b in batches) and all(
+        b == c for (_, b), (c, _) in zip(batches[:-1], batches[1:], strict=True)
+    )
     for a, b in batches:  # within budget unless a single document is larger on its own
         assert (b - a) * lengths[b - 1] <= 128 or b - a == 1
     assert batches[0] == (
