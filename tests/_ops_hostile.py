@@ -52,21 +52,27 @@ def _zip_bomb(member: str, n: int, size: int) -> bytes:
     return buf.getvalue()
 
 
-def _warc(records: list[tuple[str, bytes]], gz: bool = True) -> bytes:
+def _warc(
+    records: list[tuple[str, bytes]],
+    gz: bool = True,
+    content_type: str = "text/html; charset=utf-8",
+    urn: str = "hostile",
+) -> bytes:
+    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
     buf = io.BytesIO()
     writer = WARCWriter(buf, gzip=gz)
     for rid, payload in records:
-        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
+        http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
         writer.write_record(
             writer.create_warc_record(
                 f"https://example.org/{rid}",
                 "response",
                 payload=io.BytesIO(payload),
                 http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": f"<urn:hostile:{rid}>"},
+                warc_headers_dict={"WARC-Record-ID": f"<urn:{urn}:{rid}>"},
             )
         )
     return buf.getvalue()
@@ -192,7 +198,9 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
         ),
         "macro-loop.xml": (
             _dump("en", _page(2, "Loop", "{{loop}} " * 20000 + "{{" * 5000 + "text" + "}}" * 5000)).encode(),
-            ["wiki:parse_error_RecursionError"],  # 5,000 nested templates: that page is rejected, the dump goes on
+            [
+                "wiki:parse_error_RecursionError"
+            ],  # 5,000 nested templates: that page is rejected, the dump goes on
         ),
     }
     out: dict[str, dict[str, list[str]]] = {}

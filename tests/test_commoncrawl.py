@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -14,8 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import FIXTURES, corpus_path
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from pipelines.config import build_recipe, load_config
 from pipelines.layout import input_key
@@ -124,20 +121,10 @@ def test_tag_mode_keeps_documents_and_records_the_verdict(tmp_path):
 
 
 def _warc_bytes(pages: list[tuple[str, bytes]], gz: bool = True) -> bytes:
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=gz)
-    for rid, payload in pages:
-        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html")], protocol="HTTP/1.1")
-        writer.write_record(
-            writer.create_warc_record(
-                f"https://example.org/{rid}",
-                "response",
-                payload=io.BytesIO(payload),
-                http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": f"<urn:bad:{rid}>"},
-            )
-        )
-    return buf.getvalue()
+    """Pages served as plain ``text/html`` (no charset: the reader must sniff it)."""
+    from _ops_hostile import _warc
+
+    return _warc(pages, gz, content_type="text/html", urn="bad")
 
 
 def _good_page(n: int) -> bytes:

@@ -417,27 +417,21 @@ def test_store_failure_mid_input_fails_it_without_a_marker(s3, inputs, monkeypat
             stream._raw = DroppedConnection(stream._raw)
         return stream
 
-    monkeypatch.setattr(storage, "open_input_stream", flaky_open)
-    with pytest.raises(storage.StorageError, match="connection reset"):
-        run_recipe(
+    def run_one():
+        return run_recipe(
             recipe(minhash={"enabled": False}),
             f"{IN}/crawl-00001.warc.gz",
             out,
             executor="local",
             progress=False,
         )
+
+    monkeypatch.setattr(storage, "open_input_stream", flaky_open)
+    with pytest.raises(storage.StorageError, match="connection reset"):
+        run_one()
     assert storage.list_files(out) == []
     monkeypatch.setattr(storage, "open_input_stream", real_open)
-    assert (
-        run_recipe(
-            recipe(minhash={"enabled": False}),
-            f"{IN}/crawl-00001.warc.gz",
-            out,
-            executor="local",
-            progress=False,
-        ).processed
-        == 1
-    )
+    assert run_one().processed == 1
 
 
 def test_local_only_commands_refuse_uris_and_cron_fingerprints_uri_inputs(s3, inputs, capsys):
