@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import machine, md_table, write_section  # noqa: E402
@@ -31,6 +33,22 @@ def _docs(n: int) -> list[str]:
     ]
     long = [(" ".join(base[i:] + base[:i]))[:2600] for i in range(len(base))]  # ~512 BPE tokens each
     return [long[i % len(long)] for i in range(n)]
+
+
+def real_web_docs(n: int) -> list[str]:
+    """The first ``n`` documents of ../shared/corpus's web text (HTML pages extracted by trafilatura and CCNet JSONL,
+    in path order; natural lengths), or [] without it."""
+    from classifiers.corpora import SHARED_CORPUS, corpus_files, read_file
+
+    if not os.path.isdir(SHARED_CORPUS):
+        return []
+    out: list[str] = []
+    for path in (f for f in corpus_files("web") if not f.endswith(".warc.gz")):
+        for doc in read_file(path):
+            out.append(doc.text)
+            if len(out) == n:
+                return out
+    return out
 
 
 def rate(fn, docs: list[str], warm: int = 4) -> float:
@@ -117,7 +135,6 @@ def gpu_main() -> None:
     is measured twice and keeps its best (the first pass also warms the GPU's clocks and cuBLAS)."""
     import copy
 
-    import numpy as np
     import pyarrow as pa
     import torch
     from transformers import AutoTokenizer, pipeline
@@ -249,6 +266,16 @@ def main() -> None:
             rows.append(
                 [f"{label}, quantize=int8 (max |score diff| {diff:.3f})", int8, naive, f"{int8 / naive:.2f}x"]
             )
+        web = real_web_docs(32)
+        if web:
+            from transformers import AutoTokenizer
+
+            tok = AutoTokenizer.from_pretrained(tmp, local_files_only=True)
+            median = int(np.median([len(x) for x in tok(web, truncation=True, max_length=512)["input_ids"]]))
+            label = f"RoBERTa base, {len(web)} real web documents (median {median} tokens)"
+            ours, int8, naive, diff = roberta_rates((768, 12, 12), web, tmp)
+            rows.append([label, ours, naive, f"{ours / naive:.2f}x"])
+            rows.append([f"{label}, quantize=int8", int8, naive, f"{int8 / naive:.2f}x"])
     peak, per_doc = gemm_gflops(), base_gflop_per_doc()
     md = (
         f"## Quality models\n\n{machine()}; ~512-token documents; `python bench/bench_models.py`\n\n"

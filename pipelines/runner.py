@@ -89,9 +89,8 @@ class RemoteStep(Step):
                 "_adds": self._adds, "placement": self.placement}
 
     def start_input(self, path: str) -> None:
-        import ray
-
-        ray.get([a.start_input.remote(path) for a in self.actors])
+        """Nothing to forget: only steps without per-input state become actors (``_actor_steps``), since one actor
+        serves batches of many inputs at once."""
 
     def process(self, batch: pa.Table) -> StepResult:
         import ray
@@ -121,7 +120,11 @@ def _actor_steps(recipe: Recipe) -> Recipe:
     for step in recipe.steps:
         res = step.resources
         have = {k: available.get(_RAY_RESOURCE.get(k, k), 0) for k in res}
-        if res and all(have[k] >= v for k, v in res.items()):
+        if res and type(step).start_input is not Step.start_input:
+            # an actor serves many inputs at once: a step that resets state per input stays inside the tasks
+            log.warning("step %s keeps per-input state: it runs inside the tasks, not as an actor", step.name)
+            steps.append(step)
+        elif res and all(have[k] >= v for k, v in res.items()):
             n = max(1, int(min(have[k] // v for k, v in res.items() if v)))
             custom = {k: v for k, v in res.items() if k not in _RAY_RESOURCE}
             cls = ray.remote(_StepActor).options(
@@ -139,9 +142,6 @@ def _actor_steps(recipe: Recipe) -> Recipe:
 class _StepActor:
     def __init__(self, step: Step):
         self.step = step
-
-    def start_input(self, path: str) -> None:
-        self.step.start_input(path)
 
     def process(self, batch: pa.Table) -> StepResult:
         return self.step(batch)

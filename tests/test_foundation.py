@@ -40,8 +40,10 @@ class MinWords(Step):
     minimum: int = 3
 
     def process(self, batch):
-        return StepResult(batch, [None if n >= self.minimum else "words:too_few" for n in
-                                  batch.column("n_words").to_pylist()])
+        return StepResult(
+            batch,
+            [None if n >= self.minimum else "words:too_few" for n in batch.column("n_words").to_pylist()],
+        )
 
 
 @dataclass
@@ -54,8 +56,11 @@ class Upper(Step):
     def process(self, batch):
         old = texts(batch)
         new = [t.upper() for t in old]
-        return StepResult(set_column(batch, "text", new, pa.large_string()), None,
-                          sum(a != b for a, b in zip(old, new, strict=True)))
+        return StepResult(
+            set_column(batch, "text", new, pa.large_string()),
+            None,
+            sum(a != b for a, b in zip(old, new, strict=True)),
+        )
 
 
 @dataclass
@@ -88,8 +93,9 @@ def test_table_from_rows_and_conform_fill_missing_columns():
 
 
 def test_run_steps_splits_rejections_and_counts():
-    batch = table_from_rows([{"id": str(i), "source": "s", "text": "a b c d"[: 2 * i + 1]} for i in range(4)],
-                            CORE_SCHEMA)
+    batch = table_from_rows(
+        [{"id": str(i), "source": "s", "text": "a b c d"[: 2 * i + 1]} for i in range(4)], CORE_SCHEMA
+    )
     steps = [Upper(), WordCount(), MinWords(minimum=3)]
     stats = [StepStats(s.name, s.kind) for s in steps]
     kept, rejected = run_steps(steps, batch, stats)
@@ -99,7 +105,12 @@ def test_run_steps_splits_rejections_and_counts():
     assert rej.column("reason").to_pylist() == ["words:too_few", "words:too_few"]
     assert rej.column("rejected_by").to_pylist() == ["minwords", "minwords"]
     assert rej.column("n_words").to_pylist() == [1, 2]  # scores travel with the rejected rows
-    assert (stats[0].changed, stats[2].seen, stats[2].kept, dict(stats[2].dropped)) == (4, 4, 2, {"words:too_few": 2})
+    assert (stats[0].changed, stats[2].seen, stats[2].kept, dict(stats[2].dropped)) == (
+        4,
+        4,
+        2,
+        {"words:too_few": 2},
+    )
 
 
 def test_step_pickles_without_heavy_state():
@@ -140,8 +151,10 @@ def test_process_input_accounts_for_every_row(tmp_path):
 
 def test_lock_refuses_a_second_run_with_who_holds_it(tmp_path):
     with run_lock(str(tmp_path)):
-        code = (f"import sys; sys.path.insert(0, {os.getcwd()!r})\nfrom pipelines.layout import run_lock, LockedError\n"
-                f"try:\n    with run_lock({str(tmp_path)!r}): print('got it')\nexcept LockedError as e: print('LOCKED', e)\n")
+        code = (
+            f"import sys; sys.path.insert(0, {os.getcwd()!r})\nfrom pipelines.layout import run_lock, LockedError\n"
+            f"try:\n    with run_lock({str(tmp_path)!r}): print('got it')\nexcept LockedError as e: print('LOCKED', e)\n"
+        )
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
         assert out.startswith("LOCKED") and f"pid {os.getpid()}" in out and "--wait" in out
     with run_lock(str(tmp_path)):  # released: taken again at once
@@ -189,5 +202,37 @@ def test_batches_are_cut_by_text_size_as_well_as_rows(tmp_path, monkeypatch):
     monkeypatch.setattr(process, "MAX_BATCH_CHARS", 100)
     src = tmp_path / "in.txt"
     src.write_text("\n".join(["x" * 60] * 5) + "\n" + "\n".join(["short"] * 3) + "\n")
-    stats = process_input(Recipe("toy", ListReader(batch_size=4), [BatchSizes()]), str(src), str(tmp_path / "o"))
+    stats = process_input(
+        Recipe("toy", ListReader(batch_size=4), [BatchSizes()]), str(src), str(tmp_path / "o")
+    )
     assert seen == [2, 2, 4] and stats["kept"] == 8
+
+
+def test_only_steps_without_per_input_state_become_actors(ray_local):
+    """One actor serves batches of many inputs at once, so a step that resets state per input stays in the tasks."""
+    from pipelines.readers.books import BooksReader
+    from pipelines.runner import RemoteStep, _actor_steps
+
+    class StatelessModel(Step):  # defined here so that Ray's workers receive it by value
+        resources = {"num_cpus": 1}
+
+        def process(self, batch: pa.Table) -> StepResult:
+            return StepResult(batch)
+
+    class PerInputModel(StatelessModel):
+        def start_input(self, path: str) -> None:
+            self._seen = 0
+
+    recipe = Recipe(
+        source="t", reader=BooksReader(), steps=[PerInputModel(name="a"), StatelessModel(name="b")]
+    )
+    placed = _actor_steps(recipe)
+    try:
+        assert placed.steps[0] is recipe.steps[0]
+        assert isinstance(placed.steps[1], RemoteStep)
+        assert placed.steps[1].placement == {"actors": 2, "num_cpus": 1}
+        table = pa.table({"id": ["x"], "text": ["a document"]})
+        assert placed.steps[1](table).table.equals(table)  # the batch went to an actor and came back
+    finally:  # the actors hold the session's two CPUs
+        for actor in getattr(placed.steps[1], "actors", []):
+            ray_local.kill(actor)
