@@ -73,10 +73,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 class RemoteStep(Step):
     """Stands in for a model step inside tasks; sends each batch to one of the step's actors."""
 
-    def __init__(self, inner: Step, actors: list[Any], placement: dict[str, Any] | None = None):
+    def __init__(self, inner: Step, actors: list[Any]):
         self.inner_name, self.actors = inner.name, actors
         #: how the step runs, for the run's summary: {"actors": n, "num_gpus": 1, ...}
-        self.placement = placement or {"actors": len(actors)}
+        self.placement = {"actors": len(actors), **inner.resources}
         self.name = inner.name
         self.kind = inner.kind  # type: ignore[misc]
         self._adds = inner.adds()
@@ -132,7 +132,7 @@ def _actor_steps(recipe: Recipe) -> Recipe:
             )
             actors = [cls.remote(step) for _ in range(n)]
             log.info("step %s runs as %d actor(s) with %s", step.name, n, res)
-            steps.append(RemoteStep(step, actors, {"actors": n, **res}))
+            steps.append(RemoteStep(step, actors))
         else:
             steps.append(step)
     recipe.steps = steps
