@@ -118,10 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except Exception as exc:
         from pipelines.layout import LockedError
+        from pipelines.runner import InputsFailed
 
         if isinstance(exc, LockedError | FileNotFoundError | ValueError):
             print(f"winnow: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, InputsFailed):  # the rest of the run completed; a rerun retries these
+            print(f"winnow: {exc}", file=sys.stderr)
+            return 1
         raise
 
 

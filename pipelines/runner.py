@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines import storage
+from pipelines.errors import describe
 from pipelines.layout import SourceLayout, clean_tmp_files, input_key, run_lock, write_json_atomic
 from pipelines.process import process_input
 from pipelines.recipe import Recipe
@@ -35,6 +36,21 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
+
+
+class InputsFailed(RuntimeError):
+    """Some inputs failed (an environment error, a dead worker): they have no marker, so a rerun retries them.
+
+    The other inputs completed and ``summary.json`` covers them; corpus stages wait for a run where every input
+    completed.  ``failures`` maps each failed input to why."""
+
+    def __init__(self, source: str, failures: dict[str, str]):
+        self.source, self.failures = source, failures
+        lines = "\n".join(f"  {path}: {why}" for path, why in sorted(failures.items()))
+        super().__init__(
+            f"{source}: {len(failures)} input(s) failed and were not marked done; fix the cause and rerun to retry "
+            f"them (completed inputs are kept):\n{lines}"
+        )
 
 
 @dataclass
@@ -215,24 +231,31 @@ def run_recipe(
             clean_tmp_files(layout.dir(kind))
         pending = _pending(layout, inputs)
         log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
+        failures: dict[str, str] = {}
         if pending:
             if executor == "local":
-                _run_local(recipe, pending, out_root, progress)
+                failures = _run_local(recipe, pending, out_root, progress)
             else:
-                actor_steps = _run_ray(recipe, pending, out_root, progress, ray_address)
+                actor_steps, failures = _run_ray(recipe, pending, out_root, progress, ray_address)
             for kind in ("docs", "rejected", "stats", "_done"):  # partial files of worker attempts that died
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
-        # summary is merged after them
-        stage_results = {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages}
-        stats = _read_stats(layout, inputs)
+        # summary is merged after them; they wait until every input is done
+        stage_results = (
+            {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages} if not failures else {}
+        )
+        stats = _read_stats(layout, [p for p in inputs if p not in failures])
         summary = merge_stats(stats)
+        if failures:
+            summary["failed"] = dict(sorted(failures.items()))
         if stage_results:
             summary["corpus_stages"] = stage_results
         if actor_steps:  # model steps that ran as Ray actor pools in this run (e.g. on GPUs)
             summary["actor_steps"] = actor_steps
         summary["source"] = recipe.source
         write_json_atomic(storage.join(layout.base, "summary.json"), summary)
+    if failures:
+        raise InputsFailed(recipe.source, failures)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
                      round(time.perf_counter() - t0, 3), summary)
 
@@ -276,13 +299,20 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="input", desc="inputs", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> None:
+def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> dict[str, str]:
+    """Process the inputs one after the other; an input that fails is reported and the others still run."""
     kept = 0
+    failures: dict[str, str] = {}
     with _progress(len(pending), progress) as bar:
         for path in pending:
-            kept += process_input(recipe, path, out_root)["kept"]
+            try:
+                kept += process_input(recipe, path, out_root)["kept"]
+            except Exception as exc:  # noqa: BLE001 - reported with the others at the end; no marker was written
+                failures[path] = describe(exc)
+                log.error("input %s failed (no marker: a rerun retries it): %s", path, failures[path])
             bar.set_postfix(kept=kept)
             bar.update(1)
+    return failures
 
 
 def _forward_storage_env(pending: list[str], out_root: str) -> bool:
@@ -296,8 +326,9 @@ def _forward_storage_env(pending: list[str], out_root: str) -> bool:
 
 def _run_ray(
     recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None
-) -> dict[str, dict[str, Any]]:
-    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools and the
+    inputs that failed (with why)."""
     import ray
 
     init_ray(address)
@@ -312,7 +343,7 @@ def _run_ray(
     out_root = storage.absolute(out_root)
     refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
     kept = 0
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     with _progress(len(pending), progress) as bar:
         remaining = list(refs)
         while remaining:
@@ -321,9 +352,9 @@ def _run_ray(
                 try:
                     kept += ray.get(ref)["kept"]
                 except Exception as exc:  # noqa: BLE001 - report every failed input, then fail the run
-                    failures.append(f"{refs[ref]}: {exc}")
+                    cause = getattr(exc, "cause", None)
+                    failures[refs[ref]] = describe(cause if isinstance(cause, BaseException) else exc)
+                    log.error("input %s failed (no marker: a rerun retries it): %s", refs[ref], failures[refs[ref]])
                 bar.set_postfix(kept=kept)
                 bar.update(1)
-    if failures:
-        raise RuntimeError(f"{len(failures)} input(s) failed (rerun to retry them):\n" + "\n".join(failures))
-    return placements
+    return placements, failures
