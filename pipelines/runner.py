@@ -27,7 +27,15 @@ import pyarrow as pa
 
 from pipelines import storage
 from pipelines.errors import describe
-from pipelines.layout import SourceLayout, clean_tmp_files, input_key, run_lock, write_json_atomic
+from pipelines.inputs import largest_first
+from pipelines.layout import (
+    SourceLayout,
+    clean_tmp_files,
+    input_key,
+    quarantine_damaged,
+    run_lock,
+    write_json_atomic,
+)
 from pipelines.process import process_input
 from pipelines.recipe import Recipe
 from pipelines.steps import Step, StepResult
@@ -230,6 +238,9 @@ def run_recipe(
         for kind in ("docs", "rejected", "stats", "_done"):
             clean_tmp_files(layout.dir(kind))
         pending = _pending(layout, inputs)
+        done = sorted(set(inputs) - set(pending))
+        redo = set(quarantine_damaged(layout, [input_key(p) for p in done]))
+        pending = largest_first(pending + [p for p in done if input_key(p) in redo])
         log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
         failures: dict[str, str] = {}
         if pending:
