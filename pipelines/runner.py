@@ -1,9 +1,10 @@
-"""The runner: the only module that knows about Ray.
+"""The runner: the only module that knows about Ray (with its helper ``pipelines.embedded_ray``).
 
-One Ray task per pending input (``process_input``); completed inputs are skipped, so a killed cron job restarts
-where it stopped.  Ray runs embedded by default (``num_cpus`` = cores) and joins a cluster when ``RAY_ADDRESS`` is
-set, shipping the code as the job's ``working_dir``.  Steps that declare ``resources`` (a GPU) run as an actor pool
-when the cluster has that resource, and inside the tasks otherwise.
+One Ray task per pending input (``process_input``), largest first; completed inputs are skipped, so a killed cron
+job restarts where it stopped, and a completed input whose Parquet file was found damaged is redone.  Ray runs
+embedded by default (``num_cpus`` = cores; its own instance even when another Ray runs on the machine) and joins a
+cluster when ``RAY_ADDRESS`` is set, shipping the code as the job's ``working_dir``.  Steps that declare
+``resources`` (a GPU) run as an actor pool when the cluster has that resource, and inside the tasks otherwise.
 
 Why Ray tasks over input files rather than a Ray Data graph: an input is the unit of resume, and its outputs must be
 named from it and written atomically with a marker; per-input tasks give that directly, while Ray Data would
@@ -72,7 +73,8 @@ class RunResult:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start Ray embedded, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as working_dir."""
+    """Start a private embedded Ray, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as
+    working_dir."""
     import ray
 
     if ray.is_initialized():
@@ -84,14 +86,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             runtime_env={"working_dir": REPO_ROOT, "excludes": RUNTIME_EXCLUDES},
             log_to_driver=True,
         )
-    else:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=True,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+    else:  # never joins another Ray on this machine; see pipelines.embedded_ray
+        from pipelines import embedded_ray
+
+        embedded_ray.start(num_cpus)
 
 
 class RemoteStep(Step):
