@@ -36,7 +36,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
 FIXTURES = os.path.join(TESTS, "fixtures")
-DRIVER = os.path.join(TESTS, "_ops_driver.py")
+DRIVER = os.path.join(TESTS, "helpers", "ops_driver.py")
 SOURCES = ("commoncrawl", "github", "books", "arxiv", "stackexchange", "wikipedia")
 #: hostile cases too slow for the quick version (bombs are bounded, but take seconds to reach their caps)
 SLOW_CASES = ("bomb", "huge", "longline", "macro-loop")
@@ -48,8 +48,8 @@ log = logging.getLogger("soak")
 
 def build_inputs(root: str, quick: bool) -> dict[str, list[str]]:
     """``root/<source>/``: fixtures + hostile cases; returns the hostile case names per source."""
-    sys.path[:0] = [TESTS, REPO]
-    from _ops_hostile import build_cases
+    sys.path.insert(0, REPO)
+    from tests.helpers.ops_hostile import build_cases
 
     hostile_root = os.path.join(root, ".hostile")
     cases = build_cases(hostile_root)
@@ -105,7 +105,7 @@ def _more_hostile(folder: str) -> list[str]:
 
 
 def _names_encodable(path: str) -> bool:
-    from pipelines.layout import input_key
+    from pipelines.core.layout import input_key
 
     try:
         input_key(path)
@@ -124,7 +124,7 @@ def _split_ext(name: str) -> tuple[str, str]:
 def write_configs(root: str) -> dict[str, str]:
     """Per source a config: CommonCrawl without the trained models (not in a fresh clone) and small batches so
     that kills land between batches too."""
-    from pipelines.commoncrawl import without_models
+    from pipelines.sources.commoncrawl import without_models
 
     paths = {}
     for source in SOURCES:

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 
 from mixtures import plots
-from pipelines.query import parquet_files_sql
+from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
 

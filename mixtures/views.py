@@ -1,4 +1,4 @@
-"""DuckDB views over mixture outputs, added to ``winnow query`` / ``make query`` through ``register_views``.
+"""DuckDB views over mixture outputs, added to ``winnow query`` / ``make query`` through ``pipelines.query.VIEW_HOOKS``.
 
 ``mixture_docs`` (every shard row with its ``stage``), ``mixture_sources`` (one row per stage and source from the
 manifests: target vs realised share, tokens, epochs), ``decontamination`` (removed documents with benchmark and
@@ -12,7 +12,7 @@ import os
 
 import duckdb
 
-from pipelines.query import parquet_files_sql, register_views
+from pipelines.core.layout import parquet_files_sql
 
 _STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+$', 1)"
 
@@ -21,7 +21,6 @@ def _q(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-@register_views
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     shards = parquet_files_sql(os.path.join(output, "mixtures", "*", "shard-*.parquet"))
     if shards:

@@ -15,9 +15,9 @@ from typing import Any
 
 import duckdb
 
-from pipelines import storage
-from pipelines.errors import is_environment_error
-from pipelines.layout import readable_parquet
+from pipelines.core import storage
+from pipelines.core.errors import is_environment_error
+from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +37,10 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     else:
         output = os.path.abspath(output)
         _local_views(con, output)
-    for module in VIEW_MODULES:  # importing one registers its views
-        importlib.import_module(module)
-    for hook in _EXTRA_VIEWS:
-        hook(con, output)
+    for hook in VIEW_HOOKS:
+        module, func = hook.split(":")
+        getattr(importlib.import_module(module), func)(con, output)
     return con
-
-
-def parquet_files_sql(*patterns: str) -> str | None:
-    """The argument of DuckDB's ``read_parquet`` for the files matching the glob ``patterns``, leaving out (with a
-    WARNING naming each) files whose Parquet ends are broken, so one truncated file does not fail every view;
-    None when no readable file matches.  The patterns themselves when every file is sound (short SQL)."""
-    files = [f for p in patterns for f in sorted(glob.glob(p, recursive=True))]
-    good = readable_parquet(files)
-    if not good:
-        return None
-    if len(good) == len(files):
-        used = [p for p in patterns if glob.glob(p, recursive=True)]
-        return _q(used[0]) if len(used) == 1 else "[" + ", ".join(_q(p) for p in used) + "]"
-    return "[" + ", ".join(_q(f) for f in good) + "]"
 
 
 def _local_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
@@ -154,15 +139,8 @@ def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
         con.execute(STEP_STATS_VIEW)
 
 
-#: other packages (dedup, mixtures) register functions (con, output) that add their own views
-_EXTRA_VIEWS: list[Any] = []
-#: modules that call register_views when imported (query.connect imports them)
-VIEW_MODULES: tuple[str, ...] = ("mixtures.views", "dedup.views")
-
-
-def register_views(fn: Any) -> Any:
-    _EXTRA_VIEWS.append(fn)
-    return fn
+#: functions ``(con, output)`` of other packages that add their own views, as "module:function"
+VIEW_HOOKS: tuple[str, ...] = ("mixtures.views:mixture_views", "dedup.views:dedup_views")
 
 
 def views(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -1,4 +1,4 @@
-"""The runner: the only module that knows about Ray (with its helper ``pipelines.embedded_ray``).
+"""The runner: the only module that knows about Ray (start-up in ``pipelines.core.executor``).
 
 One Ray task per pending input (``process_input``), largest first; completed inputs are skipped, so a killed cron
 job restarts where it stopped, and a completed input whose Parquet file was found damaged is redone.  Ray runs
@@ -26,25 +26,24 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines import storage
-from pipelines.errors import describe
-from pipelines.inputs import largest_first
-from pipelines.layout import (
+from pipelines.core import storage
+from pipelines.core.errors import describe
+from pipelines.core.executor import init_ray
+from pipelines.core.inputs import largest_first
+from pipelines.core.layout import (
     SourceLayout,
     clean_tmp_files,
     input_key,
     quarantine_damaged,
-    run_lock,
     write_json_atomic,
 )
-from pipelines.process import process_input
-from pipelines.recipe import Recipe
-from pipelines.steps import Step, StepResult
+from pipelines.core.locks import run_lock
+from pipelines.core.process import process_input
+from pipelines.core.recipe import Recipe
+from pipelines.core.steps import Step, StepResult
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
 
 
 class InputsFailed(RuntimeError):
@@ -70,26 +69,6 @@ class RunResult:
     already_done: int
     seconds: float
     summary: dict[str, Any]
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a private embedded Ray, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as
-    working_dir."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(
-            address=address,
-            runtime_env={"working_dir": REPO_ROOT, "excludes": RUNTIME_EXCLUDES},
-            log_to_driver=True,
-        )
-    else:  # never joins another Ray on this machine; see pipelines.embedded_ray
-        from pipelines import embedded_ray
-
-        embedded_ray.start(num_cpus)
 
 
 class RemoteStep(Step):

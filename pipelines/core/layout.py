@@ -1,0 +1,218 @@
+"""Output layout, atomic writes, completion markers and the run lock.
+
+::
+
+    OUTPUT/<source>/docs/<key>.parquet       kept documents of one input
+    OUTPUT/<source>/rejected/<key>.parquet   rejected rows with `reason` and `rejected_by`
+    OUTPUT/<source>/stats/<key>.json         per-input counts (read, kept, rejected by reason, per step)
+    OUTPUT/<source>/_done/<key>.json         completion marker, written last
+    OUTPUT/<source>/summary.json             merged stats of every completed input
+    OUTPUT/<source>/_quarantine/             damaged Parquet files found by a later run (their inputs redone)
+    OUTPUT/<source>/.lock                    held (flock) while a run writes here
+
+``key`` is a hash of the input's absolute path (of its full URI on object storage), so names never depend on run
+order or worker count, and a rerun that finds the marker skips the input: its files are left byte-for-byte as they
+were.  OUTPUT may be an ``s3://`` / ``gs://`` URI (``pipelines.core.storage``): objects are then written once under their
+final names (no temporary name, no rename), the marker last, and the lock is an advisory lock object
+(``pipelines.core.locks``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.core import storage
+
+log = logging.getLogger(__name__)
+
+
+def input_key(path: str) -> str:
+    """Stable name of an input: the first 16 hex digits of sha1(absolute path), or of the full URI (the same on
+    every node) for an input on object storage."""
+    return hashlib.sha1(storage.absolute(path).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    root: str
+    source: str
+
+    @property
+    def base(self) -> str:
+        return storage.join(self.root, self.source)
+
+    def dir(self, kind: str) -> str:
+        return storage.join(self.base, kind)
+
+    def path(self, kind: str, key: str, ext: str) -> str:
+        return storage.join(self.base, kind, f"{key}.{ext}")
+
+    def done_path(self, key: str) -> str:
+        return self.path("_done", key, "json")
+
+    def is_done(self, key: str) -> bool:
+        if storage.is_uri(self.root):
+            return storage.exists(self.done_path(key))
+        return os.path.exists(self.done_path(key))
+
+    def make_dirs(self) -> None:
+        if storage.is_uri(self.root):  # object stores have no folders to create
+            return
+        for kind in ("docs", "rejected", "stats", "_done"):
+            os.makedirs(self.dir(kind), exist_ok=True)
+
+
+def tmp_name(final: str) -> str:
+    """A temporary sibling of ``final`` (same folder, so the rename is atomic)."""
+    d, b = os.path.split(final)
+    return os.path.join(d, f".{b}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    if storage.is_uri(path):  # one PUT: the object appears whole or not at all
+        storage.write_json(path, obj)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def clean_tmp_files(folder: str) -> int:
+    """Remove temporary files that a killed run left behind (they are never read)."""
+    n = 0
+    if storage.is_uri(folder):  # nothing is written under a temporary name on object storage
+        return 0
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.startswith(".") and ".tmp-" in name:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(folder, name))
+                    n += 1
+    return n
+
+
+#: the 4 bytes that open and close every Parquet file
+PARQUET_MAGIC = b"PAR1"
+
+
+def parquet_problem(path: str, size: int | None = None) -> str | None:
+    """Why the Parquet file ``path`` cannot be read, or None when its ends are sound: header and footer magic and a
+    footer length that fits (a file cut by a killed copy, a full disk or a crashed host fails this).  Reads 12 bytes
+    locally; on object storage only ``size`` from a listing is judged (objects are uploaded whole).
+
+    Environment errors (EIO, permissions) propagate: they say nothing about the file."""
+    if storage.is_uri(path):
+        size = storage.getsize(path) if size is None else size
+        return None if size >= 12 else f"{size} bytes, shorter than any Parquet file"
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size < 12:
+                return f"{size} bytes, shorter than any Parquet file"
+            f.seek(0)
+            if f.read(4) != PARQUET_MAGIC:
+                return "no Parquet header"
+            f.seek(size - 8)
+            tail = f.read(8)
+    except FileNotFoundError:
+        return "missing"
+    if tail[4:] != PARQUET_MAGIC:
+        return f"no Parquet footer ({size:,} bytes: truncated?)"
+    if int.from_bytes(tail[:4], "little") > size - 12:
+        return "footer length exceeds the file (truncated?)"
+    return None
+
+
+def readable_parquet(paths: list[str]) -> list[str]:
+    """``paths`` without the files whose Parquet ends are broken; each one left out is logged at WARNING by name, so
+    a query or a mixture still runs over the rest and the user learns which file to look at."""
+    good = []
+    for path in paths:
+        problem = parquet_problem(path)
+        if problem:
+            log.warning("skipping unreadable Parquet file %s: %s", path, problem)
+        else:
+            good.append(path)
+    return good
+
+
+def quarantine_damaged(layout: SourceLayout, keys: list[str]) -> list[str]:
+    """Check the docs/ and rejected/ files of completed inputs (``keys``); each damaged or missing one is moved to
+    ``_quarantine/`` (named in a WARNING) and its input's marker removed, so this run redoes it.  Returns the keys
+    to redo.  Local files cost a 12-byte read each; on object storage one listing per folder."""
+    sizes: dict[str, int] = {}
+    if storage.is_uri(layout.base):
+        for kind in ("docs", "rejected"):
+            sizes.update({o.uri: o.size for o in storage.list_files(layout.dir(kind))})
+    redo = []
+    for key in keys:
+        problems = []
+        for kind in ("docs", "rejected"):
+            path = layout.path(kind, key, "parquet")
+            if storage.is_uri(path):
+                problem = "missing" if path not in sizes else parquet_problem(path, sizes[path])
+            else:
+                problem = parquet_problem(path)
+            if problem:
+                problems.append((kind, path, problem))
+        if not problems:
+            continue
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for kind, path, problem in problems:
+            moved = storage.join(layout.dir("_quarantine"), f"{kind}-{key}-{stamp}.parquet")
+            if problem != "missing":
+                _move(path, moved)
+            log.warning("%s is damaged (%s): %s; its input is redone", path, problem,
+                        f"moved to {moved}" if problem != "missing" else "nothing to move")
+        _remove(layout.done_path(key))
+        redo.append(key)
+    return redo
+
+
+def _move(src: str, dest: str) -> None:
+    if storage.is_uri(src):  # a server-side copy, then the damaged object goes
+        filesystem, src_path = storage.resolve(src)
+        filesystem.copy_file(src_path, storage.resolve(dest)[1])
+        storage.delete(src)
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.replace(src, dest)
+
+
+def _remove(path: str) -> None:
+    if storage.is_uri(path):
+        storage.delete(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _q(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+def parquet_files_sql(*patterns: str) -> str | None:
+    """The argument of DuckDB's ``read_parquet`` for the files matching the glob ``patterns``, leaving out (with a
+    WARNING naming each) files whose Parquet ends are broken, so one truncated file does not fail every view,
+    mixture or report; None when no readable file matches.  The patterns themselves when every file is sound."""
+    files = [f for p in patterns for f in sorted(glob.glob(p, recursive=True))]
+    good = readable_parquet(files)
+    if not good:
+        return None
+    if len(good) == len(files):
+        used = [p for p in patterns if glob.glob(p, recursive=True)]
+        return _q(used[0]) if len(used) == 1 else "[" + ", ".join(_q(p) for p in used) + "]"
+    return "[" + ", ".join(_q(f) for f in good) + "]"

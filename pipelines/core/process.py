@@ -1,0 +1,325 @@
+"""Processing of one input, start to finish, in one process: read → steps → write kept and rejected → stats → marker.
+
+This is the whole unit of work; the runner only decides where it runs.  Outputs are streamed to temporary files and
+renamed when complete; the completion marker is written last, so an input is either entirely done or not at all.
+On object storage (OUTPUT ``s3://...``) there is no rename: each Parquet file is built in a local temporary file and
+uploaded under its final name when complete (the object appears whole or not at all), then stats, then the marker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.core import storage
+from pipelines.core.errors import describe, is_environment_error
+from pipelines.core.layout import SourceLayout, input_key, tmp_name, write_json_atomic
+from pipelines.core.recipe import Recipe, Skip
+from pipelines.core.schema import conform, rejected_schema, table_from_rows
+from pipelines.core.steps import Step, StepResult
+
+log = logging.getLogger(__name__)
+
+#: a batch holds at most ``batch_size`` rows and about this many characters of text
+MAX_BATCH_CHARS = 64_000_000
+
+PARQUET_OPTIONS = {"compression": "zstd", "use_dictionary": ["source", "lang", "reason", "rejected_by"]}
+
+
+@dataclass
+class StepStats:
+    name: str
+    kind: str
+    seen: int = 0
+    kept: int = 0
+    changed: int = 0
+    seconds: float = 0.0
+    dropped: Counter = field(default_factory=Counter)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["dropped"] = dict(sorted(self.dropped.items()))
+        d["seconds"] = round(self.seconds, 4)
+        return d
+
+
+class _ParquetSink:
+    """Streams tables to a temporary Parquet file; ``commit`` renames it into place (always writes a file).
+
+    For a URI the temporary file is local and ``commit`` uploads it (no partial object is ever visible)."""
+
+    def __init__(self, final: str, schema: pa.Schema):
+        self.final, self.schema = final, schema
+        self.remote = storage.is_uri(final)
+        if self.remote:
+            fd, self.tmp = tempfile.mkstemp(prefix="winnow-", suffix=".parquet")
+            os.close(fd)
+        else:
+            self.tmp = tmp_name(final)
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+        self.writer.write_table(conform(table, self.schema))
+        self.rows += table.num_rows
+
+    def commit(self) -> None:
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+        self.writer.close()
+        if self.remote:
+            try:
+                storage.upload_file(self.tmp, self.final)
+            finally:
+                os.remove(self.tmp)
+            return
+        os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> Iterator[pa.Table]:
+    """Read ``path`` into Arrow batches; a reader's data error ends the input but keeps what was read before it.
+
+    An environment error (``pipelines.errors``) propagates: the input fails without a marker and a rerun reads it
+    again once the problem (a missing module, permissions, a full disk...) is fixed."""
+    base_schema = recipe.schema()
+    rows: list[Mapping[str, Any]] = []
+    size = recipe.reader.batch_size
+    held = 0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
+    try:
+        for item in _read(recipe.reader, path):
+            if isinstance(item, Skip):
+                skipped[item.reason] += item.count
+                continue
+            rows.append(item)
+            held += len(item.get("text") or "")
+            if len(rows) >= size or held >= MAX_BATCH_CHARS:
+                batch, rows, held = rows, [], 0
+                yield _rows_to_table(batch, base_schema, recipe.source)
+    except Exception as exc:  # noqa: BLE001 - a reader's data error is recorded, never fatal to the run
+        if is_environment_error(exc):
+            raise
+        reason = f"read_error:{type(exc).__name__}"
+        skipped[reason] += 1
+        message = describe(exc).split(": ", 1)[-1]
+        errors.append(f"{reason}: {message}")
+        log.warning("input %s: %s after %d rows in the last batch: %s", path, reason, len(rows), message)
+        log.debug("%s", traceback.format_exc())
+    if rows:
+        yield _rows_to_table(rows, base_schema, recipe.source)
+
+
+def _read(reader: Any, path: str) -> Iterator[Mapping[str, Any] | Skip]:
+    """``reader.read(path)``; an input on object storage goes to a reader that streams URIs as it is, and to any
+    other reader as a local temporary copy (removed when the input is done)."""
+    if not storage.is_uri(path) or reader.reads_uris:
+        yield from reader.read(path)
+        return
+    with storage.local_copy(path) as local:
+        yield from reader.read(local)
+
+
+def _rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:
+    """The reader's rows as a batch (with the reader's ``reason`` column); a row that cannot become Arrow (a lone
+    surrogate in a string, an integer out of range) becomes a rejected row ``schema:invalid_<column>`` with that value
+    made representable, and the rest of the batch goes on."""
+    full = pa.schema(list(schema) + [pa.field("reason", pa.string())])
+    rows = [{"source": source, **r} for r in rows]
+    try:
+        return table_from_rows(rows, full)
+    except Exception as exc:  # noqa: BLE001 - find the bad rows below
+        if is_environment_error(exc):
+            raise
+    tables = []
+    for row in rows:
+        try:
+            tables.append(table_from_rows([row], full))
+        except Exception as exc:  # noqa: BLE001 - one row's values, recorded as its rejection
+            if is_environment_error(exc):
+                raise
+            tables.append(table_from_rows([_representable(row, full)], full))
+    return pa.concat_tables(tables)
+
+
+def _representable(row: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """``row`` with each value Arrow refuses replaced (strings: the bad characters backslash-escaped; others: null),
+    rejected for the first such column."""
+    out = dict(row)
+    bad: list[str] = []
+    for col in schema:
+        value = out.get(col.name)
+        if value is None or col.name == "reason":
+            continue
+        try:
+            table_from_rows([{col.name: value}], pa.schema([col.with_nullable(True)]))
+            continue
+        except Exception as exc:  # noqa: BLE001 - this column is the bad one
+            if is_environment_error(exc):
+                raise
+        bad.append(col.name)
+        fixed = _escape(value)
+        out[col.name] = fixed if fixed is not None or col.nullable else f"invalid:{_escape(repr(value))}"
+    out["reason"] = f"schema:invalid_{bad[0]}" if bad else "schema:invalid_row"
+    return out
+
+
+def _escape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):  # ``meta``: ASCII JSON escapes what UTF-8 cannot hold
+        return json.dumps(value, ensure_ascii=True, sort_keys=True, default=str)
+    return None
+
+
+def _split(table: pa.Table, reasons: list[str | None]) -> tuple[pa.Table, pa.Table, list[str]]:
+    keep_mask = pa.array([r is None for r in reasons])
+    kept = table.filter(keep_mask)
+    dropped = table.filter(pc.invert(keep_mask))
+    return kept, dropped, [r for r in reasons if r is not None]
+
+
+def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tuple[pa.Table, list[pa.Table]]:
+    """Apply the steps to one batch; returns the kept rows and the rejected rows (with reason / rejected_by)."""
+    rejected: list[pa.Table] = []
+    for step, st in zip(steps, stats, strict=True):
+        if batch.num_rows == 0:
+            break
+        t0 = time.perf_counter()
+        result = _apply(step, batch)
+        st.seconds += time.perf_counter() - t0
+        st.seen += batch.num_rows
+        st.changed += result.changed
+        if result.table.num_rows != batch.num_rows:
+            raise RuntimeError(f"step {step.name} returned {result.table.num_rows} rows for {batch.num_rows}")
+        batch = result.table
+        if result.reasons is not None:
+            reasons = list(result.reasons)
+            if any(r is not None for r in reasons):
+                batch, dropped, why = _split(batch, reasons)
+                st.dropped.update(why)
+                dropped = dropped.append_column("reason", pa.array(why, pa.string()))
+                dropped = dropped.append_column("rejected_by", pa.array([step.name] * len(why), pa.string()))
+                rejected.append(dropped)
+        st.kept += batch.num_rows
+    return batch, rejected
+
+
+def _apply(step: Step, batch: pa.Table) -> StepResult:
+    """``step(batch)``; when the step raises a data error the batch is redone one row at a time and each row that
+    raises is rejected ``<step>:error:<Type>``, so one bad document neither ends the input nor loses the others.
+    An environment error (``pipelines.errors``) propagates: the input fails and a rerun redoes it."""
+    try:
+        return step(batch)
+    except Exception as exc:  # noqa: BLE001 - isolate the bad rows below
+        if is_environment_error(exc):
+            raise
+        log.warning("step %s failed on a batch of %d row(s) (%s): retrying row by row", step.name, batch.num_rows,
+                    describe(exc))
+    parts: list[pa.Table] = []
+    reasons: list[str | None] = []
+    changed = 0
+    schema: pa.Schema | None = None
+    for i in range(batch.num_rows):
+        row = batch.slice(i, 1)
+        try:
+            result = step(row)
+        except Exception as exc:  # noqa: BLE001 - this row is the bad one: rejected with the error's type
+            if is_environment_error(exc):
+                raise
+            parts.append(row)
+            reasons.append(f"{step.name}:error:{type(exc).__name__}")
+            continue
+        schema = schema or result.table.schema
+        parts.append(result.table)
+        reasons.append(None if result.reasons is None else list(result.reasons)[0])
+        changed += result.changed
+    schema = schema or batch.schema
+    return StepResult(pa.concat_tables([conform(p, schema) for p in parts]), reasons, changed)
+
+
+def _input_bytes(path: str) -> int | None:
+    if storage.is_uri(path):
+        return storage.getsize(path) if storage.isfile(path) else None
+    return os.path.getsize(path) if os.path.isfile(path) else None
+
+
+def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
+    """Process one input completely and mark it done; returns its stats (also written to stats/<key>.json)."""
+    t0 = time.perf_counter()
+    layout = SourceLayout(out_root, recipe.source)
+    layout.make_dirs()
+    key = input_key(path)
+    schema = recipe.schema()
+    rej_schema = rejected_schema(schema)
+    docs = _ParquetSink(layout.path("docs", key, "parquet"), schema)
+    rejected = _ParquetSink(layout.path("rejected", key, "parquet"), rej_schema)
+    step_stats = [StepStats(s.name, s.kind) for s in recipe.steps]
+    skipped: Counter = Counter()
+    errors: list[str] = []
+    reasons: Counter = Counter()
+    read = 0
+    for step in recipe.steps:
+        step.start_input(path)
+    try:
+        for batch in _batches(recipe, path, skipped, errors):
+            read += batch.num_rows
+            # rows the reader already rejected
+            pre = batch.column("reason").to_pylist()
+            if any(r is not None for r in pre):
+                batch, dropped, why = _split(batch, pre)
+                reasons.update(why)
+                rejected.write(dropped.append_column("rejected_by", pa.array(["reader"] * len(why), pa.string())))
+            batch = batch.drop_columns(["reason"])
+            kept, rej_tables = run_steps(recipe.steps, batch, step_stats)
+            docs.write(kept)
+            for t in rej_tables:
+                reasons.update(t.column("reason").to_pylist())
+                rejected.write(t)
+        docs.commit()
+        rejected.commit()
+    except BaseException:
+        docs.abort()
+        rejected.abort()
+        raise
+    stats = {
+        "source": recipe.source,
+        "input": storage.absolute(path),
+        "key": key,
+        "read": read,
+        "kept": docs.rows,
+        "rejected": rejected.rows,
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "skipped": dict(sorted(skipped.items())),
+        "errors": errors,
+        "steps": [s.to_dict() for s in step_stats],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "input_bytes": _input_bytes(path),
+    }
+    if read != docs.rows + rejected.rows:  # the accounting invariant; a bug, never bad input
+        raise AssertionError(f"{path}: read {read} != kept {docs.rows} + rejected {rejected.rows}")
+    write_json_atomic(layout.path("stats", key, "json"), stats)
+    write_json_atomic(layout.done_path(key), {"input": stats["input"], "key": key, "read": read})
+    return stats
