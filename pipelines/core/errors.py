@@ -47,6 +47,13 @@ def _environment(exc: BaseException) -> bool:
     if any(c.__name__ == "StorageError" for c in mro):  # pipelines.storage: the object store failed
         return True
     names = {c.__name__ for c in mro}
+    # torch.cuda.OutOfMemoryError, or torch's plain RuntimeError for it: the device's fault (only the message's
+    # start is read, so text of a hostile input quoted in a message cannot pass for it)
+    if any("OutOfMemory" in n for n in names) or (
+        isinstance(exc, RuntimeError)
+        and str(exc).startswith(("CUDA out of memory", "CUDA error: out of memory"))
+    ):
+        return True
     if "RayTaskError" not in names and any(c.__module__.split(".")[0] == "ray" for c in mro):
         return True  # a dead worker or actor, a lost object: Ray's own failure
     if isinstance(exc, OSError):

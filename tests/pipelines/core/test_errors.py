@@ -63,6 +63,7 @@ def test_real_library_data_errors_are_data_and_machine_errors_are_environment(tm
         OSError(errno.ENOSPC, "No space left on device"),
         OSError(errno.ESTALE, "Stale file handle"),
         storage.StorageError("s3://bucket/key: GET failed"),
+        RuntimeError("CUDA error: out of memory"),  # how torch reports a full GPU
     ]
     for exc in environment_errors:
         assert is_environment_error(exc), repr(exc)
