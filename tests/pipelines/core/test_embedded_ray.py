@@ -85,7 +85,7 @@ def test_a_run_beside_another_ray_starts_its_own_and_a_killed_runs_ray_is_reaped
     config = tmp_path / "books.yaml"
     config.write_text(yaml.safe_dump({"book_dedup": {"enabled": False}}))
     inputs = str(tmp_path / "in")
-    shutil.copytree(BOOKS, inputs)
+    shutil.copytree(BOOKS, inputs, ignore=shutil.ignore_patterns("*.py"))  # the books, not their generator
     # another user's Ray on this machine, found through RAY_TMPDIR/ray/ray_current_cluster by a plain ray.init()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_TMPDIR=base, RAY_USAGE_STATS_ENABLED="0")
