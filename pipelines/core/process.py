@@ -101,7 +101,7 @@ class _ParquetSink:
 def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> Iterator[pa.Table]:
     """Read ``path`` into Arrow batches; a reader's data error ends the input but keeps what was read before it.
 
-    An environment error (``pipelines.errors``) propagates: the input fails without a marker and a rerun reads it
+    An environment error (``pipelines.core.errors``) propagates: the input fails without a marker and a rerun reads it
     again once the problem (a missing module, permissions, a full disk...) is fixed."""
     base_schema = recipe.schema()
     rows: list[Mapping[str, Any]] = []
@@ -230,7 +230,7 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
 def _apply(step: Step, batch: pa.Table) -> StepResult:
     """``step(batch)``; when the step raises a data error the batch is redone one row at a time and each row that
     raises is rejected ``<step>:error:<Type>``, so one bad document neither ends the input nor loses the others.
-    An environment error (``pipelines.errors``) propagates: the input fails and a rerun redoes it."""
+    An environment error (``pipelines.core.errors``) propagates: the input fails and a rerun redoes it."""
     try:
         return step(batch)
     except Exception as exc:  # noqa: BLE001 - isolate the bad rows below
