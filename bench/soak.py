@@ -209,6 +209,13 @@ def soak_source(
         proc.stderr.close()
         done_dir = os.path.join(out, source, "_done")
         done = len(os.listdir(done_dir)) if os.path.isdir(done_dir) else 0
+        log.info(
+            "%s attempt %d: %s, %d input(s) done",
+            source,
+            attempt + 1,
+            "finished" if finished else f"killed after {delay:.1f} s",
+            done,
+        )
         attempts.append(
             {
                 "killed_after_s": None if finished else round(delay, 2),
@@ -250,6 +257,7 @@ def soak(work: str, quick: bool, executor: str, kills: int, burners: int, seed: 
     }
     quiet_s = {}
     for source in SOURCES:
+        log.info("%s: quiet run", source)
         quiet_s[source] = run_once(
             source,
             configs[source],
