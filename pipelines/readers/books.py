@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines import storage
 from pipelines.readers.archive import Limits, Refused, iter_tree
 from pipelines.recipe import Reader, Skip
 
@@ -51,7 +52,9 @@ class BooksReader(Reader):
     max_members: int = 10_000
 
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
-        base = os.path.basename(path)
+        # a file name that is not valid UTF-8 is named by its bytes (``bad\\xffname.txt``): ids and meta stay
+        # valid, stable strings
+        base = storage.printable(os.path.basename(path))
         if path.lower().endswith(".zip"):
             limits = Limits(self.max_book_bytes, self.max_total_bytes, self.max_members)
             for item in iter_tree(path, limits):

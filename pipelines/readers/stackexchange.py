@@ -50,10 +50,12 @@ class ArchiveRefused(Exception):
 
 
 def site_name(path: str) -> str:
-    """``.../math.stackexchange.com/Posts.xml`` → ``math.stackexchange.com``; ``x.com-Posts.7z`` → ``x.com``."""
+    """``.../math.stackexchange.com/Posts.xml`` → ``math.stackexchange.com``; ``x.com-Posts.7z`` → ``x.com``.
+
+    A name that is not valid UTF-8 is written with its bytes as ``\\xNN`` (ids must be valid strings)."""
     if os.path.basename(path).lower() == POSTS:
-        return os.path.basename(os.path.dirname(os.path.abspath(path)))
-    name = os.path.basename(path)
+        return storage.printable(os.path.basename(os.path.dirname(os.path.abspath(path))))
+    name = storage.printable(os.path.basename(path))
     name = name[: -len(".7z")] if name.lower().endswith(".7z") else name
     return name[: -len("-Posts")] if name.endswith("-Posts") else name
 

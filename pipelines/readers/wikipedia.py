@@ -8,6 +8,15 @@ What is not a document is counted, not lost: redirects and pages outside the wan
 reason; a dump whose language is not selected is skipped once, before any page is parsed (``languages`` in the
 config; LLaMA-1 used 20); disambiguation pages are rejected rows (reason ``wiki:disambiguation``) so that they can
 be inspected in ``rejected/``.
+
+Ids are unique per source: ``<dbname>:<page id>@<folder>/<file>`` names the dump the page came from (its file and
+the folder holding it, which is also what a reader sees of an object-store input: ``storage.local_copy``).  The
+same page in two dumps (two dates of one wiki, parts of a split dump, a copy of a dump in another folder) is then
+two documents with two ids, which the source's exact and near-duplicate removal treats as what they are; ``meta``
+keeps ``dbname``, ``page_id`` and ``revision_id`` for joins across dumps.  Why not keep one: each input is read
+alone (the unit of resume), so no reader can know what another dump held; choosing between copies is the dedup
+stages' work.  Two dumps that share both file and folder name (``a/x/enwiki.xml``, ``b/x/enwiki.xml``) still
+share ids: name them apart.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from filters.wikitext import (
     is_disambiguation,
     wikitext_to_text,
 )
+from pipelines import storage
 from pipelines.readers.xmlstream import iter_elements, local_name
 from pipelines.recipe import Reader, Skip
 
@@ -92,7 +102,7 @@ def parse_siteinfo(elem: Any, fallback_name: str) -> SiteInfo:
 
 @dataclass
 class WikipediaReader(Reader):
-    """One article page = one document (``id`` = ``<dbname>:<page id>``, text = plain text)."""
+    """One article page = one document (``id`` = ``<dbname>:<page id>@<folder>/<file>``, text = plain text)."""
 
     patterns: ClassVar[tuple[str, ...]] = ("**/*.xml", "**/*.xml.bz2", "**/*.bz2", "**/*.xml.gz")
     batch_size: int = 128
@@ -110,7 +120,8 @@ class WikipediaReader(Reader):
         return {"lang": pa.string(), "title": pa.string()}
 
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
-        fallback = os.path.basename(path).split(".")[0]
+        fallback = storage.printable(os.path.basename(path)).split(".")[0]
+        dump = storage.printable(f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}")
         info: SiteInfo | None = None
         wanted_ns = set(self.namespaces)
         for elem in iter_elements(path, ("siteinfo", "page"), max_line_bytes=self.max_line_bytes):
@@ -128,9 +139,9 @@ class WikipediaReader(Reader):
                 if is_siteinfo:
                     continue
             if local_name(elem) == "page":
-                yield self._page(elem, info, wanted_ns)
+                yield self._page(elem, info, wanted_ns, dump)
 
-    def _page(self, elem: Any, info: SiteInfo, wanted_ns: set[int]) -> dict[str, Any] | Skip:
+    def _page(self, elem: Any, info: SiteInfo, wanted_ns: set[int], dump: str) -> dict[str, Any] | Skip:
         title = (_child_text(elem, "title") or "").strip()
         ns_text = _child_text(elem, "ns")
         try:
@@ -148,7 +159,7 @@ class WikipediaReader(Reader):
         if _child(elem, "redirect") is not None or _REDIRECT_TEXT.match(wikitext):
             return Skip("skip:redirect")
         row: dict[str, Any] = {
-            "id": f"{info.dbname}:{page_id}",
+            "id": f"{info.dbname}:{page_id}@{dump}",
             "url": info.url(title),
             "lang": info.lang or None,
             "title": title,
@@ -156,6 +167,7 @@ class WikipediaReader(Reader):
                 "title": title,
                 "page_id": int(page_id) if page_id.isdigit() else page_id,
                 "dbname": info.dbname,
+                "dump": dump,
                 "lang": info.lang,
                 "revision_id": _child_text(revision, "id") if revision is not None else None,
                 "timestamp": _child_text(revision, "timestamp") if revision is not None else None,
