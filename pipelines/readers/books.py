@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from pipelines import storage
+from pipelines.core import storage
+from pipelines.core.recipe import Reader, Skip
 from pipelines.readers.archive import Limits, Refused, iter_tree
 from pipelines.readers.charsets import strict_decode, text_codec
-from pipelines.recipe import Reader, Skip
 
 log = logging.getLogger(__name__)
 
