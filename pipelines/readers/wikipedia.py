@@ -49,6 +49,17 @@ _REDIRECT_TEXT = re.compile(
 #: namespaces whose links are not prose: File/Image (6), Media (-2), Category (14)
 _DROP_NAMESPACES = ("6", "-2", "14")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+#: a page id or namespace key as dumps write it (``int()`` also takes " 0", "1_0" and other scripts' digits, and
+#: raises on "²", which ``str.isdigit`` accepts)
+_DECIMAL = re.compile(r"-?[0-9]{1,18}")
+
+
+def _decimal(text: str | None) -> int:
+    """A namespace key: a plain decimal integer, or ValueError (the page is then ``skip:malformed_page``)."""
+    text = (text or "").strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a decimal integer: {text[:20]!r}")
+    return int(text)
 
 
 @dataclass
@@ -94,7 +105,7 @@ def parse_siteinfo(elem: Any, fallback_name: str) -> SiteInfo:
     ns = _child(elem, "namespaces")
     for n in ns if ns is not None else ():
         try:
-            info.namespaces[(n.text or "").strip().lower()] = int(n.get("key", ""))
+            info.namespaces[(n.text or "").strip().lower()] = _decimal(n.get("key", ""))
         except ValueError:
             continue
     return info
@@ -145,7 +156,7 @@ class WikipediaReader(Reader):
         title = (_child_text(elem, "title") or "").strip()
         ns_text = _child_text(elem, "ns")
         try:
-            ns = int(ns_text) if ns_text is not None else self._ns_from_title(title, info)
+            ns = _decimal(ns_text) if ns_text is not None else self._ns_from_title(title, info)
         except ValueError:
             return Skip("skip:malformed_page")
         if ns not in wanted_ns:
@@ -165,7 +176,7 @@ class WikipediaReader(Reader):
             "title": title,
             "meta": {
                 "title": title,
-                "page_id": int(page_id) if page_id.isdigit() else page_id,
+                "page_id": int(page_id) if _DECIMAL.fullmatch(page_id) else page_id,
                 "dbname": info.dbname,
                 "dump": dump,
                 "lang": info.lang,

@@ -285,3 +285,25 @@ def test_the_same_page_in_several_dumps_keeps_unique_ids(tmp_path):
     assert {json.loads(r["meta"])["dump"] for r in rows} == dumps
     for page in ("enwiki:974", "enwiki:1271"):
         assert sum(_page_of(i) == page for i in ids) == 3
+
+
+def test_odd_page_ids_and_namespaces_cost_one_page(tmp_path):
+    """A namespace or page id that is not a plain decimal ("²", "1_0", 30 digits) skips or keeps that page with
+    its id as written; it never ends the dump."""
+    pages = (
+        _page(1, "Good", "A '''river''' is a natural stream of water flowing towards the sea.")
+        + _page(2, "Odd ns", "Text.").replace("<ns>0</ns>", "<ns>\u00b2</ns>")
+        + _page(3, "Underscore ns", "Text.").replace("<ns>0</ns>", "<ns>1_0</ns>")
+        + _page(4, "Huge id", "Text of a page.").replace("<id>4</id>", f"<id>{'9' * 30}</id>")
+        + _page(5, "Superscript id", "Text of a page.").replace("<id>5</id>", "<id>\u00b2</id>")
+    )
+    path = tmp_path / "enwiki.xml"
+    path.write_text(_dump("en", pages), encoding="utf-8")
+    docs, skips = _read(str(path))
+    assert [s.reason for s in skips] == ["skip:malformed_page", "skip:malformed_page"]
+    by_page = {_page_of(d["id"]): d["meta"]["page_id"] for d in docs}
+    assert by_page == {
+        "enwiki:1": 1,
+        f"enwiki:{'9' * 30}": "9" * 30,
+        "enwiki:\u00b2": "\u00b2",
+    }  # kept as text
