@@ -307,3 +307,29 @@ def test_odd_page_ids_and_namespaces_cost_one_page(tmp_path):
         f"enwiki:{'9' * 30}": "9" * 30,
         "enwiki:\u00b2": "\u00b2",
     }  # kept as text
+
+
+def test_a_page_repeated_inside_one_dump_is_read_once(tmp_path):
+    first = _page(12, "River", "A '''river''' is a natural stream of water flowing towards the sea.")
+    again = _page(12, "River (copy)", "A second text under the same page id.")
+    big = _page(3_000_000_000, "Big id", "Text.") * 2  # above the bitmap: the set path
+    path = tmp_path / "enwiki.xml"
+    path.write_text(
+        _dump("en", first + _page(13, "Lake", "A lake is water.") + again + big), encoding="utf-8"
+    )
+    docs, skips = _read(str(path))
+    assert [(_page_of(d["id"]), d["title"]) for d in docs] == [
+        ("enwiki:12", "River"),
+        ("enwiki:13", "Lake"),
+        ("enwiki:3000000000", "Big id"),
+    ]
+    assert [s.reason for s in skips] == ["skip:duplicate_page_id"] * 2
+
+
+def test_seen_ids_bitmap_and_set():
+    from pipelines.readers.wikipedia import SeenIds
+
+    seen = SeenIds()
+    ids = [0, 7, 8, 80_000_000, 1 << 31, -1, "x9", 7]
+    assert [seen.add(i) for i in ids] == [True] * 7 + [False]
+    assert all(not seen.add(i) for i in ids) and len(seen._bits) < 12_000_000
