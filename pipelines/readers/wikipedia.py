@@ -180,7 +180,9 @@ class WikipediaReader(Reader):
             if local_name(elem) == "page":
                 item = self._page(elem, info, wanted_ns, dump)
                 if not isinstance(item, Skip) and not seen.add(item["meta"]["page_id"]):
-                    item = Skip("skip:duplicate_page_id")  # the same page twice in one dump: the first is kept
+                    item = Skip(
+                        "skip:duplicate_page_id"
+                    )  # the same page twice in one dump: the first is kept
                 yield item
 
     def _page(self, elem: Any, info: SiteInfo, wanted_ns: set[int], dump: str) -> dict[str, Any] | Skip:
