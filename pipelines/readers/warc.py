@@ -159,13 +159,16 @@ _DAMAGE = "content_length_mismatch"
 
 
 def next_warc_header(raw: Any, start: int, chunk: int = 1 << 20) -> int | None:
-    """Offset of the first ``WARC/1.0`` / ``WARC/1.1`` line at or after ``start`` in a seekable file, or None."""
+    """Offset of the first ``WARC/1.0`` / ``WARC/1.1`` line at or after ``start`` in a seekable file, or None
+    (then the file position is left where it was, for the reader that goes on)."""
+    here = raw.tell()
     pos = start
     raw.seek(max(0, pos - 1))
     tail = b"" if pos == 0 else raw.read(1)  # the byte before ``start``: a header right at ``start`` counts
     while True:
         data = raw.read(chunk)
         if not data:
+            raw.seek(here)
             return None
         window = tail + data
         if m := _HEADER_LINE.search(window):
@@ -262,15 +265,10 @@ class WarcReader(Reader):
                 record = next(it)
             except StopIteration:
                 return
-            except (
-                ArchiveLoadFailed,
-                StatusAndHeadersParserException,
-            ):  # junk or a broken header where a record should start
-                start = (
-                    next_warc_header(raw, it.offset + 1)
-                    if resync and it.reader.decompressor is None
-                    else None
-                )
+            except (ArchiveLoadFailed, StatusAndHeadersParserException):
+                # junk or a broken header where a record should start: go on from the next header, if any
+                seekable = resync and it.reader.decompressor is None
+                start = next_warc_header(raw, it.offset + 1) if seekable else None
                 if start is None:
                     raise
                 yield Skip("skip:unparsable_record")

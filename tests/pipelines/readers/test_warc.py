@@ -106,7 +106,8 @@ def test_next_warc_header_finds_headers_at_line_starts_only(tmp_path):
     with open(path, "rb") as f:
         assert next_warc_header(f, 0, chunk=64) == data.index(b"WARC/1.1")
         assert next_warc_header(f, data.index(b"WARC/1.1"), chunk=64) == data.index(b"WARC/1.1")
-        assert next_warc_header(f, data.index(b"WARC/1.1") + 1, chunk=64) is None
+        f.seek(5)
+        assert next_warc_header(f, data.index(b"WARC/1.1") + 1, chunk=64) is None and f.tell() == 5
 
 
 @pytest.mark.parametrize("gz", [False, True])
