@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
     log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    handler = logging.FileHandler(log_path, encoding="utf-8")
+    # a file name that is not valid UTF-8 is logged as \udcXX escapes, not dropped with a "Logging error"
+    handler = logging.FileHandler(log_path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
