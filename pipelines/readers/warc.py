@@ -19,6 +19,7 @@ from pipelines.core import storage
 from pipelines.core.recipe import Reader, ReadError, Skip
 from pipelines.readers.charsets import strict_decode, text_codec
 from pipelines.readers.integrity import GzipCheck, raise_if_truncated
+from pipelines.readers.warc_framing import damaged, next_gzip_record, next_warc_header, unique_ids
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE)
@@ -154,54 +155,6 @@ def _parse_http_block(record: Any) -> bool:
     return True
 
 
-_HEADER_LINE = re.compile(rb"\nWARC/1\.[01]\r?\n")
-_DAMAGE = "content_length_mismatch"
-
-
-def next_warc_header(raw: Any, start: int, chunk: int = 1 << 20) -> int | None:
-    """Offset of the first ``WARC/1.0`` / ``WARC/1.1`` line at or after ``start`` in a seekable file, or None
-    (then the file position is left where it was, for the reader that goes on)."""
-    here = raw.tell()
-    pos = start
-    raw.seek(max(0, pos - 1))
-    tail = b"" if pos == 0 else raw.read(1)  # the byte before ``start``: a header right at ``start`` counts
-    while True:
-        data = raw.read(chunk)
-        if not data:
-            raw.seek(here)
-            return None
-        window = tail + data
-        if m := _HEADER_LINE.search(window):
-            return pos - len(tail) + m.start() + 1
-        tail = window[-16:]
-        pos += len(data)
-
-
-def damaged(item: dict[str, Any] | Skip) -> dict[str, Any] | Skip:
-    """The row (rejected) or skip of a record whose ``Content-Length`` does not match its payload."""
-    if isinstance(item, Skip):
-        return Skip(f"skip:{_DAMAGE}")
-    text = item.get("text") or ""
-    if (cut := text.find("\nWARC/1.")) >= 0:  # the swallowed records are read again on their own
-        text = text[:cut].rstrip("\r\n")
-    return {**item, "text": text, "reason": f"read:{_DAMAGE}"}
-
-
-def unique_ids(items: Iterator[dict[str, Any] | Skip]) -> Iterator[dict[str, Any] | Skip]:
-    """Keep the first record of each ``WARC-Record-ID`` in an input; a repeat is ``skip:duplicate_record_id``.
-
-    Ids are unique per input only: inputs are read independently (the unit of resume), so the same id in two
-    files is not seen here (exact-duplicate removal catches identical copies)."""
-    seen: set[str] = set()
-    for item in items:
-        if not isinstance(item, Skip):
-            if item["id"] in seen:
-                item = Skip("skip:duplicate_record_id")
-            else:
-                seen.add(item["id"])
-        yield item
-
-
 @dataclass
 class WarcReader(Reader):
     """Response records holding HTML become documents (``text`` = HTML); WET conversions are already text."""
@@ -265,10 +218,13 @@ class WarcReader(Reader):
                 record = next(it)
             except StopIteration:
                 return
-            except (ArchiveLoadFailed, StatusAndHeadersParserException):
-                # junk or a broken header where a record should start: go on from the next header, if any
-                seekable = resync and it.reader.decompressor is None
-                start = next_warc_header(raw, it.offset + 1) if seekable else None
+            except (ArchiveLoadFailed, StatusAndHeadersParserException, OverflowError):
+                # junk or a broken header where a record should start (a 23-digit Content-Length overflows):
+                # go on from the next header, if any
+                if not resync:
+                    raise
+                gz = it.reader.decompressor is not None
+                start = (next_gzip_record if gz else next_warc_header)(raw, it.offset + 1)
                 if start is None:
                     raise
                 yield Skip("skip:unparsable_record")

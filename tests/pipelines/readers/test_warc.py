@@ -10,7 +10,8 @@ import re
 import pytest
 
 from pipelines.core.recipe import Skip
-from pipelines.readers.warc import WarcReader, decode_html, next_warc_header
+from pipelines.readers.warc import WarcReader, decode_html
+from pipelines.readers.warc_framing import next_gzip_record, next_warc_header
 from pipelines.sources.commoncrawl import without_models
 from tests.helpers.ops_hostile import PAGE, _warc
 from tests.helpers.sources import all_stats, assert_accounting, read_kind, run_source
@@ -91,6 +92,31 @@ def test_a_short_length_or_junk_after_a_record_is_skipped_to_the_next_header(tmp
     assert broken == [OK[0], "skip:no_http_headers", "skip:junk_after_record", OK[2]], broken
     gz = b"".join(gzip.compress(r) for r in [recs[0], _relength(recs[1], 900), recs[2]])
     assert _read(tmp_path, gz, "x.warc.gz") == [OK[0], ("r1", "read:truncated_record"), OK[2]]
+
+
+@pytest.mark.parametrize("value", [b"99999999999999999999999", b"-5", b"1e3"])
+def test_a_content_length_that_is_no_length_costs_that_record(tmp_path, value):
+    recs = _records(3)
+    m = re.search(rb"Content-Length: (\d+)", recs[1])
+    assert m is not None
+    recs[1] = recs[1][: m.start(1)] + value + recs[1][m.end(1) :]
+    for data, name in ((b"".join(recs), "x.warc"), (b"".join(gzip.compress(r) for r in recs), "x.warc.gz")):
+        got = _read(tmp_path, data, name)
+        assert got[0] == OK[0] and got[-1] == OK[2] and all(isinstance(g, str) for g in got[1:-1]), (
+            name,
+            got,
+        )
+
+
+def test_next_gzip_record_skips_magic_bytes_that_start_no_record(tmp_path):
+    recs = [gzip.compress(r) for r in _records(2)]
+    data = recs[0] + b"\x1f\x8b\x08 not a member" + gzip.compress(b"not a WARC") + recs[1]
+    path = tmp_path / "g"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        assert next_gzip_record(f, 1, chunk=40) == len(data) - len(recs[1])
+        f.seek(3)
+        assert next_gzip_record(f, len(data) - len(recs[1]) + 1) is None and f.tell() == 3
 
 
 def test_the_last_record_cut_short_is_still_truncated(tmp_path):
