@@ -73,6 +73,9 @@ def decode_book(data: bytes) -> tuple[str, str]:
         candidates.append(declared)
     for cs in (*candidates, "cp1252"):
         text = strict_decode(data, cs)
+        if text is None and cs.startswith(("utf-16", "utf-32")):  # a file cut inside its last character
+            unit = 2 if cs.startswith("utf-16") else 4
+            text = strict_decode(data[: len(data) // unit * unit], cs)
         if text is not None:
             text = text.removeprefix("\ufeff")  # utf-16/utf-32 leave no BOM; utf-8-sig neither
             return text.replace("\r\n", "\n").replace("\r", "\n"), "utf-8" if cs == "utf-8-sig" else cs

@@ -154,6 +154,7 @@ def test_utf16_and_utf32_books_are_decoded():
         (codecs.BOM_UTF8 + book.encode("utf-8"), "utf-8"),
     ):
         assert decode_book(data) == (expected, charset)
+    assert decode_book(book.encode("utf-16")[:-1])[1] == "utf-16"  # cut inside the last character
     # without "Project Gutenberg" in it, BOM-less UTF-16 is found by its NUL bytes
     plain = "Chapter one. The river bent twice before it ran down to the sea.\n" * 20
     assert decode_book(plain.encode("utf-16-le")) == (plain, "utf-16-le")
