@@ -69,10 +69,14 @@ def decode_html(
     0x80-0x9F only make sense as windows-1252 (curly quotes, dashes) is decoded as cp1252.  Detection
     (charset_normalizer, as trafilatura uses) tells single-byte Latin code pages apart poorly on short text, so
     when it picks one of them and cp1252 decodes the page at least as cleanly (its mess ratio), cp1252 wins,
-    except on Central European country domains (``url``), where browsers fall back to windows-1250 too."""
+    except on Central European country domains (``url``), where browsers fall back to windows-1250 too.
+
+    A declared charset must also keep the markup: if the bytes hold ``<`` but the decoded start does not, the
+    declaration is wrong (``utf-16`` or an EBCDIC code page declared on an ASCII-based page decode "cleanly" into
+    nonsense) and the next candidate is tried."""
     for cs in sniff_charset(content_type, body):
         text = strict_decode(body, cs)
-        if text is None:
+        if text is None or (b"<" in body[:1024] and "<" not in text[:2048]):
             continue
         if cs in ("latin-1", "iso8859-1", "ascii") and _C1_CONTROLS.search(text):
             text_1252 = strict_decode(body, "cp1252")

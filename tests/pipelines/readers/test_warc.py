@@ -183,7 +183,10 @@ CZECH = (
 )
 
 
-@pytest.mark.parametrize("declared", ["foo-bogus", "rot13", "idna", "hex", "x-user-defined-42", "utf-7"])
+@pytest.mark.parametrize(
+    "declared",
+    ["foo-bogus", "rot13", "idna", "hex", "x-user-defined-42", "utf-7", "utf-16", "utf-32", "cp500"],
+)
 @pytest.mark.parametrize("text", [FRENCH, PORTUGUESE])
 def test_latin1_pages_with_a_bogus_declared_charset_are_decoded_as_cp1252(declared, text):
     for content_type, body in (
@@ -216,3 +219,12 @@ def test_declared_latin1_with_windows_1252_bytes_and_boms():
         "<p>\u00e9t\u00e9</p>",
         "utf-16",
     )
+
+
+def test_a_declared_charset_that_decodes_the_markup_away_is_not_trusted():
+    for text in (FRENCH, PORTUGUESE):
+        body = text.encode("latin-1")
+        body += b" " * (-len(body) % 4)  # utf-16 and utf-32 would decode it "cleanly" into nonsense
+        for declared in ("utf-16", "utf-16-le", "utf-32", "cp500"):
+            got, cs = decode_html(f"text/html; charset={declared}", body, "https://example.org/")
+            assert (got, cs) == (body.decode("cp1252"), "cp1252"), declared
