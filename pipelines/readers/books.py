@@ -76,6 +76,8 @@ def decode_book(data: bytes) -> tuple[str, str]:
         if text is None and cs.startswith(("utf-16", "utf-32")):  # a file cut inside its last character
             unit = 2 if cs.startswith("utf-16") else 4
             text = strict_decode(data[: len(data) // unit * unit], cs)
+        if text is not None and b"Gutenberg" in data[:20_000] and "Gutenberg" not in text[:40_000]:
+            text = None  # a declared EBCDIC (cp037, cp500) decodes the ASCII header into nonsense
         if text is not None:
             text = text.removeprefix("\ufeff")  # utf-16/utf-32 leave no BOM; utf-8-sig neither
             return text.replace("\r\n", "\n").replace("\r", "\n"), "utf-8" if cs == "utf-8-sig" else cs
