@@ -132,6 +132,7 @@ def test_declared_non_text_or_unknown_encodings_fall_back_to_detection():
         "unicode_escape",
         "UTF-7",
         "x-no-such-charset",
+        "cp500",  # EBCDIC: decodes any bytes, into nonsense
     ):
         book = _pg_text(1, declared)
         for data, charset in ((book.encode("utf-8"), "utf-8"), (book.encode("cp1252"), "cp1252")):
