@@ -56,8 +56,10 @@ def _warc(
     gz: bool = True,
     content_type: str = "text/html; charset=utf-8",
     urn: str = "hostile",
+    urls: dict[str, str] | None = None,
 ) -> bytes:
-    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false."""
+    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false;
+    ``urls`` gives a record's target URI (default ``https://example.org/<rid>``)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -67,7 +69,7 @@ def _warc(
         http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
         writer.write_record(
             writer.create_warc_record(
-                f"https://example.org/{rid}",
+                (urls or {}).get(rid, f"https://example.org/{rid}"),
                 "response",
                 payload=io.BytesIO(payload),
                 http_headers=http,
