@@ -1,5 +1,5 @@
-"""Generated damaged trees for the GitHub/arXiv reader tests: incompressible code, a zip with a corrupt and an
-encrypted member, a tarball writer that accepts non-UTF-8 names."""
+"""Generated hostile trees for the GitHub/arXiv reader tests: incompressible code, a zip with a corrupt and an
+encrypted member, a tarball writer that accepts non-UTF-8 names, folder chains 1,000 deep, an ``\\input`` fan-out."""
 
 from __future__ import annotations
 
@@ -98,3 +98,16 @@ def remove_deep_chain(top: str) -> None:
                     stack.append((entry.path, False))
                 else:
                     os.remove(entry.path)
+
+
+def fan_out(levels: int = 12, fan: int = 4) -> dict[str, bytes]:
+    """``main`` inputs ``f1`` four times, ``f1`` inputs ``f2`` four times...: 4^12 = 16.7M inlines if unbounded."""
+    files = {
+        "main.tex": b"\\documentclass{article}\n\\begin{document}\n\\section{Bomb}\n"
+        + b"\\input{f1}\n" * fan
+        + b"\\end{document}\n"
+    }
+    for i in range(1, levels):
+        files[f"f{i}.tex"] = f"Level {i} text.\n".encode() + f"\\input{{f{i + 1}}}\n".encode() * fan
+    files[f"f{levels}.tex"] = b"The leaves of the tree.\n"
+    return files

@@ -10,24 +10,12 @@ import pytest
 from pipelines.core.recipe import Skip
 from pipelines.readers.arxiv import ArxivReader, InlineLimitError, main_candidates, resolve_inputs
 from tests.helpers.sources import all_stats, assert_accounting, make_tar, read_kind, run_source
+from tests.helpers.trees import fan_out
 
 PAPER = (
     b"\\documentclass{article}\n\\begin{document}\n\\section{Introduction}\nWe study small things.\n"
     b"\\input{body}\n\\end{document}\n"
 )
-
-
-def fan_out(levels: int = 12, fan: int = 4) -> dict[str, bytes]:
-    """``main`` inputs ``f1`` four times, ``f1`` inputs ``f2`` four times...: 4^12 = 16.7M inlines if unbounded."""
-    files = {
-        "main.tex": b"\\documentclass{article}\n\\begin{document}\n\\section{Bomb}\n"
-        + b"\\input{f1}\n" * fan
-        + b"\\end{document}\n"
-    }
-    for i in range(1, levels):
-        files[f"f{i}.tex"] = f"Level {i} text.\n".encode() + f"\\input{{f{i + 1}}}\n".encode() * fan
-    files[f"f{levels}.tex"] = b"The leaves of the tree.\n"
-    return files
 
 
 def test_fan_out_stops_at_the_inline_cap():
