@@ -147,8 +147,9 @@ class ArxivReader(Reader):
     def discover(self, spec: str) -> list[str]:
         """A paper (file or folder), or a folder of papers: its archives, ``.tex`` files and sub-folders.
 
-        A folder is itself one paper when it holds exactly one top-level ``\\documentclass`` file and nothing else
-        that looks like a paper (a sub-folder with its own ``\\documentclass`` file, an archive).
+        A folder is itself one input when it holds exactly one top-level ``\\documentclass`` file and nothing else
+        that looks like a paper (a sub-folder with its own ``\\documentclass`` file, an archive), or when next to
+        its ``\\documentclass`` files it holds ``.tex`` files without one (parts that some main file inlines).
         On object storage (``s3://``, ``gs://``) a paper is one object: an archive or a gzipped/lone ``.tex``
         (folders of loose files cannot be told apart without reading them).
         """
@@ -163,6 +164,9 @@ class ArxivReader(Reader):
         entries = sorted(e for e in os.listdir(spec) if not e.startswith("."))
         papers = []
         main_tex = []
+        parts = (
+            False  # a top-level .tex without \documentclass: something here is \input, so this is one paper
+        )
         for e in entries:
             p = os.path.join(spec, e)
             if os.path.isdir(p):
@@ -171,10 +175,12 @@ class ArxivReader(Reader):
             elif e.lower().endswith(".tex"):
                 if _has_documentclass(p):
                     main_tex.append(p)
+                else:
+                    parts = True
             elif is_archive(e) or e.lower().endswith(".gz"):
                 papers.append(p)
-        if len(main_tex) == 1 and not papers:
-            return [os.path.abspath(spec)]
+        if main_tex and (parts or (len(main_tex) == 1 and not papers)):
+            return [os.path.abspath(spec)]  # read() gives one document per main file
         return sorted(os.path.abspath(p) for p in papers + main_tex)
 
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:

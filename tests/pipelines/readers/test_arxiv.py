@@ -94,6 +94,14 @@ def test_every_paper_in_a_folder_is_found(tmp_path):
     assert_accounting(out, "arxiv")
     (stats,) = all_stats(out, "arxiv")
     assert stats["read"] == 3 and stats["skipped"] == {"arxiv:main_file_inlined": 1}
+    # the folder itself as INPUT: one input (it has parts), not a.tex and b.tex read alone without shared.tex
+    assert ArxivReader().discover(str(pair)) == [str(pair)]
+    assert ArxivReader().discover(str(tmp_path / "papers")) == [str(pair)]
+    lone = tmp_path / "lone"  # a folder of lone papers stays a folder of inputs
+    lone.mkdir()
+    for n in ("x", "y"):
+        (lone / f"{n}.tex").write_bytes(PAPER.replace(b"\\input{body}", b"Alone."))
+    assert ArxivReader().discover(str(lone)) == [str(lone / "x.tex"), str(lone / "y.tex")]
 
 
 def test_main_candidates_fall_back_to_documentclass_alone():
