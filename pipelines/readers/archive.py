@@ -290,14 +290,22 @@ def _iter_zip(path: str, limits: Limits) -> Iterator[Member | Refused]:
 
 def _iter_gzip_or_tar(path: str, limits: Limits) -> Iterator[Member | Refused]:
     """arXiv serves ``.gz`` that is either a tarball or a single gzipped .tex: look inside to tell."""
-    if tarfile.is_tarfile(path):
+    try:
+        is_tar = tarfile.is_tarfile(path)
+    except DATA_ERRORS:  # cut inside the first block: not readable as a tarball, try it as one gzipped file
+        is_tar = False
+    if is_tar:
         yield from _iter_tar(path, limits)
         return
-    with gzip.open(path, "rb") as f:
-        data = _read_capped(f, limits.max_member_bytes)
-    name = os.path.basename(path)[: -len(".gz")] or "main"
+    name = printable_path(os.path.basename(path)[: -len(".gz")])[0] or "main"
     if not name.lower().endswith(".tex"):  # arXiv's gzipped single files are TeX sources named by their id
         name += ".tex"
+    try:
+        with gzip.open(path, "rb") as f:
+            data = _read_capped(f, limits.max_member_bytes)
+    except DATA_ERRORS as exc:  # a cut or corrupt single file: half a paper is not a paper
+        yield Refused(name, TRUNCATED if isinstance(exc, EOFError) else _damage(exc))
+        return
     if data is None:
         yield Member(name, None, limits.max_member_bytes + 1)
     else:

@@ -3,6 +3,7 @@ printable.  All inputs are generated and tiny (the fan-out bomb is a 12-level tr
 
 from __future__ import annotations
 
+import gzip
 import os
 
 import pytest
@@ -123,3 +124,13 @@ def test_non_utf8_names_in_a_paper(tmp_path):
     )
     (row,) = [r for r in ArxivReader().read(str(tmp_path / "2301.00009.tar.gz")) if isinstance(r, dict)]
     assert row["meta"]["main_file"] == "r\\xe9sum\\xe9.tex" and "Text." in row["text"]
+
+
+def test_a_cut_gzipped_single_paper_is_a_rejected_row(tmp_path):
+    blob = gzip.compress(PAPER.replace(b"\\input{body}", b"Words. " * 2000))
+    (tmp_path / "2301.00010.gz").write_bytes(blob[: len(blob) // 2])
+    out = str(tmp_path / "out")
+    res = run_source("arxiv", str(tmp_path / "2301.00010.gz"), out)
+    assert not res.summary.get("errors")
+    (row,) = read_kind(out, "arxiv", "rejected").to_pylist()
+    assert (row["id"], row["reason"]) == ("arxiv:2301.00010", "read_error:truncated_archive")
