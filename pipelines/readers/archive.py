@@ -145,18 +145,29 @@ class _Budget:
 
 
 def iter_tree(path: str, limits: Limits | None = None) -> Iterator[Member | Refused]:
-    """Regular files of a folder or an archive, in a stable (sorted) order."""
+    """Regular files of a folder or an archive, in a stable (sorted) order, each path once.
+
+    A path seen before is refused ``archive:duplicate_name`` (the first is kept): zip and tar may hold one name
+    twice, and a non-UTF-8 name can print like a real one, while ids built from paths must stay unique."""
     limits = limits or Limits()
     if os.path.isdir(path):
-        yield from _iter_dir(path, limits)
+        items = _iter_dir(path, limits)
     elif path.lower().endswith(".zip"):
-        yield from _iter_zip(path, limits)
+        items = _iter_zip(path, limits)
     elif path.lower().endswith((".tar.gz", ".tgz", ".tar")):
-        yield from _iter_tar(path, limits)
+        items = _iter_tar(path, limits)
     elif path.lower().endswith(".gz"):
-        yield from _iter_gzip_or_tar(path, limits)
+        items = _iter_gzip_or_tar(path, limits)
     else:
         raise ValueError(f"{path}: not a folder or a .tar.gz/.tgz/.tar/.zip/.gz archive")
+    seen: set[str] = set()
+    for item in items:
+        if isinstance(item, Member) or item.reason.startswith("read_error:"):
+            if item.path and item.path in seen:
+                yield Refused(item.path, "archive:duplicate_name")
+                continue
+            seen.add(item.path)
+        yield item
 
 
 def _raise(exc: OSError) -> None:

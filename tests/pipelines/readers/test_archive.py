@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import warnings
+import zipfile
 
 import pytest
 
@@ -133,3 +135,22 @@ def test_environment_errors_are_not_swallowed(tmp_path, monkeypatch, exc):
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(OSError):
         list(iter_tree(str(root)))
+
+
+def test_each_path_comes_out_once(tmp_path):
+    """Ids are built from paths: a name held twice (zip, tar) or printed like another one is refused, not doubled."""
+    zpath = str(tmp_path / "r.zip")
+    with zipfile.ZipFile(zpath, "w") as zf, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns "Duplicate name"
+        zf.writestr("a.py", PY)
+        zf.writestr("a.py", PY + b"# second copy\n")
+    got = [(i.path, i.reason if isinstance(i, Refused) else i.data) for i in iter_tree(zpath)]
+    assert got == [("a.py", PY), ("a.py", "archive:duplicate_name")]
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "caf\\xe9.py").write_bytes(PY)  # a real name with a backslash...
+    with open(os.path.join(os.fsencode(folder), b"caf\xe9.py"), "wb") as f:  # ...and the byte 0xE9
+        f.write(PY)
+    items = list(iter_tree(str(folder)))
+    assert [type(i).__name__ for i in items] == ["Member", "Refused"]
+    assert items[1] == Refused("caf\\xe9.py", "archive:duplicate_name")
