@@ -72,12 +72,6 @@ def main_candidates(files: dict[str, str]) -> list[str]:
     )
 
 
-def pick_main(files: dict[str, str]) -> str | None:
-    """The main file (the largest of :func:`main_candidates`)."""
-    cands = main_candidates(files)
-    return cands[0] if cands else None
-
-
 class InlineLimitError(ValueError):
     """Resolving ``\\input``/``\\include`` went past ``max_inlines`` files or ``max_inlined_bytes``."""
 
@@ -164,9 +158,8 @@ class ArxivReader(Reader):
         entries = sorted(e for e in os.listdir(spec) if not e.startswith("."))
         papers = []
         main_tex = []
-        parts = (
-            False  # a top-level .tex without \documentclass: something here is \input, so this is one paper
-        )
+        # a top-level .tex without \documentclass: a part some main file inlines, so this folder is one paper
+        parts = False
         for e in entries:
             p = os.path.join(spec, e)
             if os.path.isdir(p):
