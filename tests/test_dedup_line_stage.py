@@ -216,3 +216,81 @@ def test_plan_grows_partitions_and_buckets_with_docs(tmp_path):
 def test_empty_source_is_a_no_op(tmp_path):
     os.makedirs(tmp_path / "docs")
     assert LineDedupStage().run(str(tmp_path)) == {"docs": 0}
+
+
+def _add_copies(root: str, texts: dict[str, str], n: int = 3) -> None:
+    """An extra input holding copies of ``n`` pages under new ids: MinHash clusters for the chain tests."""
+    picked = sorted(texts)[:n]
+    rows = [
+        {"id": f"copy/{i}", "source": "commoncrawl", "text": texts[i] + "\nMirrored page."} for i in picked
+    ]
+    pq.write_table(table_from_rows(rows, CORE_SCHEMA), os.path.join(root, "docs", "input99.parquet"))
+    pq.write_table(
+        rejected_schema(CORE_SCHEMA).empty_table(), os.path.join(root, "rejected", "input99.parquet")
+    )
+    stats = {"key": "input99", "read": n, "kept": n, "rejected": 0, "rejected_by_reason": {}}
+    with open(os.path.join(root, "stats", "input99.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f)
+
+
+def _chain():
+    from dedup.stages import MinHashDedupStage
+
+    return [MinHashDedupStage(), LineDedupStage(settings={"bucket_docs": 60})]
+
+
+def _files(root: str) -> dict[str, bytes]:
+    out = {}
+    for kind in ("docs", "rejected", "duplicates"):
+        for name in sorted(os.listdir(os.path.join(root, kind))):
+            rows = pq.read_table(os.path.join(root, kind, name)).to_pylist()
+            for r in rows:  # clusters name their input file: compare its name, not the test's folder
+                if "input" in r:
+                    r["input"] = os.path.relpath(r["input"], root)
+            out[f"{kind}/{name}"] = rows
+    return out
+
+
+def test_minhash_then_line_dedup_chain_reruns_as_a_no_op(tmp_path):
+    """Line dedup rewrites docs after MinHash: a rerun must not redo MinHash over the survivors."""
+    from pipelines.runner import run_stages
+
+    root = str(tmp_path / "cc")
+    _add_copies(root, make_source(root))
+    first = run_stages(_chain(), root, inputs_written=True)
+    assert first["minhash"]["moved_to_rejected"] >= 3 and first["line_dedup"]["changed"] > 50
+    before = _files(root)
+    assert {"copy/" + i for i in sorted(make_source(str(tmp_path / "again")))[:3]} <= {
+        r["id"] for r in before["duplicates/minhash.parquet"]
+    }
+    again = run_stages(_chain(), root, inputs_written=False)
+    assert again["minhash"]["up_to_date"] is True and again["line_dedup"]["up_to_date"] is True
+    assert _files(root) == before
+    check_accounting(root)
+
+
+def test_chain_killed_in_line_dedup_resumes_without_redoing_minhash(tmp_path, monkeypatch):
+    from pipelines.runner import run_stages
+
+    whole = str(tmp_path / "whole")
+    texts = make_source(whole)
+    _add_copies(whole, texts)
+    run_stages(_chain(), whole, inputs_written=True)
+    killed = str(tmp_path / "killed")
+    _add_copies(killed, make_source(killed))
+    real, calls = line_stage.rewrite_task, []
+
+    def dies_on_second(args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise MemoryError("killed")
+        return real(args)
+
+    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
+    with pytest.raises(MemoryError):
+        run_stages(_chain(), killed, inputs_written=True)
+    monkeypatch.setattr(line_stage, "rewrite_task", real)
+    res = run_stages(_chain(), killed, inputs_written=False)
+    assert res["minhash"]["up_to_date"] is True and "up_to_date" not in res["line_dedup"]
+    assert _files(killed) == _files(whole)
+    check_accounting(killed)
