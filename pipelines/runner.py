@@ -306,8 +306,10 @@ def run_stages(stages: list[Any], base: str, inputs_written: bool) -> dict[str, 
             continue
         write_json_atomic(path, {"stages": names, "done": done, "running": stage.name, "listing": None})
         results[stage.name] = done[stage.name] = _run_stage(stage, base)
-    if state.get("running") is not None or len(state.get("done") or {}) < len(stages):  # a no-op writes nothing
-        write_json_atomic(path, {"stages": names, "done": done, "running": None, "listing": _docs_listing(base)})
+    ran = state.get("running") is not None or len(state.get("done") or {}) < len(stages)
+    if ran:  # a rerun that skipped every stage writes nothing
+        final = {"stages": names, "done": done, "running": None, "listing": _docs_listing(base)}
+        write_json_atomic(path, final)
     return results
 
 
