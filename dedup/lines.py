@@ -39,7 +39,7 @@ import pyarrow as pa
 import xxhash
 
 from dedup.text import simplify_text
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _BUCKET_MULT = np.uint64(0x9E3779B97F4A7C15)
 NORMALIZATIONS = ("ccnet", "datatrove")

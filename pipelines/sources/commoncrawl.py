@@ -1,0 +1,56 @@
+"""CommonCrawl recipe (CCNet / RedPajama / FineWeb order): WARC → extract → LID → heuristics.
+
+Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, two corpus
+stages: MinHash document dedup, then LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents,
+counted across all inputs; dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
+(CCNet's place) is off by default: within one run it can only count per input (see dedup/lines.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from dedup.line_stage import stage_from_config as line_stage_from_config
+from dedup.lines import LineDedup
+from dedup.stages import stage_from_config
+from filters.extract import ExtractText
+from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
+from filters.langid import LanguageFilter, LanguageID
+from pipelines.core.recipe import Recipe
+from pipelines.readers.warc import WarcReader
+from pipelines.sources.compose import assemble
+
+STEPS = {
+    "extract": ExtractText,
+    "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
+    "lid": LanguageID,
+    "lang_filter": LanguageFilter,
+    "gopher_rep": GopherRepetition,
+    "gopher": GopherQuality,
+    "c4": C4Quality,
+    "fineweb": FineWebQuality,
+    # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
+    "perplexity": Perplexity,
+    "ppl_filter": ScoreFilter,
+    "wikiref": WikiRefScore,
+    "wikiref_filter": ScoreFilter,
+    "roberta": RobertaQuality,
+    "quality_filter": ScoreFilter,
+}
+
+
+#: the steps that need `make models`
+MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
+
+
+def without_models() -> dict[str, Any]:
+    """A config override that switches the model steps off (tests, benchmarks, clusters without shared models)."""
+    return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
+
+
+def build_recipe(config: dict[str, Any]) -> Recipe:
+    minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
+    lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
+    stages = [s for s in (minhash, lines) if s is not None]
+    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
