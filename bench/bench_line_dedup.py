@@ -62,7 +62,7 @@ def write_source(root: str, n_docs: int, n_inputs: int = 4, seed: int = 1) -> No
 
     import pyarrow.parquet as pq
 
-    from pipelines.schema import CORE_SCHEMA, rejected_schema, table_from_rows
+    from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 
     rng = random.Random(seed)
     docs = []

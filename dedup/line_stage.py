@@ -45,7 +45,7 @@ from dedup.corpus import (
     write_parquet_atomic,
 )
 from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, sorted_contains
-from pipelines.layout import write_json_atomic
+from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
 #: on-disk layout of the work folder (part of its name)
@@ -194,7 +194,7 @@ def _frequent_of(work: str, key: str) -> np.ndarray:
 def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) -> dict[str, Any]:
     """Pass 3 for one docs file: drop its frequent lines; documents left empty move to ``rejected/``."""
     from dedup.removal import _rewrite_stats
-    from pipelines.schema import conform
+    from pipelines.core.schema import conform
 
     f, work, cfg, n_buckets, source_dir, name = args
     key = file_key(f)
