@@ -192,3 +192,26 @@ def test_commoncrawl_recipe_runs_line_dedup_as_corpus_stage_after_minhash():
     names = [s.name for s in on.steps]
     assert names.index("extract") + 1 == names.index("line_dedup") == names.index("lid") - 1
     assert pa.types.is_large_string(recipe.schema().field("text").type)
+
+
+def test_cli_counts_feed_the_counts_mode_step(tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from dedup.cli import main as dedup_main
+
+    rows = _docs(10)
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    pq.write_table(table_from_rows(rows[:4], CORE_SCHEMA), folder / "a.parquet")
+    pq.write_table(table_from_rows(rows[4:], CORE_SCHEMA), folder / "b.parquet")
+    counts = str(tmp_path / "counts")
+    argv = ["lines", "--input", str(folder), "--counts", counts, "--bucket-docs", "0", "--executor", "local"]
+    assert dedup_main(argv) == 0
+    meta = json.loads(capsys.readouterr().out)
+    assert meta["docs"] == 11 and meta["buckets"] == 1 and meta["normalization"] == "ccnet"
+    res = LineDedup(max_count=6, mode="counts", counts_dir=counts)(table_from_rows(rows, CORE_SCHEMA))
+    assert not any(NAV in t for t in res.table.column("text").to_pylist())  # 11 copies > 6, across both files
+    assert dedup_main([*argv[:-4], "--bucket-docs", "5"]) == 2  # same folder, other settings: refused
+    assert "other settings" in capsys.readouterr().err
