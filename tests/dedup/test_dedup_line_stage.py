@@ -172,7 +172,7 @@ def test_killed_rewrite_resumes_to_the_same_output(tmp_path, monkeypatch):
         return real(args)
 
     monkeypatch.setattr(line_stage, "rewrite_task", dies_on_third)
-    with pytest.raises(MemoryError):
+    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
         LineDedupStage(settings=settings).run(killed)
     monkeypatch.setattr(line_stage, "rewrite_task", real)
     stats = LineDedupStage(settings=settings).run(killed)  # resumes with the counts of the original text
@@ -287,7 +287,7 @@ def test_chain_killed_in_line_dedup_resumes_without_redoing_minhash(tmp_path, mo
         return real(args)
 
     monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
-    with pytest.raises(MemoryError):
+    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
         run_stages(_chain(), killed, inputs_written=True)
     monkeypatch.setattr(line_stage, "rewrite_task", real)
     res = run_stages(_chain(), killed, inputs_written=False)
