@@ -135,6 +135,18 @@ def test_stage_equals_brute_force_counter_across_inputs_and_buckets(tmp_path, no
     assert again["up_to_date"] is True and read_source(root) == (docs, rejected)
 
 
+def test_ray_tasks_give_the_local_result(tmp_path, ray_local):
+    """Every pass as Ray tasks (hash per file, count per partition, rewrite per file): the same docs as local."""
+    results = []
+    for executor in ("local", "ray"):
+        root = str(tmp_path / executor)
+        make_source(root)
+        LineDedupStage(settings={"bucket_docs": 60, "executor": executor}).run(root)
+        check_accounting(root)
+        results.append(read_source(root))
+    assert results[0] == results[1] and len(results[0][1]) > 0
+
+
 def test_every_copy_counted_across_inputs_not_per_input(tmp_path):
     """A line seen at most 4 times in any one input but 60 times in the source is removed."""
     root = str(tmp_path / "cc")
