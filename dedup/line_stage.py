@@ -261,12 +261,14 @@ class LineDedupStage:
         if not glob.glob(os.path.join(docs_dir, "*.parquet")):
             return {"docs": 0}
         files = build_inputs([docs_dir])
+        later: list[InputFile] = []
         current = fingerprint(files, {"stage": self.name, **cfg.identity()})
         if state.get("done") and state.get("fingerprint") == current:
             return {**state["stats"], "up_to_date": True}
         if state.get("work") and not state.get("done"):  # resume: some docs may already be rewritten
             work = state["work"]
             wanted = set(state["files"])
+            later = [f for f in files if file_key(f) not in wanted]  # written after the kill: not counted yet
             files = [f for f in files if file_key(f) in wanted]
         else:
             work = os.path.join(source_dir, "_dedup", f"{self.name}-{current}")
@@ -289,7 +291,12 @@ class LineDedupStage:
             },
             **{k: sum(r[k] for r in rewritten) for k in ("changed", "emptied", "lines_removed")},
         }
-        after = fingerprint(build_inputs([docs_dir]), {"stage": self.name, **cfg.identity()})
+        resumed_without = state.get("work") and not state.get("done") and later
+        after = (
+            ""
+            if resumed_without
+            else fingerprint(build_inputs([docs_dir]), {"stage": self.name, **cfg.identity()})
+        )
         write_json_atomic(
             state_path,
             {
@@ -308,6 +315,8 @@ class LineDedupStage:
             stats["lines_removed"],
             stats["changed"],
         )
+        if resumed_without:  # the interrupted run is finished; now count again with the inputs added since
+            return self.run(source_dir)
         return stats
 
 

@@ -306,3 +306,38 @@ def test_chain_killed_in_line_dedup_resumes_without_redoing_minhash(tmp_path, mo
     assert res["minhash"]["up_to_date"] is True and "up_to_date" not in res["line_dedup"]
     assert _files(killed) == _files(whole)
     check_accounting(killed)
+
+
+def test_input_added_after_a_kill_is_deduplicated_too(tmp_path, monkeypatch):
+    """Killed mid-rewrite, then a new input is written: the resumed stage finishes, then counts again with it.
+
+    The second count sees the old pages without their frequent lines (removed by the first), so the new pages'
+    copies of them are not frequent any more: incremental line dedup would need the earlier counts kept as an
+    index (not built; the brute force below applies the same two rounds)."""
+    root = str(tmp_path / "cc")
+    texts = make_source(root)
+    settings = {"bucket_docs": 60}
+    real = line_stage.rewrite_task
+    calls = []
+
+    def dies_on_second(args):
+        calls.append(args)
+        if len(calls) == 2:
+            raise MemoryError("killed")
+        return real(args)
+
+    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
+    with pytest.raises(Exception, match="killed"):
+        LineDedupStage(settings=settings).run(root)
+    monkeypatch.setattr(line_stage, "rewrite_task", real)
+    _add_copies(root, texts)  # the new input: three pages whose boilerplate is frequent
+    LineDedupStage(settings=settings).run(root)
+    first = {i: t for i, t in brute_force(texts, 3, 6, "ccnet").items() if t}
+    new = {f"copy/{i}": texts[i] + "\nMirrored page." for i in sorted(texts)[:3]}
+    expected = brute_force({**first, **new}, 3, 6, "ccnet")
+    docs, rejected = read_source(root)
+    assert docs == {i: t for i, t in expected.items() if t}
+    state = json.load(open(os.path.join(root, "_dedup", "line_dedup.json"), encoding="utf-8"))
+    assert "input99" in state["files"] and state["done"] is True
+    assert LineDedupStage(settings=settings).run(root)["up_to_date"] is True
+    check_accounting(root)
