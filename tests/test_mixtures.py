@@ -57,7 +57,7 @@ def _build(output, tmp_path, sources, **top):
 
 
 def _rows(stage_dir):
-    return pq.read_table(sorted(glob.glob(os.path.join(stage_dir, "shard-*.parquet")))).to_pylist()
+    return pq.read_table(sorted(glob.glob(os.path.join(stage_dir, "shards", "*.parquet")))).to_pylist()
 
 
 def test_golden_mixture_shares_within_one_percent(curated, tmp_path):
