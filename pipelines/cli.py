@@ -25,6 +25,7 @@ EXTRA_COMMANDS = {
     "report": "mixtures.report:main",
     "bench": "bench.run:main",
     "cron": "pipelines.cron:main",
+    "benchmarks": "mixtures.benchmarks:main",
 }
 
 

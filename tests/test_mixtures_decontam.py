@@ -287,3 +287,31 @@ def test_stage_removes_planted_benchmark_passages_and_nothing_else(tmp_path):
     by = {s["name"]: s for s in m["sources"]}
     assert by["books"]["contaminated_documents"] == 0
     assert by["books"]["available_documents"] == len(paragraphs)
+
+
+def test_batch_words_and_window_hashes_equal_the_plain_forms():
+    from dedup.text import words_of
+    from mixtures.decontam import _MULT, batch_words, window_hashes
+
+    texts = [
+        'Plain ASCII: 3.14 apples, 1,000 pears; x_y-z (a/b) "quoted"\tTAB\x1cFS\x1fUS\r\nend',
+        "Ünïcödé café — naïve: ٣٫١٤ and ①②, \u2003em-space\u2028line\x85nel\u3000ideographic",
+        "",
+        None,
+        "   ",
+        "ΑΒΓ δεζ; Greek question mark\u037e and ano teleia\u0387 done",
+        *docs_table("books", 20, seed=9).column("text").to_pylist(),
+    ]
+    words, lengths = batch_words(texts)
+    expected = [words_of(t) if t else [] for t in texts]
+    assert lengths.tolist() == [len(w) for w in expected]
+    assert words.to_pylist() == [w for ws in expected for w in ws]
+    rng = np.random.default_rng(0)
+    wh = rng.integers(0, 2**63, size=200, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    for n in (1, 2, 5, 8, 13, 16):
+        horner = np.zeros(len(wh) - n + 1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for j in range(n):
+                horner = horner * _MULT + wh[j : j + len(horner)]
+        assert np.array_equal(window_hashes(wh, n), horner), n
+    assert len(window_hashes(wh[:5], 13)) == 0
