@@ -185,9 +185,11 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
             "renormalise"
         )
     if not present and any(s.candidates or s.note == "the predicate selects no documents" for s in states):
+        absent = [s.spec.name for s in states if s.note.startswith("no ")]
         raise EmptyStage(
             f"mixture {spec.stage}: empty: no curated document satisfies its selection ("
-            + "; ".join(f"{s.spec.name}: {s.note}" for s in states)
+            + "; ".join(f"{s.spec.name}: {s.note}" for s in states if not s.note.startswith("no "))
+            + (f"; no curated output yet for {', '.join(absent)}" if absent else "")
             + ")"
         )
     if not present:
