@@ -31,11 +31,10 @@ from mixtures.decontam import (
     item_ngrams,
     normalise_words,
 )
-from mixtures.spec import DecontamSpec
+from mixtures.spec import DecontamSpec, available
 
 log = logging.getLogger(__name__)
 
-SHIPPED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks")
 FORMAT_VERSION = 1
 
 
@@ -112,7 +111,7 @@ class BenchmarkHashes:
 
     def save(self, folder: str) -> str:
         """Write the three files (atomically each); returns the .npy path."""
-        from pipelines.layout import tmp_name, write_json_atomic
+        from pipelines.core.layout import tmp_name, write_json_atomic
 
         os.makedirs(folder, exist_ok=True)
         for suffix, arr in ((".npy", self.keys), (".items.npy", self.items)):
@@ -171,17 +170,6 @@ class BenchmarkHashes:
             int(meta.get("degenerate_ngrams_skipped", 0)),
             extra,
         )
-
-
-def available(folders: Iterable[str]) -> dict[str, str]:
-    """Hash sets found in ``folders`` then the shipped folder: name -> folder (the first folder wins)."""
-    found: dict[str, str] = {}
-    for folder in [*folders, SHIPPED_DIR]:
-        if os.path.isdir(folder):
-            for entry in sorted(os.listdir(folder)):
-                if entry.endswith(".json") and os.path.exists(os.path.join(folder, entry[:-5] + ".npy")):
-                    found.setdefault(entry[:-5], folder)
-    return found
 
 
 def file_sha256(path: str) -> str:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +31,6 @@ import xxhash
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS
 
 from dedup.text import _PUNCT_TO_SPACE, WordHasher, strip_diacritics, words_of
-
-if TYPE_CHECKING:
-    from mixtures.benchmarks import BenchmarkHashes
 
 log = logging.getLogger(__name__)
 
@@ -163,10 +160,25 @@ def item_ngrams(words: list[str], n: int, hasher: WordHasher) -> tuple[np.ndarra
     return hashes[np.array(keep, dtype=bool)] if len(hashes) else hashes, keep.count(False)
 
 
+class HashSet(Protocol):
+    """One benchmark's sorted n-gram hashes with their items (``mixtures.benchmarks.BenchmarkHashes``)."""
+
+    name: str
+    n: int
+    keys: np.ndarray
+    items: np.ndarray
+    item_ids: list[str]
+    short_items: int
+    degenerate: int
+
+    @property
+    def n_items(self) -> int: ...
+
+
 class NGramIndex:
     """The n-gram hashes of every configured benchmark, sorted once, with benchmark and item per hash."""
 
-    def __init__(self, sets: Sequence[BenchmarkHashes], n: int = 13):
+    def __init__(self, sets: Sequence[HashSet], n: int = 13):
         for s in sets:
             if s.n != n:
                 raise ValueError(
@@ -257,7 +269,7 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 1024
 
     Returns (sidecar path, whether it was computed now).  The sidecar records the index fingerprint and the docs
     file's size and mtime, so a changed benchmark list or a rewritten docs file is checked again."""
-    from pipelines.layout import tmp_name
+    from pipelines.core.layout import tmp_name
 
     path = sidecar_path(docs_file)
     stamp = _stamp(docs_file, index)

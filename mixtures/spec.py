@@ -12,10 +12,12 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import resolve_path
+from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
-STAGES = ("core", "anneal", "long_context")
+SHIPPED_DIR = os.path.join(
+    MIXTURE_DIR, "benchmarks"
+)  # the benchmark hash sets the default YAMLs nameSTAGES = ("core", "anneal", "long_context")
 SHORTFALL_MODES = ("error", "scale", "take_available")
 MISSING_MODES = ("renormalise", "error")
 EMPTY_MODES = ("report", "error")
@@ -156,10 +158,19 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
     )
 
 
+def available(folders: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """Benchmark hash sets in ``folders`` then the shipped folder: name -> folder (the first folder wins)."""
+    found: dict[str, str] = {}
+    for folder in [*folders, SHIPPED_DIR]:
+        if os.path.isdir(folder):
+            for entry in sorted(os.listdir(folder)):
+                if entry.endswith(".json") and os.path.exists(os.path.join(folder, entry[:-5] + ".npy")):
+                    found.setdefault(entry[:-5], folder)
+    return found
+
+
 def _decontam(d: Any, where: str) -> DecontamSpec:
     """``decontaminate:``: benchmark names (hash sets in ``benchmark_dirs`` or shipped), or {name, path, fields}."""
-    from mixtures.benchmarks import available
-
     if not isinstance(d, dict):
         raise MixtureError(f"{where}: decontaminate must be a mapping with n and benchmarks")
     dirs = [resolve_path(str(p)) for p in d.get("benchmark_dirs") or []]
