@@ -294,4 +294,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("cron run took %.1f s", time.perf_counter() - t0)
         root.removeHandler(handler)
         handler.close()
+    print(console_summary(args.output, sources, rc, log_path))
     return rc
+
+
+def console_summary(output: str, sources: list[str], rc: int, log_path: str) -> str:
+    """What a person running ``make cron`` sees: each source and stage with its state, and where the log is."""
+    state = _load_state(os.path.join(output, "_cron", "state.json"))
+    lines = [f"winnow cron: {'ok' if rc == 0 else 'FAILED (retried on the next run)'}"]
+    lines.append(
+        "  sources: " + ", ".join(f"{s} {'ok' if s in state['sources'] else 'FAILED'}" for s in sources)
+    )
+    for key, st in sorted(state["stages"].items()):
+        lines.append(f"  {key}: {st['status']}" + (f": {st['error']}" if st.get("error") else ""))
+    lines.append(f"  log: {os.path.abspath(log_path)}")
+    return "\n".join(lines)

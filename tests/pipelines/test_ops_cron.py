@@ -99,7 +99,7 @@ def _retry_mixture(path, missing: str) -> str:
     return str(path)
 
 
-def test_cron_retries_a_failed_stage_until_it_succeeds_and_reports_empty_stages(tmp_path):
+def test_cron_retries_a_failed_stage_until_it_succeeds_and_reports_empty_stages(tmp_path, capsys):
     out = str(tmp_path / "out")
     mixture = _retry_mixture(tmp_path / "retry.yaml", "error")  # github is not run: this stage fails
     args = [
@@ -115,6 +115,10 @@ def test_cron_retries_a_failed_stage_until_it_succeeds_and_reports_empty_stages(
 
     assert cron_main(args) == 1
     first = _log(out)
+    console = capsys.readouterr().out  # what a person running `make cron` sees
+    assert console.startswith("winnow cron: FAILED (retried on the next run)\n  sources: arxiv ok\n")
+    assert f"  mixture:{mixture}: failed: MixtureError: mixture retry: no documents for github" in console
+    assert "  mixture:long_context: empty\n  report: ok\n" in console
     assert (
         f"ERROR winnow.cron: mixture {mixture}: FAILED: MixtureError: mixture retry: no documents for github"
         in first
