@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixtures.benchmarks import load_index
-from mixtures.decontam import Match, NGramIndex, source_matches
+from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, Match, decontam_summary, source_matches
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, sample_tokens, selection_table
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec, SourceSpec
 from mixtures.tokens import TokenCounter, ensure_source_tokens, get_counter
@@ -29,23 +29,7 @@ from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-NO_DECONTAMINATION = (
-    "mixture %s: benchmark decontamination is OFF: no benchmarks configured (add decontaminate.benchmarks, e.g. "
-    "[gsm8k, hellaswag, humaneval, mmlu], to the mixture YAML)"
-)
-
 SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of OUTPUT/mixtures/<stage>/
-DECONTAM_SCHEMA = pa.schema(
-    [
-        ("mix_source", pa.string()),
-        ("origin", pa.string()),
-        ("id", pa.string()),
-        ("benchmark", pa.string()),
-        ("item", pa.string()),
-        ("ngram", pa.string()),
-        ("n_matches", pa.int64()),
-    ]
-)
 
 
 def _q(s: str) -> str:
@@ -266,7 +250,18 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             st.note = (
                 "the predicate selects no documents" if not st.candidates else "all candidates contaminated"
             )
-    budget, eff, max_budget = _budget(spec, states)
+    try:
+        budget, eff, max_budget = _budget(spec, states)
+    except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
+        stale = os.path.join(output, "mixtures", spec.stage)
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+            log.warning(
+                "mixture %s: removed the previous build (%s): the stage now selects nothing",
+                spec.stage,
+                stale,
+            )
+        raise
 
     selections, per_source = [], []
     for st in states:
@@ -340,7 +335,7 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             "documents": sum(p["documents"] for p in per_source),
             "sources": per_source,
             "shards": shards,
-            "decontamination": _decontam_summary(spec, index, decontam_rows),
+            "decontamination": decontam_summary(spec.stage, index, decontam_rows),
             "inputs": {
                 "mixture": file_fingerprint(spec.path) if spec.path else None,
                 "docs": fingerprints,
@@ -358,26 +353,6 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-def _decontam_summary(
-    spec: MixtureSpec, index: NGramIndex | None, rows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    if index is None:
-        return {"enabled": False, "warning": NO_DECONTAMINATION % spec.stage}
-    by_bench: dict[str, int] = {}
-    for r in rows:
-        by_bench[r["benchmark"]] = by_bench.get(r["benchmark"], 0) + 1
-    return {
-        "enabled": True,
-        "n": index.n,
-        "benchmark_items": index.items,
-        "items_shorter_than_n": index.short_items,
-        "ngrams": len(index),
-        "degenerate_ngrams_skipped": index.degenerate,
-        "removed_by_benchmark": dict(sorted(by_bench.items())),
-        "removed": len(rows),
-    }
 
 
 def _write_shards(

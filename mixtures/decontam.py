@@ -22,7 +22,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -46,6 +46,24 @@ HASH_FUNCTION = (
 )
 MATCH_SCHEMA = pa.schema(
     [
+        ("id", pa.string()),
+        ("benchmark", pa.string()),
+        ("item", pa.string()),
+        ("ngram", pa.string()),
+        ("n_matches", pa.int64()),
+    ]
+)
+
+
+NO_DECONTAMINATION = (
+    "mixture %s: benchmark decontamination is OFF: no benchmarks configured (add decontaminate.benchmarks, e.g. "
+    "[gsm8k, hellaswag, humaneval, mmlu], to the mixture YAML)"
+)
+
+DECONTAM_SCHEMA = pa.schema(
+    [
+        ("mix_source", pa.string()),
+        ("origin", pa.string()),
         ("id", pa.string()),
         ("benchmark", pa.string()),
         ("item", pa.string()),
@@ -302,3 +320,22 @@ def source_matches(docs_files: Iterable[str], index: NGramIndex) -> dict[str, Ma
             "decontamination: checked %d docs file(s), %d contaminated document(s)", computed, len(found)
         )
     return found
+
+
+def decontam_summary(stage: str, index: NGramIndex | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The manifest's ``decontamination`` entry: what was checked and removed, or a warning that nothing was."""
+    if index is None:
+        return {"enabled": False, "warning": NO_DECONTAMINATION % stage}
+    by_bench: dict[str, int] = {}
+    for r in rows:
+        by_bench[r["benchmark"]] = by_bench.get(r["benchmark"], 0) + 1
+    return {
+        "enabled": True,
+        "n": index.n,
+        "benchmark_items": index.items,
+        "items_shorter_than_n": index.short_items,
+        "ngrams": len(index),
+        "degenerate_ngrams_skipped": index.degenerate,
+        "removed_by_benchmark": dict(sorted(by_bench.items())),
+        "removed": len(rows),
+    }
