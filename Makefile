@@ -44,8 +44,9 @@ test: $(STAMP)
 	     $$(bash classifiers/build_kenlm.sh --missing-apt) && $(KENLM_BUILD); } || exit 1
 	$(BIN)/python -m pytest -q tests
 
+# FORMAT=table|csv|json (table: 50 rows unless LIMIT=N; csv/json: every row unless LIMIT=N)
 query: $(STAMP)
-	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)"
+	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)" $(if $(FORMAT),--format $(FORMAT)) $(if $(LIMIT),--limit $(LIMIT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines filters dedup classifiers mixtures tests bench
