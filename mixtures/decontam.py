@@ -282,7 +282,7 @@ def _current(path: str, stamp: dict[str, str]) -> bool:
     return all(meta.get(k.encode(), b"").decode() == v for k, v in stamp.items())
 
 
-def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 1024) -> tuple[str, bool]:
+def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096) -> tuple[str, bool]:
     """Write ``decontam/<key>.parquet`` (the matched documents of one docs file) unless it is current.
 
     Returns (sidecar path, whether it was computed now).  The sidecar records the index fingerprint and the docs
