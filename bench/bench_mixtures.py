@@ -162,8 +162,8 @@ def main() -> int:
         "",
         md_table(["13-gram hashes (4 shipped benchmarks)", "load s"], index_row),
         "",
-        "Decontamination, one process (one core), best of 5 interleaved rounds, same documents; the machine is shared "
-        "with other jobs (load average above 10 on 2 cores while this ran):",
+        f"Decontamination, one process (one core), best of 5 interleaved rounds, same documents; load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores when it finished (a machine shared with other jobs):",
         "",
         md_table(["decontamination", "docs", "contaminated", "s", "docs/s", "vs before"], dec),
         "",
