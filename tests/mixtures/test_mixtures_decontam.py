@@ -315,3 +315,30 @@ def test_batch_words_and_window_hashes_equal_the_plain_forms():
                 horner = horner * _MULT + wh[j : j + len(horner)]
         assert np.array_equal(window_hashes(wh, n), horner), n
     assert len(window_hashes(wh[:5], 13)) == 0
+
+
+def test_benchmark_entries_in_yaml_are_checked_with_messages_that_say_what_to_do(tmp_path):
+    from mixtures.spec import MixtureError, parse_mixture
+
+    base = {"sources": {"books": {"share": 1.0}}}
+    spec = parse_mixture(
+        {
+            **base,
+            "decontaminate": {
+                "benchmarks": [
+                    "mmlu",
+                    {"name": "tiny", "path": TINY_MATH.path, "fields": ["question", "answer"]},
+                ]
+            },
+        }
+    ).decontaminate
+    assert [(b.name, b.fields) for b in spec.benchmarks] == [("mmlu", ()), ("tiny", ("question", "answer"))]
+    assert load_index(spec).items == {"mmlu": 1331, "tiny": 3}
+    with pytest.raises(
+        MixtureError, match=r"benchmark 'mybench' is not a known hash set .*winnow benchmarks add"
+    ):
+        parse_mixture({**base, "decontaminate": {"benchmarks": ["gsm8k", "mybench"]}})
+    with pytest.raises(MixtureError, match="needs both path and fields"):
+        parse_mixture({**base, "decontaminate": {"benchmarks": [{"name": "x", "path": TINY_MATH.path}]}})
+    with pytest.raises(ValueError, match="holds 13-gram hashes but decontaminate.n is 8"):
+        load_index(parse_mixture({**base, "decontaminate": {"n": 8, "benchmarks": ["gsm8k"]}}).decontaminate)
