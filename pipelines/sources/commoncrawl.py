@@ -14,11 +14,16 @@ from dedup.stages import stage_from_config
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
+from filters.pii import PIIRedact
+from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader
 from pipelines.sources.compose import assemble
 
 STEPS = {
+    # LLaMA-3 / Llama 2: unsafe and adult domains first (cheap: the URL only, before any HTML is parsed)
+    "url_category": UrlCategory,
+    "url": ScoreFilter,
     "extract": ExtractText,
     "line_dedup": LineDedup,  # CCNet: line-level dedup between extraction and LID (dedup/lines.py)
     "lid": LanguageID,
@@ -27,6 +32,9 @@ STEPS = {
     "gopher": GopherQuality,
     "c4": C4Quality,
     "fineweb": FineWebQuality,
+    # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
+    "pii": PIIRedact,
+    "pii_filter": ScoreFilter,
     # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
     "perplexity": Perplexity,
     "ppl_filter": ScoreFilter,
