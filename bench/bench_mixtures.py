@@ -86,6 +86,7 @@ class PerDocumentLoop:
 def bench_decontam(docs: list[str], repeats: int = 5) -> list[list[object]]:
     """docs/s of the per-document loop vs the batch path (match_batch, and decontaminate_file on a Parquet file,
     read + write included), best of ``repeats`` interleaved rounds, one process (= one core)."""
+    import shutil
     import tempfile
 
     import pyarrow as pa
@@ -147,6 +148,7 @@ def bench_decontam(docs: list[str], repeats: int = 5) -> list[list[object]]:
                 f"{rate / base:.1f}x",
             ]
         )
+    shutil.rmtree(tmp, ignore_errors=True)
     return [[f"{len(index):,}", f"{load_s:.2f}"]], rows
 
 
