@@ -102,9 +102,24 @@ def test_fixture_repositories(tmp_path):
     assert printer["text"].startswith('#!/usr/bin/env python3\n"""The printer')  # header stripped
     assert printer["license"] == "mit" and printer["language"] == "python"
     assert '"repo": "acme--tinyjson"' in printer["meta"]
+    # the cluster is visible in the `duplicates` view (the partitioned exact dedup of dedup/, not a private file)
+    from pipelines.query import connect
+
+    clusters = (
+        connect(str(tmp_path))
+        .execute("SELECT id, kept, cluster_size, reason FROM duplicates ORDER BY id")
+        .fetchall()
+    )
+    assert clusters == [
+        ("acme--bsdnet/leftpad.js", True, 2, None),
+        ("acme--tinyjson/static/leftpad.js", False, 2, "dedup:exact_md5"),
+    ]
+    assert res.summary["corpus_stages"]["exact_md5"]["moved_to_rejected"] == 1
     # a rerun changes nothing (dedup is idempotent, inputs are done)
+    before = read_kind(str(tmp_path), "github", "docs").sort_by("id")
     again = run_source("github", os.path.join(FIXTURES, "github"), str(tmp_path))
-    assert again.summary["corpus_stages"]["exact_md5"]["duplicates"] == 0
+    assert again.summary["corpus_stages"]["exact_md5"]["up_to_date"] is True
+    assert read_kind(str(tmp_path), "github", "docs").sort_by("id").equals(before)
     assert_accounting(str(tmp_path), "github")
 
 
