@@ -43,7 +43,9 @@ def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
             h.update(f"\0{path}\0{storage.getsize(path)}\0{storage.mtime_ns(path)}".encode())
             continue
         st = os.stat(path)
-        h.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        # a file name that is not valid UTF-8 is hashed as its bytes (strict UTF-8 would raise)
+        ident = f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        h.update(ident.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
     log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    handler = logging.FileHandler(log_path, encoding="utf-8")
+    # a file name that is not valid UTF-8 is logged as \udcXX escapes, not dropped with a "Logging error"
+    handler = logging.FileHandler(log_path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
