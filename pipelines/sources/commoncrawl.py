@@ -14,6 +14,7 @@ from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefSc
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
+from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
@@ -35,6 +36,9 @@ STEPS = {
     "gopher": GopherQuality,
     "c4": C4Quality,
     "fineweb": FineWebQuality,
+    # LLaMA-3: the share of words on a dirty-word list, for adult pages the block lists miss
+    "dirty_words": DirtyWords,
+    "dirty_filter": ScoreFilter,
     # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
     "pii": PIIRedact,
     "pii_filter": ScoreFilter,
