@@ -19,6 +19,7 @@ from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
 from filters.pii import PIIRedact
+from filters.robots import RobotsOptOut
 from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader
@@ -28,6 +29,7 @@ STEPS = {
     # LLaMA-3 / Llama 2: unsafe and adult domains first (cheap: the URL only, before any HTML is parsed)
     "url_category": UrlCategory,
     "url": ScoreFilter,
+    "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
