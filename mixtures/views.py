@@ -14,7 +14,7 @@ import duckdb
 
 from pipelines.core.layout import parquet_files_sql
 
-_STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+$', 1)"
+_STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+[\\/][^\\/]+$', 1)"
 
 
 def _q(path: str) -> str:
@@ -22,7 +22,7 @@ def _q(path: str) -> str:
 
 
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
-    shards = parquet_files_sql(os.path.join(output, "mixtures", "*", "shard-*.parquet"))
+    shards = parquet_files_sql(os.path.join(output, "mixtures", "*", "shards", "*.parquet"))
     if shards:
         con.execute(
             f"CREATE VIEW mixture_docs AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
@@ -37,7 +37,7 @@ def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
             f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({_q(manifests)}, union_by_name=true, "
             "maximum_object_size=67108864))"
         )
-    decontam = parquet_files_sql(os.path.join(output, "mixtures", "*", "decontamination.parquet"))
+    decontam = parquet_files_sql(os.path.join(output, "mixtures", "*", "decontamination", "*.parquet"))
     if decontam:
         con.execute(
             f"CREATE VIEW decontamination AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
