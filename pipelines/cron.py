@@ -22,8 +22,10 @@ import time
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.commands import add_command
 from pipelines.core.layout import SourceLayout, input_key, write_json_atomic
 from pipelines.core.locks import LockedError, run_lock
+from pipelines.core.logs import log_to_file
 from pipelines.sources.registry import SOURCES, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow.cron")
@@ -118,17 +120,20 @@ def run_cron(
             state.pop(source, None)  # retried next time
         write_json_atomic(state_path, state)
     if changed or force:
-        from mixtures.cli import main as mixture_main
-        from mixtures.report import main as report_main
+        from mixtures.cli import build_mixture
+        from mixtures.report import build_report
 
         for stage in stages(stage_names):
-            rc = mixture_main(["--output", output, "--stage", stage])
-            log.info("mixture %s: exit %s", stage, rc)
-            if rc:
+            try:
+                build_mixture(output, stage=stage)
+                log.info("mixture %s: built", stage)
+            except Exception as exc:  # noqa: BLE001 - the other stages and the report still run
+                log.error("mixture %s: FAILED: %s: %s", stage, type(exc).__name__, exc)
                 failures.append(f"mixture:{stage}")
-        rc = report_main(["--output", output])
-        log.info("report: exit %s", rc)
-        if rc:
+        try:
+            log.info("report: %s", build_report(output))
+        except Exception as exc:  # noqa: BLE001
+            log.error("report: FAILED: %s: %s", type(exc).__name__, exc)
             failures.append("report")
     else:
         log.info("nothing changed since the last run: mixtures and report left as they are")
@@ -139,9 +144,9 @@ def run_cron(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="winnow cron", description="run every source, then mixtures and report"
+def add_parser(sub: Any) -> None:
+    parser = add_command(
+        sub, "cron", "the unattended run: every source, then mixtures and report", run_cron_command, local_only=True
     )
     parser.add_argument("--output", default="output")
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated (default: all six)")
@@ -161,35 +166,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="run every source and rebuild mixtures regardless"
     )
-    args = parser.parse_args(argv)
+
+
+def run_cron_command(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
-        parser.error(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
-    log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    handler = logging.FileHandler(log_path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    log.info(
-        "cron run started (pid %d): sources %s, output %s",
-        os.getpid(),
-        ",".join(sources),
-        os.path.abspath(args.output),
-    )
-    t0 = time.perf_counter()
-    try:
-        with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
-            stage_names = args.stages.split(",") if args.stages else None
-            rc = run_cron(args.output, sources, stage_names, args.config_dir, args.executor, args.force)
-    except LockedError as exc:
-        log.error("%s", exc)
-        print(f"winnow cron: {exc}", file=sys.stderr)
+        print(f"winnow cron: unknown source(s) {unknown}; known: {', '.join(SOURCES)}", file=sys.stderr)
         return 2
-    finally:
-        log.info("cron run took %.1f s", time.perf_counter() - t0)
-        root.removeHandler(handler)
-        handler.close()
+    log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
+    t0 = time.perf_counter()
+    with log_to_file(log_path):
+        log.info(
+            "cron run started (pid %d): sources %s, output %s",
+            os.getpid(),
+            ",".join(sources),
+            os.path.abspath(args.output),
+        )
+        try:
+            with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
+                stage_names = args.stages.split(",") if args.stages else None
+                rc = run_cron(args.output, sources, stage_names, args.config_dir, args.executor, args.force)
+        except LockedError as exc:
+            log.error("%s", exc)
+            print(f"winnow cron: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            log.info("cron run took %.1f s", time.perf_counter() - t0)
     return rc
