@@ -60,10 +60,6 @@ class ExtractText(Step):
     max_html_bytes: int = 5_000_000
     speedups: bool = True  # filters/trafilatura_speedups.py: same output, ~30% less CPU (399 real pages)
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "extract"
-
     def setup(self) -> None:
         # trafilatura logs a warning for every page it finds nothing in; the reason column already says so
         logging.getLogger("trafilatura").setLevel(logging.ERROR)

@@ -120,7 +120,6 @@ def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
 class DatatroveRule(Step):
     """Runs one datatrove filter over each row.  ``params`` go to the datatrove class unchanged."""
 
-    kind: ClassVar[str] = "filter"
     #: dotted name of the datatrove filter class
     filter_class: ClassVar[str] = ""
     #: reason prefix and default step name
@@ -131,9 +130,10 @@ class DatatroveRule(Step):
     mode: Literal["drop", "tag"] = "drop"
     language: str = "en"
 
-    @classmethod
-    def default_name(cls) -> str:
-        return cls.prefix
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        """``drop`` rejects rows (a filter); ``tag`` only adds the ``<name>_reason`` column (a score)."""
+        return "score" if self.mode == "tag" else "filter"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -232,6 +232,10 @@ class C4Quality(DatatroveRule):
     filter_class: ClassVar[str] = "datatrove.pipeline.filters.C4QualityFilter"
     prefix: ClassVar[str] = "c4"
     rewrite_text: bool = False
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "transform" if self.rewrite_text else super().kind
 
     def process(self, batch: pa.Table) -> StepResult:
         if not self.rewrite_text:

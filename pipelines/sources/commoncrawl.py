@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
+from filters.thresholds import ScoreFilter
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader
 from pipelines.sources.compose import assemble

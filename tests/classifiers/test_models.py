@@ -11,7 +11,8 @@ import pytest
 
 from classifiers.corpora import FIXTURES, jsonl_docs
 from classifiers.perplexity import KENLM_CACHE, normalize
-from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
+from filters.thresholds import ScoreFilter
 from classifiers.wikiref import binary_metrics, roc_auc, train_wikiref
 from pipelines.core.process import run_steps
 
