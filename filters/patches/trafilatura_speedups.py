@@ -19,8 +19,9 @@ time in places that do the same work more slowly than needed (item 4 is further 
    match's ancestors (``any(a in matches for a in elem.iterancestors())``): the same set is computed here by walking
    from each match up to the first ancestor already known (memoised), which visits each node once.
 
-``tests/filters/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
-every real page; ``make bench`` measures the gain.  Set ``extract.speedups: false`` in a config to run trafilatura
+``tests/filters/patches/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
+page of ``tests/fixtures/commoncrawl`` and ``tests/fixtures/html`` (and of ../shared when present); ``make bench``
+measures the gain.  On a trafilatura version not in :data:`TESTED_VERSIONS` it logs a WARNING and does nothing.  Set ``extract.speedups: false`` in a config to run trafilatura
 untouched.
 """
 
@@ -32,6 +33,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from filters.patches import version_tested
+
+#: trafilatura releases these patches were checked on (output-equality test in tests/filters/patches/)
+TESTED_VERSIONS = ("2.3.1",)
 _INSTALLED = False
 _REGEXP_NS = "http://exslt.org/regular-expressions"
 
@@ -426,7 +431,9 @@ def _patch_parser() -> None:
 def install() -> bool:
     """Apply the speed-ups (items 1-4 above) to this process's trafilatura (idempotent); True when installed now."""
     global _INSTALLED
-    if _INSTALLED:
+    if _INSTALLED or not version_tested(
+        "trafilatura", TESTED_VERSIONS, "trafilatura speed-ups (filters/patches)"
+    ):
         return False
     _patch_xpaths()
     _patch_parser()
