@@ -242,7 +242,7 @@ def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
 def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
     """A corpus stage over the written source; on object storage through a local working copy."""
     if storage.is_uri(source_dir):
-        from pipelines.remote_stages import run_stage_remote
+        from pipelines.object_storage_stages import run_stage_remote
 
         return run_stage_remote(stage, source_dir)
     return stage.run(source_dir)
