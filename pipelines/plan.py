@@ -104,5 +104,7 @@ def describe_plan(recipe: Recipe, inputs: list[str], output: str) -> str:
     stages = [getattr(s, "name", type(s).__name__) for s in recipe.corpus_stages]
     lines.append(f"  corpus stages after the last input: {', '.join(stages) or 'none'}")
     lines.append(f"  output {layout.base}/{{docs,rejected,stats,_done}}/<key>.*, summary.json")
+    problems = recipe.environment_problems()
+    lines += [f"  NOT READY: {p}" for p in problems] or ["  environment: every step's checks pass"]
     lines.append("  (dry run: nothing was read or written)")
     return "\n".join(lines)

@@ -11,7 +11,7 @@ A step is a dataclass (its fields are its configuration) that maps an Arrow batc
 change the text, a ``filter`` may reject rows but neither add columns nor change the text, a ``transform`` may do all
 three (a transform that cannot process a row, e.g. an extraction time-out, rejects it with a reason).  The runner
 moves rejected rows to ``rejected/`` with the reason, so nothing is lost.  A step's name is its key in the recipe
-(``steps: {gopher_rep: ...}``); built in code without one, it is the class name in snake case.  Heavy state (models) is built by :meth:`Step.setup` once per
+(``steps: {gopher_rep: ...}``); built in code without one, it is the class name in lower case.  Heavy state (models) is built by :meth:`Step.setup` once per
 worker process, lazily, and is never pickled: attributes whose name starts with ``_`` are dropped on pickling.
 Steps know nothing about Ray; the runner decides where they run (``resources`` says what a step would like).
 """
@@ -19,7 +19,6 @@ Steps know nothing about Ray; the runner decides where they run (``resources`` s
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -57,11 +56,15 @@ class Step:
 
     def __post_init__(self) -> None:
         if not self.name:  # a recipe names each step by its key; this is for steps built in code
-            self.name = re.sub(r"(?<!^)(?=[A-Z])", "_", type(self).__name__).lower()
+            self.name = type(self).__name__.lower()
 
     def adds(self) -> dict[str, pa.DataType]:
         """Columns this step adds, with their types (a method so that settings can change them)."""
         return {}
+
+    def check(self) -> None:
+        """Cheap environment check before any input is read (``winnow run``, ``--dry-run``): raise an error that
+        says how to fix it (a model file missing, and the command that installs it).  Loads nothing."""
 
     def setup(self) -> None:
         """Build heavy state (load a model).  Called once per process before the first batch."""

@@ -104,10 +104,7 @@ def test_run_steps_splits_rejections_and_counts():
     assert kept.column("text").to_pylist() == ["A B C", "A B C D"]
     (rej,) = rejected
     assert rej.column("reason").to_pylist() == ["words:too_few", "words:too_few"]
-    assert rej.column("rejected_by").to_pylist() == [
-        "min_words",
-        "min_words",
-    ]  # a step built in code: its class name in snake case
+    assert rej.column("rejected_by").to_pylist() == ["minwords", "minwords"]
     assert rej.column("n_words").to_pylist() == [1, 2]  # scores travel with the rejected rows
     assert (stats[0].changed, stats[2].seen, stats[2].kept, dict(stats[2].dropped)) == (
         4,

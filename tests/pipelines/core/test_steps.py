@@ -42,11 +42,11 @@ class ShoutingFilter(RowFilter):
 
 def test_row_filter_needs_only_a_reason_method():
     step = ShoutingFilter()
-    assert step.name == "shouting_filter" and step.kind == "filter"
+    assert step.name == "shoutingfilter" and step.kind == "filter"
     kept, rejected = run_steps([step], batch(), [StepStats(step.name, step.kind)])
     assert kept.column("id").to_pylist() == ["p0", "p2"]
     assert rejected[0].column("reason").to_pylist() == ["shouting:exclamations"]
-    assert rejected[0].column("rejected_by").to_pylist() == ["shouting_filter"]
+    assert rejected[0].column("rejected_by").to_pylist() == ["shoutingfilter"]
 
 
 def test_converted_filters_keep_their_reasons():
