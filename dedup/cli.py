@@ -1,6 +1,7 @@
 """``winnow dedup``: standalone dedup of a folder of Parquet documents (``make dedup INPUT=... OUTPUT=...``).
 
-    winnow dedup lines --input DOCS --counts DIR [--bucket-docs N]     (line counts for two-pass line dedup)
+    winnow dedup lines --input DOCS --counts DIR [--bucket-docs N] [--normalization ccnet|datatrove]
+                                                        (line counts for the `line_dedup` step's mode: counts)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
                  [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
 
@@ -22,7 +23,9 @@ from pipelines.core.locks import run_lock
 
 
 def add_parser(sub: Any) -> None:
-    p = add_command(sub, "dedup", "standalone dedup of a folder of Parquet documents", run_dedup, local_only=True)
+    p = add_command(
+        sub, "dedup", "standalone dedup of a folder of Parquet documents", run_dedup, local_only=True
+    )
     p.add_argument(
         "--input", action="append", default=None, help="Parquet file, folder or glob (repeatable; required)"
     )
@@ -48,21 +51,43 @@ def add_parser(sub: Any) -> None:
     lines = add_command(
         lines_sub, "lines", "the counting pass of two-pass line dedup", run_lines, local_only=True
     )
-    lines.add_argument("--input", required=True, action="append", help="Parquet docs (id, text)")
+    lines.add_argument("--input", required=True, action="append", help="Parquet docs (id, text); repeatable")
     lines.add_argument("--counts", required=True, help="folder for the line counts (the step's counts_dir)")
-    lines.add_argument("--bucket-docs", type=int, default=0, help="0: one bucket (CCNet); Llama-3: 30000000")
-    lines.add_argument("--partitions", type=int, default=16)
+    lines.add_argument(
+        "--bucket-docs",
+        type=int,
+        default=30_000_000,
+        help="documents per bucket (LLaMA-3); 0: one bucket (CCNet)",
+    )
+    lines.add_argument("--normalization", choices=["ccnet", "datatrove"], default="ccnet")
+    lines.add_argument(
+        "--partitions", type=int, default=16, help="hash partitions, at least (more for big corpora)"
+    )
+    lines.add_argument(
+        "--partition-docs", type=int, default=1_000_000, help="one more partition per this many documents"
+    )
     lines.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    lines.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
 
 def run_lines(args: argparse.Namespace) -> int:
-    """``winnow dedup lines --input DOCS --counts DIR``: the counting pass of two-pass line dedup."""
-    from dedup.lines import count_lines
+    """``winnow dedup lines --input DOCS --counts DIR``: count every line per bucket of documents (the first half
+    of line dedup run as two runs: a later run's ``line_dedup`` step with ``mode: counts`` and ``counts_dir: DIR``
+    drops the lines counted more than its ``max_count`` times).  The CommonCrawl recipe's default is the
+    ``line_dedup`` corpus stage instead, which counts and rewrites in one run."""
+    from dedup.corpus import build_inputs
+    from dedup.line_stage import LineDedupConfig, count_lines
 
     try:
-        meta = count_lines(
-            args.input, args.counts, args.bucket_docs, args.partitions, args.executor, os.cpu_count() or 1
+        cfg = LineDedupConfig(
+            bucket_docs=args.bucket_docs,
+            normalization=args.normalization,
+            partitions=args.partitions,
+            partition_docs=args.partition_docs,
+            executor=args.executor,
+            workers=args.workers,
         )
+        meta = count_lines(build_inputs(args.input), args.counts, cfg, hits=False)
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow dedup lines: {exc}", file=sys.stderr)
         return 2
@@ -76,7 +101,9 @@ def run_dedup(args: argparse.Namespace) -> int:
     from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
 
     if not args.input or not args.output:
-        print("winnow dedup: --input and --output are required (or `winnow dedup lines ...`)", file=sys.stderr)
+        print(
+            "winnow dedup: --input and --output are required (or `winnow dedup lines ...`)", file=sys.stderr
+        )
         return 2
     out = os.path.abspath(args.output)
     try:

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "dedup.cli",  # dedup, dedup lines
     "classifiers.cli",  # models train | lid-eval
     "mixtures.cli",  # mixture, report
+    "mixtures.benchmarks",  # benchmarks add | list
     "pipelines.cron",  # cron
 )
 

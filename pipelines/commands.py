@@ -90,10 +90,11 @@ def cmd_steps(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from pipelines.query import format_table, run_query
+    from pipelines.query import TABLE_LIMIT, format_rows, query_rows
 
-    cols, rows = run_query(args.output, args.sql)
-    print(format_table(cols, rows))
+    limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else None)
+    cols, rows, total = query_rows(args.output, args.sql, limit)
+    print(format_rows(cols, rows, args.format, total))
     return 0
 
 
@@ -124,3 +125,15 @@ def add_parser(sub: Any) -> None:
     q = add_command(sub, "query", "DuckDB SQL over the output (views docs, rejected, stats, ...)", cmd_query)
     q.add_argument("--output", default="output", help="output root (local path, s3:// or gs://)")
     q.add_argument("--sql", required=True, help="the query")
+    q.add_argument(
+        "--format",
+        choices=["table", "csv", "json"],
+        default="table",
+        help="table, csv (with a header) or json (one object per line)",
+    )
+    q.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="rows to print (default: 50 for a table, with a note of how many more; all for csv/json)",
+    )

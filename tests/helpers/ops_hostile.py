@@ -56,8 +56,10 @@ def _warc(
     gz: bool = True,
     content_type: str = "text/html; charset=utf-8",
     urn: str = "hostile",
+    urls: dict[str, str] | None = None,
 ) -> bytes:
-    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false."""
+    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false;
+    ``urls`` gives a record's target URI (default ``https://example.org/<rid>``)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -67,7 +69,7 @@ def _warc(
         http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
         writer.write_record(
             writer.create_warc_record(
-                f"https://example.org/{rid}",
+                (urls or {}).get(rid, f"https://example.org/{rid}"),
                 "response",
                 payload=io.BytesIO(payload),
                 http_headers=http,
@@ -85,6 +87,7 @@ PAGE = (
 
 
 def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
+    from tests.helpers.trees import fan_out, random_code
     from tests.pipelines.sources.test_stackexchange import BILLION_LAUGHS, EXTERNAL_ENTITY
     from tests.pipelines.sources.test_wikipedia import _dump, _page
 
@@ -133,6 +136,13 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
         ),
         "zip-bomb.zip": (_zip_bomb("bomb.py", 40, 10 * MB), ["read:file_too_large"]),  # 10 MB > 1 MB per file
         "truncated.tar.gz": (_tar({"repo/a.py": py * 4000})[:600], ["read_error:EOFError"]),
+        # one corrupt and one encrypted member between good ones: only those two are lost, each with a reason
+        "damaged-members.zip": (_damaged_zip(), ["read_error:encrypted"]),
+        # cut after its first members: those are read, the cut is recorded
+        "cut-late.tar.gz": (
+            _cut(_tar({f"repo/m{i}.py": random_code(i) for i in range(6)}), 0.6),
+            ["truncated"],
+        ),
     }
     # -- books ----------------------------------------------------------------------------------------------------
     cases["books"] = {
@@ -164,6 +174,7 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _repeat_stream(gzip.compress, b"%" * (16 * MB), 32),
             ["read:file_too_large"],
         ),  # 512 MB
+        "2101.00004.tar.gz": (_tar(fan_out()), ["arxiv:inline_limit"]),  # \input x4 per file, 12 levels
     }
     # -- StackExchange --------------------------------------------------------------------------------------------
     cases["stackexchange"] = {
@@ -211,6 +222,21 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
                 f.write(data)
             out.setdefault(source, {})[name] = expect
     return out
+
+
+def _damaged_zip() -> bytes:
+    import tempfile
+
+    from tests.helpers.trees import zip_with_damage
+
+    with tempfile.TemporaryDirectory() as d:
+        zip_with_damage(os.path.join(d, "z.zip"))
+        with open(os.path.join(d, "z.zip"), "rb") as f:
+            return f.read()
+
+
+def _cut(blob: bytes, fraction: float) -> bytes:
+    return blob[: int(len(blob) * fraction)]
 
 
 def _zip_members(members: dict[str, bytes]) -> bytes:

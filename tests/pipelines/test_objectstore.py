@@ -210,6 +210,8 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
     stage = {
         f"{out}/commoncrawl/duplicates/minhash.parquet",
         f"{out}/commoncrawl/_dedup/minhash.json",
+        f"{out}/commoncrawl/_dedup/line_dedup.json",
+        f"{out}/commoncrawl/_dedup/_chain.json",
         f"{out}/commoncrawl/summary.json",
     }
     assert own <= rewritten <= own | stage  # the other inputs' objects were not touched
