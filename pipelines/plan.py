@@ -11,7 +11,7 @@ from typing import Any
 
 from pipelines.core.layout import SourceLayout, input_key
 from pipelines.core.recipe import Recipe
-from pipelines.core.steps import Step
+from pipelines.core.steps import Step, build_step
 from pipelines.sources.registry import SOURCES, load_config
 
 
@@ -52,13 +52,29 @@ def catalogue(sources: list[str] | None = None) -> list[dict[str, Any]]:
                     "source": source,
                     "step": name,
                     "class": f"{cls.__module__}.{cls.__qualname__}",
-                    "kind": cls.kind,
+                    "kind": _kind(cls, {**section, "name": name}),
                     "enabled": enabled,
-                    "doc": (cls.__doc__ or "").strip().split("\n")[0],
+                    "doc": _summary(cls),
                     "settings": settings(cls, section),
                 }
             )
     return rows
+
+
+def _summary(cls: type) -> str:
+    """First line of the class's own docstring (not the signature dataclasses writes when there is none)."""
+    doc = (cls.__doc__ or "").strip()
+    return "" if doc.startswith(f"{cls.__name__}(") else doc.split("\n")[0]
+
+
+def _kind(cls: type[Step], settings: dict[str, Any]) -> str:
+    """The kind with the config's settings (some steps' kind follows a setting, e.g. a rule in ``tag`` mode)."""
+    if isinstance(cls.kind, str):
+        return cls.kind
+    try:
+        return build_step(cls, settings, cls.__name__).kind
+    except (TypeError, ValueError):
+        return "depends on settings"
 
 
 def format_catalogue(rows: list[dict[str, Any]]) -> str:
