@@ -49,10 +49,10 @@ query: $(STAMP)
 	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)" $(if $(FORMAT),--format $(FORMAT)) $(if $(LIMIT),--limit $(LIMIT))
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines filters dedup classifiers mixtures tests bench
+	$(BIN)/ruff check winnow pipelines filters dedup classifiers mixtures tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff format pipelines filters dedup classifiers mixtures tests bench
+	$(BIN)/ruff format winnow pipelines filters dedup classifiers mixtures tests bench
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache
