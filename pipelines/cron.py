@@ -45,7 +45,9 @@ def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
             h.update(f"\0{path}\0{storage.getsize(path)}\0{storage.mtime_ns(path)}".encode())
             continue
         st = os.stat(path)
-        h.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        # a file name that is not valid UTF-8 is hashed as its bytes (strict UTF-8 would raise)
+        ident = f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        h.update(ident.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 

@@ -32,7 +32,8 @@ def setup_logging(verbose: bool = False) -> None:
 def log_to_file(path: str, level: int = logging.INFO) -> Iterator[None]:
     """Append the log to ``path`` at ``level`` for the block (stderr keeps its own level)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    # a file name that is not valid UTF-8 is logged as \udcXX escapes, not dropped with a "Logging error"
+    handler = logging.FileHandler(path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(level)
     root = logging.getLogger()

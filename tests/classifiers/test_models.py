@@ -12,8 +12,8 @@ import pytest
 from classifiers.corpora import FIXTURES, jsonl_docs
 from classifiers.perplexity import KENLM_CACHE, normalize
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
-from filters.thresholds import ScoreFilter
 from classifiers.wikiref import binary_metrics, roc_auc, train_wikiref
+from filters.thresholds import ScoreFilter
 from pipelines.core.process import run_steps
 
 REF = [d.text for d in jsonl_docs(os.path.join(FIXTURES, "reference.jsonl"), "reference")]

@@ -59,17 +59,17 @@ def test_a_directory_page_is_rejected_and_an_article_keeps_its_text_redacted(tmp
     )
     directory = f"<html><body><h1>Staff directory</h1><table>{people}</table></body></html>".encode()
     article = (
-        "<html><head><title>Floods</title></head><body><article>"
-        "<p>The river rose again on Tuesday night, and by morning the water had reached the steps of the old mill.</p>"
-        "<p>Town councillors met at noon to discuss the flood defences that were built after the storm of 2013. "
-        "Most residents said the new walls had held, although several cellars near the bridge were flooded.</p>"
-        "<p>Farmers upstream reported that fields planted with winter wheat were under half a metre of water, "
-        "and that it would take weeks before the soil was dry enough to be worked again.</p>"
-        "<p>The Environment Agency expects the level to fall slowly over the weekend if no more rain arrives. "
-        "Volunteers from the rowing club helped an elderly couple leave their cottage by boat.</p>"
-        "<p>Readers with photographs of the flood can send them to newsdesk@riverside-gazette.co.uk.</p>"
-        "</article></body></html>"
-    ).encode()
+        b"<html><head><title>Floods</title></head><body><article>"
+        b"<p>The river rose again on Tuesday night, and by morning the water had reached the steps of the old mill.</p>"
+        b"<p>Town councillors met at noon to discuss the flood defences that were built after the storm of 2013. "
+        b"Most residents said the new walls had held, although several cellars near the bridge were flooded.</p>"
+        b"<p>Farmers upstream reported that fields planted with winter wheat were under half a metre of water, "
+        b"and that it would take weeks before the soil was dry enough to be worked again.</p>"
+        b"<p>The Environment Agency expects the level to fall slowly over the weekend if no more rain arrives. "
+        b"Volunteers from the rowing club helped an elderly couple leave their cottage by boat.</p>"
+        b"<p>Readers with photographs of the flood can send them to newsdesk@riverside-gazette.co.uk.</p>"
+        b"</article></body></html>"
+    )
     warc = tmp_path / "pii.warc.gz"
     warc.write_bytes(_warc([("directory", directory), ("article", article)], urn="pii"))
     out = str(tmp_path / "out")

@@ -118,6 +118,9 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _warc([("lol", BILLION_LAUGHS.replace("posts", "html").encode())]),
             ["lang:", "extract:", "gopher"],  # HTML parsers do not expand DTD entities: "&lol9;" stays text
         ),
+        # a Content-Length 2,000 bytes too long swallows the next records; the file name is not valid UTF-8
+        os.fsdecode(b"overrun-\xff.warc"): (_overrun_warc(), ["read:content_length_mismatch"]),
+        "duplicate-ids.warc.gz": (_warc([("same", PAGE), ("same", PAGE)]), ["skip:duplicate_record_id"]),
     }
     # -- GitHub ---------------------------------------------------------------------------------------------------
     py = b'"""A module."""\n\n\ndef add(a, b):\n    return a + b\n'
@@ -154,6 +157,7 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _zip_members({"../../escaped.txt": b"x", ESCAPE_ABS: b"y"}),
             ["archive:unsafe_path"],
         ),
+        os.fsdecode(b"caf\xe9-slip.zip"): (_zip_members({"../x.txt": b"x"}), ["archive:unsafe_path"]),
     }
     # -- arXiv ----------------------------------------------------------------------------------------------------
     paper = b"\\documentclass{article}\n\\begin{document}\n\\section{Intro}\nText.\n\\end{document}\n"
@@ -190,6 +194,11 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="1" Title="t" Body="&lt;p&gt;hi',
             ["read_error"],
         ),
+        "hugescore.stackexchange.com/Posts.xml": (  # 23 digits overflow SQLite's INTEGER: one row, not the site
+            b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="12345678901234567890123" '
+            b'Title="t" Body="b" />\n  <row Id="2" PostTypeId="1" Score="1" Title="t" Body="b" />\n</posts>\n',
+            ["skip:malformed_row"],
+        ),
     }
     # -- Wikipedia ------------------------------------------------------------------------------------------------
     dtd = '<!DOCTYPE mediawiki [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
@@ -202,6 +211,10 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             ["read_error:XmlRefused", "read_error:XMLSyntaxError"],  # lxml stops text nodes at 10 MB
         ),
         "truncated.xml.bz2": (bz2.compress(article.encode())[:200], ["read_error:EOFError"]),
+        "repeated-page.xml": (
+            _dump("en", _page(1, "River", "A river flows to the sea. " * 40) * 2).encode(),
+            ["skip:duplicate_page_id"],
+        ),
         "nul-bytes.xml": (
             article.encode().replace(b"natural", b"nat\x00ural"),
             ["read_error:XMLSyntaxError"],
@@ -220,8 +233,19 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-            out.setdefault(source, {})[name] = expect
+            out.setdefault(source, {})[os.fsencode(name).decode("utf-8", "backslashreplace")] = expect
     return out
+
+
+def _overrun_warc() -> bytes:
+    """An uncompressed WARC of five pages whose second record declares 2,000 bytes more than it holds."""
+    import re
+
+    records = [_warc([(f"r{i}", PAGE)], gz=False, urn="overrun") for i in range(5)]
+    m = re.search(rb"Content-Length: (\d+)", records[1])
+    assert m is not None
+    records[1] = records[1][: m.start(1)] + str(int(m.group(1)) + 2000).encode() + records[1][m.end(1) :]
+    return b"".join(records)
 
 
 def _damaged_zip() -> bytes:
