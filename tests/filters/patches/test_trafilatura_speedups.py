@@ -42,7 +42,7 @@ def test_rewritten_and_python_xpaths_select_the_same_elements_on_real_pages():
     exprs = [x for x in exprs if isinstance(x, XPath)]
     guarded = [x for x in exprs if "re:test(" in x.path]
     compiled = {id(x): compile_python(x) for x in exprs}
-    assert len(guarded) >= 10, "trafilatura's XPaths changed: review filters/trafilatura_speedups.py"
+    assert len(guarded) >= 10, "trafilatura's XPaths changed: review filters/patches/trafilatura_speedups.py"
     assert sum(c is not None for c in compiled.values()) >= 8, (
         "trafilatura's XPaths changed: review the compiler"
     )
