@@ -11,13 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
+from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
+from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
 from filters.pii import PIIRedact
+from filters.robots import RobotsOptOut
 from filters.thresholds import ScoreFilter
 from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
@@ -28,6 +31,7 @@ STEPS = {
     # LLaMA-3 / Llama 2: unsafe and adult domains first (cheap: the URL only, before any HTML is parsed)
     "url_category": UrlCategory,
     "url": ScoreFilter,
+    "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
@@ -36,6 +40,12 @@ STEPS = {
     "gopher": GopherQuality,
     "c4": C4Quality,
     "fineweb": FineWebQuality,
+    # LLaMA-3: the share of words on a dirty-word list, for adult pages the block lists miss
+    "dirty_words": DirtyWords,
+    "dirty_filter": ScoreFilter,
+    # LLaMA-3: KL divergence of the page's token distribution from the reference corpus (token salad, spam)
+    "token_kl": TokenKL,
+    "token_kl_filter": ScoreFilter,
     # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
     "pii": PIIRedact,
     "pii_filter": ScoreFilter,
