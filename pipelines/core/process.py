@@ -28,7 +28,7 @@ from pipelines.core.errors import describe, is_environment_error
 from pipelines.core.layout import SourceLayout, input_key, printable_path, tmp_name, write_json_atomic
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
-from pipelines.core.steps import Step, StepResult
+from pipelines.core.steps import Step, StepResult, check_kind
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,9 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
     base_schema = recipe.schema()
     rows: list[Mapping[str, Any]] = []
     size = recipe.reader.batch_size
-    held = 0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
+    held = (
+        0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
+    )
     try:
         for item in _read(recipe.reader, path):
             if isinstance(item, Skip):
@@ -208,7 +210,7 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
         if batch.num_rows == 0:
             break
         t0 = time.perf_counter()
-        result = _apply(step, batch)
+        result = _apply(step, batch)  # checks the step's own results against its kind (check_kind)
         st.seconds += time.perf_counter() - t0
         st.seen += batch.num_rows
         st.changed += result.changed
@@ -230,14 +232,22 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
 def _apply(step: Step, batch: pa.Table) -> StepResult:
     """``step(batch)``; when the step raises a data error the batch is redone one row at a time and each row that
     raises is rejected ``<step>:error:<Type>``, so one bad document neither ends the input nor loses the others.
-    An environment error (``pipelines.core.errors``) propagates: the input fails and a rerun redoes it."""
+    An environment error (``pipelines.core.errors``) propagates: the input fails and a rerun redoes it; so does a
+    step that breaks the contract of its kind (``check_kind``), a bug rather than bad data."""
     try:
-        return step(batch)
+        result = step(batch)
     except Exception as exc:  # noqa: BLE001 - isolate the bad rows below
         if is_environment_error(exc):
             raise
-        log.warning("step %s failed on a batch of %d row(s) (%s): retrying row by row", step.name, batch.num_rows,
-                    describe(exc))
+        log.warning(
+            "step %s failed on a batch of %d row(s) (%s): retrying row by row",
+            step.name,
+            batch.num_rows,
+            describe(exc),
+        )
+    else:
+        check_kind(step, batch, result)  # outside the try: a broken contract is a bug, not a bad row
+        return result
     parts: list[pa.Table] = []
     reasons: list[str | None] = []
     changed = 0
@@ -252,6 +262,7 @@ def _apply(step: Step, batch: pa.Table) -> StepResult:
             parts.append(row)
             reasons.append(f"{step.name}:error:{type(exc).__name__}")
             continue
+        check_kind(step, row, result)  # the rows rejected here for an error are the runner's, not the step's
         schema = schema or result.table.schema
         parts.append(result.table)
         reasons.append(None if result.reasons is None else list(result.reasons)[0])
@@ -291,7 +302,9 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
             if any(r is not None for r in pre):
                 batch, dropped, why = _split(batch, pre)
                 reasons.update(why)
-                rejected.write(dropped.append_column("rejected_by", pa.array(["reader"] * len(why), pa.string())))
+                rejected.write(
+                    dropped.append_column("rejected_by", pa.array(["reader"] * len(why), pa.string()))
+                )
             batch = batch.drop_columns(["reason"])
             kept, rej_tables = run_steps(recipe.steps, batch, step_stats)
             docs.write(kept)

@@ -197,3 +197,30 @@ def test_a_row_arrow_refuses_and_a_row_a_step_fails_on_are_recorded_and_the_batc
     by_reason = {r["reason"]: r for r in rej}
     assert by_reason["schema:invalid_id"]["text"] == "caf\\udce9-menu.txt"  # the bad byte stays visible
     assert by_reason["shoutorfail:error:ValueError"]["text"] == "notes %% draft"
+
+
+@dataclass
+class LengthOrFail(Step):
+    """A score step (adds ``n_chars``) whose model raises on documents containing ``%%``."""
+
+    kind: ClassVar[str] = "score"
+
+    def adds(self):
+        return {"n_chars": pa.int64()}
+
+    def process(self, batch: pa.Table) -> StepResult:
+        if any("%%" in t for t in texts(batch)):
+            raise ValueError("tokenizer failed")
+        return StepResult(set_column(batch, "n_chars", [len(t) for t in texts(batch)], pa.int64()))
+
+
+def test_a_score_step_failing_on_one_row_rejects_that_row_without_breaking_its_kind(tmp_path):
+    """The runner's ``<step>:error:`` rejection is not the score step rejecting rows (which check_kind forbids)."""
+    src = tmp_path / "docs.txt"
+    src.write_bytes(b"alpha beta\nnotes %% draft\ngamma\n")
+    stats = process_input(
+        Recipe("toy", LinesReader(batch_size=8), [LengthOrFail()]), str(src), str(tmp_path / "o")
+    )
+    assert (stats["kept"], stats["rejected_by_reason"]) == (2, {"lengthorfail:error:ValueError": 1})
+    docs = pq.read_table(tmp_path / "o" / "toy" / "docs" / f"{input_key(str(src))}.parquet")
+    assert docs.column("n_chars").to_pylist() == [10, 5]
