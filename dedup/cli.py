@@ -19,6 +19,7 @@ import sys
 from dedup.minhash import MinHashConfig
 from dedup.removal import write_survivors
 from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core.executor import get_executor
 from pipelines.layout import run_lock, write_json_atomic
 
 
@@ -37,12 +38,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--ngram", type=int, default=5)
     p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of candidate pairs")
     p.add_argument(
-        "--score-column", default=None, help="survivor: highest value of this column, then smallest id"
+        "--score-column",
+        default=None,
+        help="survivor: best value of this column (--score-order), then the longest text, then the smallest id",
     )
+    p.add_argument("--score-order", choices=["max", "min"], default="max", help="which score value is best")
     p.add_argument(
         "--reference", action="append", default=[], help="Parquet docs matched against, never removed"
     )
-    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument("--partitions", type=int, default=16, help="R: hash partitions of every shuffle")
+    p.add_argument("--tasks", type=int, default=16, help="M: signature tasks over groups of input files")
     p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -87,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
                     threshold=args.threshold,
                     verify=not args.no_verify,
                     score_column=args.score_column,
+                    score_order=args.score_order,
                     references=args.reference,
                     partitions=args.partitions,
+                    tasks=args.tasks,
                     executor=args.executor,
                     workers=args.workers,
                 )
@@ -99,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
                 ecfg = ExactConfig(
                     mode="md5" if args.kind == "md5" else "normalized",
                     score_column=args.score_column,
+                    score_order=args.score_order,
                     references=args.reference,
                     partitions=args.partitions,
+                    tasks=args.tasks,
                     executor=args.executor,
                     workers=args.workers,
                 )
                 res = find_exact_duplicates(args.input, work_root, ecfg)
-            summary = {**res.stats, **write_survivors(res.duplicates, res.files, out, res.work)}
+            executor = get_executor(args.executor, args.workers)
+            summary = {**res.stats, **write_survivors(res, out, executor)}
             write_json_atomic(os.path.join(out, "dedup.json"), summary)
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow dedup: {exc}", file=sys.stderr)

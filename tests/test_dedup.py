@@ -14,7 +14,6 @@ import pytest
 from conftest import CORPUS, corpus_path
 
 from dedup.cli import main as dedup_main
-from dedup.cluster import connected_components
 from dedup.evalset import exact_jaccard_pairs, make_documents, pair_metrics, real_paragraphs
 from dedup.minhash import MinHashConfig, signatures
 from dedup.text import jaccard, shingle_set, simplify_text, words_of
@@ -84,15 +83,6 @@ def test_minhash_estimate_tracks_exact_jaccard_and_datasketch():
         ds.append(m)
     assert abs(est - exact) < 0.08
     assert abs(ds[0].jaccard(ds[1]) - exact) < 0.08
-
-
-def test_connected_components_streams_edges():
-    a = np.array([5, 6, 100, 7], dtype=np.uint64)
-    b = np.array([6, 7, 101, 8], dtype=np.uint64)
-    nodes, label = connected_components(a, b)
-    comp = dict(zip(nodes.tolist(), label.tolist(), strict=True))
-    assert comp[5] == comp[6] == comp[7] == comp[8]
-    assert comp[100] == comp[101] != comp[5]
 
 
 @pytest.mark.integration
