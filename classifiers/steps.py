@@ -15,13 +15,12 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.paths import resolve_path
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 
 def model_path(path: str) -> str:
     """Relative model paths are relative to the working directory, else to the repository."""
-    from pipelines.config import resolve_path
-
     return resolve_path(path)
 
 

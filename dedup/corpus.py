@@ -210,7 +210,7 @@ def unit(i: int) -> str:
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    from pipelines.layout import tmp_name
+    from pipelines.core.layout import tmp_name
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tmp_name(path)
@@ -227,7 +227,7 @@ class PartitionWriter:
     """
 
     def __init__(self, root: str, name: str, partitions: int, schema: pa.Schema, flush_rows: int = 1_000_000):
-        from pipelines.layout import tmp_name
+        from pipelines.core.layout import tmp_name
 
         self.paths = [os.path.join(root, unit(p), f"{name}.parquet") for p in range(partitions)]
         self.tmps = [tmp_name(p) for p in self.paths]
@@ -282,7 +282,7 @@ def is_done(work: str, stage: str, unit: str) -> bool:
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
     """A unit's marker, renamed into place after its outputs.  No fsync (the outputs have none either): a machine
     crash may lose a marker, and the unit then simply runs again; a pass has hundreds of units."""
-    from pipelines.layout import tmp_name
+    from pipelines.core.layout import tmp_name
 
     path = marker(work, stage, unit)
     os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -35,8 +35,8 @@ from dedup.corpus import (
     write_parquet_atomic,
 )
 from pipelines.core.executor import Executor
-from pipelines.layout import write_json_atomic
-from pipelines.schema import conform
+from pipelines.core.layout import write_json_atomic
+from pipelines.core.schema import conform
 
 PUBLIC_COLUMNS = ["id", "cluster_id", "kept", "cluster_size", "reason", "input"]
 
@@ -61,7 +61,7 @@ def removed_rows(work: str, group: int, f: InputFile) -> pa.Table:
 def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
     """The public cluster table (``PUBLIC_COLUMNS``) as one Parquet file, streamed partition by partition."""
     work, files, path = args
-    from pipelines.layout import tmp_name
+    from pipelines.core.layout import tmp_name
 
     paths = sorted(glob.glob(os.path.join(work, "duplicates", "*.parquet")))
     names = np.array([f.path for f in files], dtype=object)

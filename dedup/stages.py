@@ -25,7 +25,7 @@ from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
 from pipelines.core.executor import Executor, get_executor
-from pipelines.layout import write_json_atomic
+from pipelines.core.layout import write_json_atomic
 
 #: detection over the listed input files, in a work root: ``(files, work_root) -> DedupResult``
 Detect = Callable[[list[InputFile], str], DedupResult]

@@ -25,13 +25,14 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from pipelines.core.paths import REPO_ROOT
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: the repository shipped to a Ray cluster as the job's working_dir, and what stays behind
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+#: what stays behind when the repository (``REPO_ROOT``) is shipped to a Ray cluster as the job's working_dir
 RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
 #: environment handed to Ray workers: object-store endpoints and credentials (nodes may lack them)
 FORWARDED_PREFIXES = ("AWS_", "GOOGLE_")
