@@ -44,7 +44,7 @@ def child(n: int, out: str) -> None:
     from dedup.minhash import MinHashConfig
     from dedup.workflow import find_near_duplicates
 
-    folder = make_input(n)
+    folder = make_input(n)  # made by a previous process (``prepare``): here only its path
     truth = planted_truth(folder, n)
     shutil.rmtree(out, ignore_errors=True)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -80,10 +80,18 @@ def child(n: int, out: str) -> None:
     )
 
 
+def prepare(n: int) -> None:
+    """Inputs and planted truth, in their own process so that their memory never counts as the driver's."""
+    from bench.bench_dedup import make_input, planted_truth
+
+    planted_truth(make_input(n), n)
+
+
 def main(sizes: list[int], note: str) -> None:
     rows = []
     for n in sizes:
         out = os.path.join(WORK, "dedup-scale", f"work-{n}")
+        subprocess.run([sys.executable, __file__, "--prepare", str(n)], check=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--child", str(n), out], check=True, capture_output=True, text=True
         )
@@ -112,6 +120,8 @@ def main(sizes: list[int], note: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(int(sys.argv[2]), sys.argv[3])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--prepare":
+        prepare(int(sys.argv[2]))
     else:
         ap = argparse.ArgumentParser(description="MinHash dedup: driver memory and files vs corpus size")
         ap.add_argument("sizes", nargs="*", type=int, default=[50_000, 200_000])

@@ -2,7 +2,7 @@
 
     winnow dedup lines --input DOCS --counts DIR [--bucket-docs N]     (line counts for two-pass line dedup)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
-                 [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
+                 [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor auto|local|process|ray]
 
 Writes survivors to ``OUT/docs/``, clusters to ``OUT/duplicates/`` (id, cluster_id, kept, ...) and ``OUT/dedup.json``;
 ``winnow query --output OUT --sql "SELECT * FROM duplicates"`` reads them.
@@ -49,7 +49,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--partitions", type=int, default=16, help="R: hash partitions of every shuffle")
     p.add_argument("--tasks", type=int, default=16, help="M: signature tasks over groups of input files")
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    p.add_argument(
+        "--executor",
+        choices=["auto", "local", "process", "ray"],
+        default="auto",
+        help="who runs the passes (auto: Ray when RAY_ADDRESS is set, else a process pool)",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with run_lock(out):
             work_root = os.path.join(out, "_work")
+            executor = get_executor(args.executor, args.workers)
             if args.kind == "minhash":
                 cfg = MinHashConfig(
                     ngram=args.ngram,
@@ -102,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if args.bands is not None or args.rows is not None:
                     cfg = MinHashConfig(**{**cfg.__dict__, "bands": args.bands or 0, "rows": args.rows or 0})
-                res = find_near_duplicates(args.input, work_root, cfg)
+                res = find_near_duplicates(args.input, work_root, cfg, executor=executor)
             else:
                 ecfg = ExactConfig(
                     mode="md5" if args.kind == "md5" else "normalized",
@@ -114,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                     executor=args.executor,
                     workers=args.workers,
                 )
-                res = find_exact_duplicates(args.input, work_root, ecfg)
-            executor = get_executor(args.executor, args.workers)
+                res = find_exact_duplicates(args.input, work_root, ecfg, executor=executor)
             summary = {**res.stats, **write_survivors(res, out, executor)}
             write_json_atomic(os.path.join(out, "dedup.json"), summary)
     except (FileNotFoundError, ValueError) as exc:

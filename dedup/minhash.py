@@ -71,9 +71,10 @@ class MinHashConfig:
     all_pairs_max_bucket: int = 8
     text_column: str = "text"
     id_column: str = "id"
-    #: who runs the passes: "local" (this process), "process" (a pool of `workers`) or "ray" (pipelines.core.executor)
-    executor: str = "local"
-    workers: int = 2
+    #: who runs the passes (pipelines.core.executor): "local" (this process), "process" (a pool of `workers`),
+    #: "ray", or "auto": Ray when RAY_ADDRESS names a cluster, else a process pool
+    executor: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: documents of these Parquet dirs/globs are matched against but never removed (cross-source dedup)
     references: list[str] = field(default_factory=list)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -158,8 +158,8 @@ class ExactConfig:
     partitions: int = 16
     tasks: int = 16
     batch_rows: int = 5000
-    executor: str = "local"
-    workers: int = 2
+    executor: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     references: list[str] | None = None
     #: read by the bucket pass (one key per document: a star per bucket is enough)
     all_pairs_max_bucket: int = 2

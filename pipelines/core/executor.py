@@ -37,7 +37,7 @@ RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/",
 #: environment handed to Ray workers: object-store endpoints and credentials (nodes may lack them)
 FORWARDED_PREFIXES = ("AWS_", "GOOGLE_")
 FORWARDED_NAMES = ("STORAGE_EMULATOR_HOST",)
-NAMES = ("local", "process", "ray")
+NAMES = ("auto", "local", "process", "ray")
 
 
 class TaskFailed(RuntimeError):
@@ -255,9 +255,9 @@ class RayExecutor:
 def get_executor(spec: str | Executor | None = None, workers: int | None = None, **kwargs: Any) -> Executor:
     """An executor from a name (``local``, ``process``, ``ray``) or an executor object (returned as is).
 
-    ``None`` chooses Ray when ``RAY_ADDRESS`` names a cluster, a process pool otherwise.
+    ``auto`` (or None) chooses Ray when ``RAY_ADDRESS`` names a cluster, a process pool of this machine otherwise.
     """
-    if spec is None:
+    if spec is None or spec == "auto":
         spec = "ray" if os.environ.get("RAY_ADDRESS") else "process"
     if not isinstance(spec, str):
         return spec

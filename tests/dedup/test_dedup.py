@@ -177,7 +177,7 @@ def test_score_column_and_reference_decide_survivors(tmp_path):
 def test_resumed_minhash_run_gives_same_survivors(tmp_path, paragraphs, monkeypatch):
     docs = make_documents(paragraphs, 600, dup_frac=0.3, seed=5)
     _write_docs(str(tmp_path / "in"), docs, parts=3)
-    cfg = MinHashConfig(partitions=4)
+    cfg = MinHashConfig(partitions=4, executor="local")  # in this process: the kill is a patched function
     fresh = find_near_duplicates([str(tmp_path / "in")], str(tmp_path / "fresh"), cfg)
     # a run killed in the bucket pass: signatures done, 2 of 4 partitions done, nothing after
     import dedup.minhash as mh
@@ -311,9 +311,9 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
 
     monkeypatch.setattr(removal, "write_parquet_atomic", dying)
     with pytest.raises(KeyboardInterrupt):
-        MinHashDedupStage().run(str(src))
+        MinHashDedupStage(settings={"executor": "local"}).run(str(src))
     monkeypatch.setattr(removal, "write_parquet_atomic", real)
-    MinHashDedupStage().run(str(src))
+    MinHashDedupStage(settings={"executor": "local"}).run(str(src))
     docs = pq.read_table(src / "docs" / "k.parquet").column("id").to_pylist()
     rejected = pq.read_table(src / "rejected" / "k.parquet").to_pydict()
     assert docs == ["x1", "x3"]
@@ -323,5 +323,7 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
     assert stats["kept"] + stats["rejected"] == stats["read"] == 4
     assert stats["rejected_by_reason"] == {"dedup:minhash": 1, "lang:not_en": 1}
     shutil.rmtree(src / "_dedup")
-    again = MinHashDedupStage().run(str(src))  # a full rerun over the deduplicated docs removes nothing
+    again = MinHashDedupStage(settings={"executor": "local"}).run(
+        str(src)
+    )  # a full rerun over the deduplicated docs removes nothing
     assert again["removed"] == 0

@@ -85,7 +85,7 @@ def test_a_run_killed_between_verify_units_resumes_to_the_same_survivors(tmp_pat
 
     folder = str(tmp_path / "in")
     _planted(folder)
-    cfg = MinHashConfig(partitions=4)
+    cfg = MinHashConfig(partitions=4, executor="local")  # in this process: the kills are patched functions
     fresh = find_near_duplicates([folder], str(tmp_path / "fresh"), cfg)
 
     def dying_after(real, n):

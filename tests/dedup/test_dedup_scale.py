@@ -149,7 +149,9 @@ def test_a_stage_killed_during_removal_resumes_removal_without_redoing_minhash(t
     src, fresh = str(tmp_path / "cc"), str(tmp_path / "fresh")
     _source(src, paragraphs)
     shutil.copytree(src, fresh)
-    stage = MinHashDedupStage(settings={"partitions": 4})
+    stage = MinHashDedupStage(
+        settings={"partitions": 4, "executor": "local"}
+    )  # the kill is a patched function
     expected = stage.run(fresh)
     assert expected["moved_to_rejected"] > 10
 
