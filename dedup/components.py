@@ -133,6 +133,10 @@ def components(work: str, partitions: int, group_of_file: np.ndarray, executor: 
         return read_marker(work, "components", "all")
     seeds = executor.map(seed_task, [(q, work, partitions) for q in range(partitions)], "dedup: components")
     step, last = 0, None
+    if not sum(s["edges"] for s in seeds):  # no duplicate at all: nothing to label
+        info = {"cc_steps": 0, "edges": 0}
+        mark_done(work, "components", "all", info)
+        return info
     while True:
         if step >= MAX_STEPS:
             raise RuntimeError(f"connected components did not converge in {MAX_STEPS} steps ({work})")
