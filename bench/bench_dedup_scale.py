@@ -3,7 +3,7 @@
 For each size, Winnow's MinHash workflow runs in a fresh subprocess (the driver) with a process-pool executor of 2
 workers over the planted-duplicate inputs of ``bench_dedup`` (real paragraphs, 20% planted copies).  Reported:
 driver peak RSS (the driver process alone), largest worker peak RSS (RUSAGE_CHILDREN), the number of files the
-work folder holds after the run (intermediates), docs/s end to end, and recall on planted pairs at J >= 0.85.
+work folder held at its peak (sampled twice a second) and after the run, docs/s end to end, and recall on planted pairs at J >= 0.85.
 
     python bench/bench_dedup_scale.py [--note TEXT] [SIZE ...]      (default 50000 200000)
 """
@@ -24,7 +24,7 @@ HEADERS = [
     "docs",
     "driver peak RSS MiB",
     "largest worker peak RSS MiB",
-    "work files",
+    "work files (peak / left)",
     "wall s",
     "docs/s",
     "recall (planted J>=0.85)",
@@ -36,6 +36,7 @@ def child(n: int, out: str) -> None:
     """One measured run (in its own process so its peak RSS is the driver's alone)."""
     import resource
     import shutil
+    import threading
     import time
 
     import pyarrow.parquet as pq
@@ -48,9 +49,22 @@ def child(n: int, out: str) -> None:
     truth = planted_truth(folder, n)
     shutil.rmtree(out, ignore_errors=True)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = {"files": 0}
+    running = threading.Event()
+    running.set()
+
+    def count_files() -> None:  # the work folder's file count, sampled while the passes run
+        while running.is_set():
+            peak["files"] = max(peak["files"], sum(len(n) for _, _, n in os.walk(out)))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=count_files, daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     res = find_near_duplicates([folder], out, MinHashConfig(executor="process", workers=2))
     secs = time.perf_counter() - t0
+    running.clear()
+    sampler.join()
     driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     files = sum(len(names) for _, _, names in os.walk(res.work))
@@ -71,6 +85,7 @@ def child(n: int, out: str) -> None:
                 "driver_before_mb": round(base_rss, 1),
                 "worker_mb": round(worker, 1),
                 "files": files,
+                "peak_files": peak["files"],
                 "seconds": round(secs, 1),
                 "recall": hit / max(1, t.num_rows),
                 "pairs": t.num_rows,
@@ -102,7 +117,7 @@ def main(sizes: list[int], note: str) -> None:
                 f"{n:,}",
                 r["driver_mb"],
                 r["worker_mb"],
-                r["files"],
+                f"{r.get('peak_files', '?')} / {r['files']}",
                 r["seconds"],
                 round(n / r["seconds"]),
                 f"{r['recall']:.4f} of {r['pairs']:,}",

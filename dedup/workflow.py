@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,15 +89,25 @@ def _finish(
     gof = group_of_files(groups)
     buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
     stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
+    _drop(work, "bands")  # every bucket unit has its marker: no pass reads the band keys again
     t0 = _timed(stats, "buckets", t0)
     stats.update(
         verify_pairs(work, groups, gof, cfg.partitions, threshold, cfg.text_column, ngram, verify, executor)
     )
+    _drop(work, "pairs", "verify")  # verified/ keeps every pair's Jaccard
     t0 = _timed(stats, "verify", t0)
     stats.update(components(work, cfg.partitions, gof, executor))
+    _drop(work, os.path.join("_done", "cc_seed"), os.path.join("_done", "cc_step"))
     t0 = _timed(stats, "components", t0)
     stats.update(choose_survivors(work, cfg.partitions, gof, reason, cfg.score_order, executor))
+    _drop(work, "labels", "members")
     _timed(stats, "clusters", t0)
+
+
+def _drop(work: str, *folders: str) -> None:
+    """Intermediates of a finished pass (its units' markers let a rerun skip it), so the work folder stays small."""
+    for folder in folders:
+        shutil.rmtree(os.path.join(work, folder), ignore_errors=True)
 
 
 def find_near_duplicates(

@@ -65,8 +65,11 @@ def test_partitions_and_tasks_change_the_files_not_the_pairs_nor_the_clusters(tm
             [folder], str(tmp_path / f"cut{r}x{m}"), MinHashConfig(partitions=r, tasks=m)
         )
         assert (cut.stats["verify_partitions"], cut.stats["tasks"]) == (r, m)
-        # M signature tasks x R partitions: the band files are fixed by the settings, not by the documents
-        assert _files(cut.work, "bands") <= m * r and _files(cut.work, "doctable") == m
+        # files fixed by the settings, not by the documents: removed rows by (file group x partition), one doc
+        # table per group, verified pairs and clusters per partition, and the units' markers
+        assert _files(cut.work, "doctable") == m and _files(cut.work, "removed") <= m * r
+        assert _files(cut.work, "") <= m * r + 4 * m + 8 * r + 4
+        assert not {"bands", "pairs", "labels", "members"} & set(os.listdir(cut.work))  # finished passes: gone
         assert _verified(cut.work) == reference
         assert cut.duplicates.select(KEY).to_pylist() == one.duplicates.select(KEY).to_pylist()
         assert not os.path.exists(os.path.join(cut.work, "verify", "texts"))  # text copies removed when done
