@@ -3,7 +3,8 @@
 Removed documents move from ``<source>/docs/`` to ``<source>/rejected/`` with a reason (``dedup:minhash``,
 ``dedup:exact_md5``, ``dedup:book``) and their cluster id in ``meta.dedup_cluster``; the per-input stats are
 recounted so ``read = kept + rejected`` holds.  The clusters are written to ``<source>/duplicates/<stage>.parquet``.
-A stage that already ran over the current docs (same files, sizes, mtimes) is skipped.
+A stage that already ran over the current docs (same files, sizes, mtimes) is skipped; one killed at any point
+resumes (the passes from their markers, the removal from the listing recorded before it started).
 
 Use in a recipe::
 

@@ -25,6 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
+from pipelines.core import storage
 from pipelines.core.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,7 @@ R = TypeVar("R")
 
 #: what stays behind when the repository (``REPO_ROOT``) is shipped to a Ray cluster as the job's working_dir
 RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
-#: environment handed to Ray workers: object-store endpoints and credentials (nodes may lack them)
-FORWARDED_PREFIXES = ("AWS_", "GOOGLE_")
-FORWARDED_NAMES = ("STORAGE_EMULATOR_HOST",)
+NAMES = ("STORAGE_EMULATOR_HOST",)
 NAMES = ("auto", "local", "process", "ray")
 
 
@@ -64,13 +63,16 @@ def describe(item: Any, limit: int = 160) -> str:
 
 
 def forwarded_env() -> dict[str, str]:
-    """The object-store settings of this process that Ray workers need (AWS_*, GOOGLE_*, emulator hosts).
+    """The object-store settings of this process that Ray workers need (``storage.ENV_VARS``: AWS_* credentials,
+    region and endpoint, GOOGLE_APPLICATION_CREDENTIALS, emulator hosts), the same set the runner forwards.
 
-    ``WINNOW_FORWARD_STORAGE_ENV=0`` forwards nothing (nodes with their own credentials, e.g. instance roles).
+    ``WINNOW_FORWARD_STORAGE_ENV=0`` forwards nothing (nodes with their own credentials, e.g. instance roles).  Only
+    these names travel: any other variable would give the tasks a runtime env of their own, and Ray would start a
+    second set of workers for it.
     """
     if os.environ.get("WINNOW_FORWARD_STORAGE_ENV", "1") == "0":
         return {}
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIXES) or k in FORWARDED_NAMES}
+    return storage.forwarded_env()
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:
