@@ -2,6 +2,8 @@
 
 Three implementations with the same contract, so a pass never knows where it runs:
 
+Pick one by name with :func:`get_executor` (``auto``: Ray when ``RAY_ADDRESS`` names a cluster, else a process pool).
+
 * :class:`LocalExecutor`: in this process, one item after another (tests, debugging, tiny inputs);
 * :class:`ProcessExecutor`: a pool of worker processes on this machine; a worker that dies (out of memory, a
   signal) breaks the pool: the pool is rebuilt and the items that had not finished run again;
@@ -12,7 +14,7 @@ Three implementations with the same contract, so a pass never knows where it run
 Contract: ``fn`` and the items must pickle (a module-level function, plain data); a task's work must be idempotent
 (it writes its results atomically and a marker last), since a retried item runs again from the start.  An exception
 raised by ``fn`` is not retried: every item still runs, then :class:`TaskFailed` names each failed item and chains
-the first error.  This module imports nothing from Winnow, so every floor may use it.
+the first error.  This module imports nothing outside ``pipelines.core``, so every floor may use it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,6 @@ R = TypeVar("R")
 
 #: what stays behind when the repository (``REPO_ROOT``) is shipped to a Ray cluster as the job's working_dir
 RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
-NAMES = ("STORAGE_EMULATOR_HOST",)
 NAMES = ("auto", "local", "process", "ray")
 
 
