@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from typing import Any
 
-from classifiers.train import TrainSettings, train_all
+from pipelines.core.commands import add_command, add_subcommands
 
 
 def format_reports(reports: dict[str, Any]) -> str:
@@ -45,13 +44,10 @@ def format_reports(reports: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="winnow models", description="train and evaluate Winnow's quality models"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the default models (skips those up to date)")
+def add_parser(sub: Any) -> None:
+    models = add_command(sub, "models", "train and evaluate Winnow's quality models")
+    cmds = add_subcommands(models, "models_command")
+    t = add_command(cmds, "train", "train the default models (skips those up to date)", run_train)
     t.add_argument("--models-dir", default="models")
     t.add_argument("--reference", default=None, help="folder of reference text (default: ../shared/corpus)")
     t.add_argument("--shared", default=None, help="corpus folder (default: ../shared/corpus, else fixtures)")
@@ -60,34 +56,38 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--roberta-labels", default=None, help="JSONL of text,label to train RoBERTa on")
     t.add_argument("--force", action="store_true")
     t.add_argument("--json", action="store_true", help="print the reports as JSON")
-    e = sub.add_parser("lid-eval", help="accuracy of Winnow's LID vs datatrove's LanguageFilter on Tatoeba")
+    e = add_command(cmds, "lid-eval", "accuracy of Winnow's LID vs datatrove's LanguageFilter on Tatoeba", run_lid_eval)
     e.add_argument("--tsv", default=None)
     e.add_argument("--per-language", action="store_true")
-    for p in (t, e):
-        p.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        if args.command == "train":
-            s = TrainSettings(
-                models_dir=args.models_dir,
-                reference=args.reference,
-                shared=args.shared,
-                roberta_init=args.roberta_init,
-                roberta_labels=args.roberta_labels,
-            )
-            if args.only:
-                s.only = args.only
-            reports = train_all(s, force=args.force)
-            print(json.dumps(reports, indent=2) if args.json else format_reports(reports))
-            print(f"models: {s.models_dir}")
-        else:
-            from classifiers.lid_eval import evaluate, format_eval
 
-            print(format_eval(evaluate(args.tsv), per_language=args.per_language))
+
+def run_train(args: argparse.Namespace) -> int:
+    from classifiers.train import TrainSettings, train_all
+
+    s = TrainSettings(
+        models_dir=args.models_dir,
+        reference=args.reference,
+        shared=args.shared,
+        roberta_init=args.roberta_init,
+        roberta_labels=args.roberta_labels,
+    )
+    if args.only:
+        s.only = args.only
+    try:
+        reports = train_all(s, force=args.force)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"winnow models: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(reports, indent=2) if args.json else format_reports(reports))
+    print(f"models: {s.models_dir}")
+    return 0
+
+
+def run_lid_eval(args: argparse.Namespace) -> int:
+    from classifiers.lid_eval import evaluate, format_eval
+
+    try:
+        print(format_eval(evaluate(args.tsv), per_language=args.per_language))
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow models: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ from pipelines.core import storage
 from pipelines.core.executor import init_ray
 from pipelines.core.layout import SourceLayout, clean_tmp_files, input_key, write_json_atomic
 from pipelines.core.locks import run_lock
+from pipelines.core.logs import setup_logging
 from pipelines.core.process import process_input
 from pipelines.core.recipe import Recipe
 from pipelines.core.steps import Step, StepResult
@@ -128,7 +129,7 @@ def _remote_process(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     """One input in a Ray task; its stats also record the Ray node it ran on (``node``), to audit cluster runs."""
     import ray
 
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging()  # a Ray worker is an entry point of its own
     stats = process_input(recipe, path, out_root)
     stats["node"] = ray.get_runtime_context().get_node_id()
     # the marker is already written: if the worker dies here the input stays done, its stats just lack `node`
@@ -201,7 +202,7 @@ def run_recipe(
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them
-        stage_results = {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages}
+        stage_results = run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending))
         stats = _read_stats(layout, inputs)
         summary = merge_stats(stats)
         if stage_results:
@@ -238,10 +239,62 @@ def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
     return [p for p in inputs if not layout.is_done(input_key(p))]
 
 
+def _docs_listing(base: str) -> list[list[Any]]:
+    """What the docs folder holds now (names, sizes, mtimes), from one listing."""
+    docs = storage.join(base, "docs")
+    if storage.is_uri(base):
+        return [[o.uri[len(docs) :], o.size, o.mtime_ns] for o in storage.list_files(docs)]
+    names = sorted(os.listdir(docs)) if os.path.isdir(docs) else []
+    return [[n, (st := os.stat(os.path.join(docs, n))).st_size, st.st_mtime_ns] for n in names]
+
+
+def _read_json_or_empty(path: str) -> dict[str, Any]:
+    import json
+
+    if storage.is_uri(path):
+        return storage.read_json(path) if storage.exists(path) else {}
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_stages(stages: list[Any], base: str, inputs_written: bool) -> dict[str, Any]:
+    """Run the corpus stages in order as one resumable chain; returns their stats by name.
+
+    A later stage that rewrites docs (line dedup after MinHash) changes the docs fingerprint an earlier stage
+    recorded, so on its own every rerun would redo the earlier one (and replace its clusters with those of the
+    survivors).  ``_dedup/_chain.json`` records the stages done, the one running and the docs listing after the
+    last: a run that wrote no input skips the stages done and resumes the one that was running; a run that wrote
+    inputs, or docs that changed outside the chain, start it again (each stage still skips itself when current).
+    """
+    if not stages:
+        return {}
+    path = storage.join(base, "_dedup", "_chain.json")
+    names = [s.name for s in stages]
+    state = _read_json_or_empty(path)
+    fresh = inputs_written or state.get("stages") != names
+    if fresh or (state.get("running") is None and state.get("listing") != _docs_listing(base)):
+        state = {}
+    done: dict[str, Any] = dict(state.get("done") or {})
+    results: dict[str, Any] = {}
+    for stage in stages:
+        if stage.name in done:
+            results[stage.name] = {**done[stage.name], "up_to_date": True}
+            continue
+        write_json_atomic(path, {"stages": names, "done": done, "running": stage.name, "listing": None})
+        results[stage.name] = done[stage.name] = _run_stage(stage, base)
+    ran = state.get("running") is not None or len(state.get("done") or {}) < len(stages)
+    if ran:  # a rerun that skipped every stage writes nothing
+        final = {"stages": names, "done": done, "running": None, "listing": _docs_listing(base)}
+        write_json_atomic(path, final)
+    return results
+
+
 def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
     """A corpus stage over the written source; on object storage through a local working copy."""
     if storage.is_uri(source_dir):
-        from pipelines.remote_stages import run_stage_remote
+        from pipelines.object_storage_stages import run_stage_remote
 
         return run_stage_remote(stage, source_dir)
     return stage.run(source_dir)
