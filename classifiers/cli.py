@@ -1,94 +1,238 @@
-"""``winnow models train|lid-eval`` (``make models`` runs ``train``)."""
+"""``winnow models train|eval|lid-eval`` and ``winnow score`` (``make models`` runs ``train``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
-from classifiers.train import TrainSettings, train_all
+log = logging.getLogger(__name__)
+
+SCORE_STEPS = ("perplexity", "wikiref", "roberta")
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def format_reports(reports: dict[str, Any]) -> str:
     lines = []
     for name, rep in reports.items():
-        if rep.get("skipped"):
-            lines.append(f"{name}: up to date (skipped)")
-            continue
-        if name == "kenlm":
-            for lang, m in rep.items():
-                if isinstance(m, dict):
-                    lines.append(
-                        f"kenlm[{lang}]: {m['order']}-gram on {m['reference_lines']:,} lines, vocab {m['vocab_size']}; "
-                        f"median perplexity held-out reference {m.get('median_ppl_heldout_reference')}, "
-                        f"web {m.get('median_ppl_web', 'n/a')}; bucket cut-offs (p30/p60 of "
-                        f"{m['web_sample']} web docs) {m['cutoffs']}"
-                    )
-        elif name == "wikiref":
-            h = rep["heldout"]
-            lines.append(
-                f"wikiref: fastText on {rep['train']} balanced docs; held-out n={h['n']} precision "
-                f"{h['precision']} recall {h['recall']} accuracy {h['accuracy']} AUC {h['auc']}"
-            )
-        elif name == "roberta":
-            h = rep["heldout_vs_labels"]
-            line = (
-                f"roberta: {rep['train']} docs, losses {rep['losses']}; held-out n={h['n']} accuracy "
-                f"{h['accuracy']} AUC {h['auc']} (vs distilled labels)"
-            )
-            if "heldout_vs_source" in rep:
-                t = rep["heldout_vs_source"]
-                line += f"; vs source: accuracy {t['accuracy']} AUC {t['auc']}"
-            lines.append(line)
+        h = rep["heldout"]
+        size = sum(rep["files"].values())
+        verdict = "meets" if rep["meets_bar"] else "BELOW"
+        line = f"{name}: held-out AUC {h['auc']} on {h['n']} texts ({verdict} its bar {rep['bar_auc']}); {size:,} bytes"
+        if "heldout_web_buckets" in rep:
+            line += f"; held-out web pages per bucket {rep['heldout_web_buckets']}"
+        lines.append(line)
     return "\n".join(lines)
 
 
+def how_to_use(models_dir: str, trained: list[str]) -> str:
+    base = os.path.abspath(models_dir)
+    keys = {
+        "kenlm": ("perplexity", "model_dir", os.path.join(base, "kenlm")),
+        "wikiref": ("wikiref", "model_path", os.path.join(base, "wikiref", "model.ftz")),
+        "roberta": ("roberta", "model_dir", os.path.join(base, "roberta")),
+    }
+    lines = [
+        "To use them, put this in a copy of pipelines/configs/commoncrawl.yaml and run with CONFIG=<copy>:",
+        "steps:",
+    ]
+    lines += [f"  {keys[m][0]}: {{{keys[m][1]}: {keys[m][2]}}}" for m in trained]
+    return "\n".join(lines)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from classifiers.train import TrainSettings, train_all
+
+    s = TrainSettings(
+        models_dir=args.models_dir,
+        reference=args.reference or [],
+        web=args.web or [],
+        labels=args.labels,
+        seed=args.seed,
+        roberta_init=args.roberta_init,
+    )
+    if args.only:
+        s.only = args.only
+    reports = train_all(s)
+    print(json.dumps(reports, indent=2) if args.json else format_reports(reports))
+    print(f"models written to {os.path.abspath(s.models_dir)}")
+    print(how_to_use(s.models_dir, list(reports)))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from classifiers.evaluate import measure, read_labels
+    from classifiers.steps import absolute_path, locate_model
+
+    location = locate_model(absolute_path(args.path), args.model)
+    texts, labels = read_labels(args.labels)
+    if labels.min() == labels.max():
+        raise ValueError(f"{args.labels}: every line has label {labels[0]}; AUC needs both classes")
+    metrics = measure(args.model, location, texts, labels)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(
+            f"{args.model} ({location}) on {args.labels}: "
+            + ", ".join(f"{k} {v}" for k, v in metrics.items())
+        )
+    return 0
+
+
+def cmd_lid_eval(args: argparse.Namespace) -> int:
+    from classifiers.lid_eval import evaluate, format_eval
+
+    print(format_eval(evaluate(args.tsv), per_language=args.per_language))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``winnow models ...``"""
     parser = argparse.ArgumentParser(
         prog="winnow models", description="train and evaluate Winnow's quality models"
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the default models (skips those up to date)")
-    t.add_argument("--models-dir", default="models")
-    t.add_argument("--reference", default=None, help="folder of reference text (default: ../shared/corpus)")
-    t.add_argument("--shared", default=None, help="corpus folder (default: ../shared/corpus, else fixtures)")
+    t = sub.add_parser(
+        "train", help="train KenLM, wiki-reference and RoBERTa from your text, measured on held-out docs"
+    )
+    t.add_argument("--models-dir", default="models", help="where the models go (default: models)")
+    t.add_argument(
+        "--reference",
+        action="append",
+        help="folder of reference-quality text (repeatable): "
+        "MediaWiki XML(.bz2), .txt books, .tex papers, JSONL/Parquet with a text column",
+    )
+    t.add_argument(
+        "--web", action="append", help="folder of web pages (repeatable): WARC, HTML, JSONL/Parquet"
+    )
+    t.add_argument(
+        "--labels", default=None, help="JSONL of text,label (e.g. from a larger model) to train on too"
+    )
     t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta"], default=None)
+    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
-    t.add_argument("--roberta-labels", default=None, help="JSONL of text,label to train RoBERTa on")
-    t.add_argument("--force", action="store_true")
-    t.add_argument("--json", action="store_true", help="print the reports as JSON")
-    e = sub.add_parser("lid-eval", help="accuracy of Winnow's LID vs datatrove's LanguageFilter on Tatoeba")
-    e.add_argument("--tsv", default=None)
-    e.add_argument("--per-language", action="store_true")
-    for p in (t, e):
+    t.add_argument("--json", action="store_true", help="print the quality records as JSON")
+    t.set_defaults(func=cmd_train)
+    e = sub.add_parser("eval", help="AUC/accuracy of a model on a labelled JSONL file (text, label)")
+    e.add_argument("--model", required=True, choices=list(SCORE_STEPS))
+    e.add_argument(
+        "--labels", required=True, help="JSONL with text and label (1 = reference quality, 0 = not)"
+    )
+    e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+    lid = sub.add_parser(
+        "lid-eval", help="accuracy of Winnow's LID vs datatrove's LanguageFilter on a Tatoeba TSV"
+    )
+    lid.add_argument("--tsv", required=True, help="Tatoeba/LASER TSV (language, sentence)")
+    lid.add_argument("--per-language", action="store_true")
+    lid.set_defaults(func=cmd_lid_eval)
+    for p in (t, e, lid):
         p.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _logging(args.verbose)
     try:
-        if args.command == "train":
-            s = TrainSettings(
-                models_dir=args.models_dir,
-                reference=args.reference,
-                shared=args.shared,
-                roberta_init=args.roberta_init,
-                roberta_labels=args.roberta_labels,
-            )
-            if args.only:
-                s.only = args.only
-            reports = train_all(s, force=args.force)
-            print(json.dumps(reports, indent=2) if args.json else format_reports(reports))
-            print(f"models: {s.models_dir}")
-        else:
-            from classifiers.lid_eval import evaluate, format_eval
-
-            print(format_eval(evaluate(args.tsv), per_language=args.per_language))
+        return args.func(args)
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow models: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_score_steps(names: list[str], paths: dict[str, str | None]) -> list[Any]:
+    from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
+
+    unknown = [n for n in names if n not in SCORE_STEPS]
+    if unknown or not names:
+        raise ValueError(f"--steps: unknown {unknown or names}; choose from {', '.join(SCORE_STEPS)}")
+    make = {
+        "perplexity": lambda: Perplexity(model_dir=paths.get("perplexity")),
+        "wikiref": lambda: WikiRefScore(model_path=paths.get("wikiref")),
+        "roberta": lambda: RobertaQuality(model_dir=paths.get("roberta")),
+    }
+    return [make[n]() for n in names]
+
+
+def score_file(path: str, out_dir: str, steps: list[Any], batch_rows: int = 1024) -> str:
+    """Score one Parquet file of documents (``id``, ``text``) into ``out_dir/<same name>``, atomically."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    missing = {"id", "text"} - set(pf.schema_arrow.names)
+    if missing:
+        raise ValueError(f"{path}: no {sorted(missing)} column (winnow score reads Parquet with id and text)")
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.path.join(out_dir, os.path.basename(path))
+    tmp = out + ".tmp"
+    writer = None
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows):
+            import pyarrow as pa
+
+            table = pa.Table.from_batches([batch])
+            for step in steps:
+                table = step(table).table
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is None:  # an empty file: same (empty) rows, with the score columns
+            table = pf.schema_arrow.empty_table()
+            for step in steps:
+                table = step(table).table
+            writer = pq.ParquetWriter(tmp, table.schema)
+        writer.close()
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    """``winnow score``: add model score columns to Parquet documents."""
+    parser = argparse.ArgumentParser(
+        prog="winnow score", description="score Parquet documents (id, text) with Winnow's quality models"
+    )
+    parser.add_argument("--input", required=True, help="a Parquet file, or a folder of them")
+    parser.add_argument(
+        "--output", required=True, help="folder for the scored files (same names as the inputs)"
+    )
+    parser.add_argument(
+        "--steps", default=",".join(SCORE_STEPS), help="comma-separated: perplexity,wikiref,roberta"
+    )
+    parser.add_argument("--kenlm", default=None, help="KenLM model folder (default: the shipped one)")
+    parser.add_argument("--wikiref", default=None, help="fastText model file (default: the shipped one)")
+    parser.add_argument(
+        "--roberta", default=None, help="RoBERTa checkpoint folder (default: the shipped one)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    _logging(args.verbose)
+    try:
+        steps = build_score_steps(
+            [s.strip() for s in args.steps.split(",") if s.strip()],
+            {"perplexity": args.kenlm, "wikiref": args.wikiref, "roberta": args.roberta},
+        )
+        if os.path.isdir(args.input):
+            files = sorted(
+                os.path.join(args.input, f) for f in os.listdir(args.input) if f.endswith(".parquet")
+            )
+        elif os.path.exists(args.input):
+            files = [args.input]
+        else:
+            raise FileNotFoundError(f"--input {args.input} does not exist")
+        if not files:
+            raise FileNotFoundError(f"--input {args.input} holds no .parquet file")
+        for path in files:
+            print(f"{path} -> {score_file(path, args.output, steps)}")
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"winnow score: {exc}", file=sys.stderr)
         return 2
     return 0

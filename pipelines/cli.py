@@ -21,6 +21,7 @@ log = logging.getLogger("winnow")
 EXTRA_COMMANDS = {
     "dedup": "dedup.cli:main",
     "models": "classifiers.cli:main",
+    "score": "classifiers.cli:score_main",
     "mixture": "mixtures.cli:main",
     "report": "mixtures.report:main",
     "bench": "bench.run:main",

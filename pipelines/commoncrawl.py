@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
@@ -47,5 +48,8 @@ def without_models() -> dict[str, Any]:
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
+    config = gate_model_filters(
+        config, "commoncrawl"
+    )  # `enabled: auto` filters: on only above the model's bar
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=[minhash] if minhash else [])
