@@ -33,7 +33,7 @@ pipeline: $(STAMP)
 	$(BIN)/winnow run $(RUN_ARGS)
 
 # KenLM's lmplz is built once into .cache/kenlm (apt build deps + the kenlm sdist; ~1 minute the first time) so
-# that CI trains a real KenLM model in tests/test_models.py instead of skipping it.
+# that CI trains a real KenLM model in tests/classifiers/test_models.py instead of skipping it.
 test: $(STAMP)
 	bash classifiers/build_kenlm.sh .cache/kenlm $(BIN)/python
 	$(BIN)/python -m pytest -q tests

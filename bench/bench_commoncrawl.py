@@ -27,8 +27,8 @@ import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import CORPUS, WORK, machine, md_table, write_section  # noqa: E402
-from pipelines.commoncrawl import without_models  # noqa: E402
-from pipelines.config import deep_merge  # noqa: E402
+from pipelines.sources.commoncrawl import without_models  # noqa: E402
+from pipelines.sources.registry import deep_merge  # noqa: E402
 
 N_FILES = int(os.environ.get("BENCH_CC_FILES", "16"))
 OUT = os.path.join(WORK, "cc")

@@ -18,7 +18,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bench.bench_commoncrawl as cc  # noqa: E402
 from bench.common import WORK, machine, md_table, write_section  # noqa: E402
-from pipelines.commoncrawl import without_models  # noqa: E402
+from pipelines.sources.commoncrawl import without_models  # noqa: E402
 
 PAGES = int(os.environ.get("SCALE_PAGES", "48"))
 FILES_1X = int(os.environ.get("SCALE_FILES", "4"))
@@ -61,8 +61,9 @@ def _driver(folder: str, out: str, cfg: str, n_cpus: int) -> None:
     import json
     import time
 
-    from pipelines.config import build_recipe, load_config
-    from pipelines.runner import init_ray, run_recipe
+    from pipelines.core.executor import init_ray
+    from pipelines.runner import run_recipe
+    from pipelines.sources.registry import build_recipe, load_config
 
     init_ray(num_cpus=n_cpus)
     t0 = time.perf_counter()  # after Ray's start-up; worker start-up (imports, model load) stays inside

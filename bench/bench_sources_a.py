@@ -13,7 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import CORPUS, SOURCE_HEADERS, machine, md_table, peak_rss_mb, source_row, write_section  # noqa: E402
-from pipelines.config import load_config  # noqa: E402
+from pipelines.sources.registry import load_config  # noqa: E402
 
 SOURCES = ("github", "books", "arxiv")
 

@@ -14,8 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import CORPUS, SOURCE_HEADERS, machine, md_table, peak_rss_mb, source_row, write_section  # noqa: E402
-from pipelines.config import build_recipe, deep_merge, load_config  # noqa: E402
 from pipelines.readers.xmlstream import open_compressed  # noqa: E402
+from pipelines.sources.registry import build_recipe, deep_merge, load_config  # noqa: E402
 
 SOURCES = {"stackexchange": {}, "wikipedia": {"reader": {"languages": None}}}
 

@@ -62,8 +62,8 @@ def source_row(source: str, config: dict, folder: str, input_mb: float) -> list[
     documents/s counts documents read (kept + rejected); MB/s counts ``input_mb``."""
     import tempfile
 
-    from pipelines.config import build_recipe
     from pipelines.runner import run_recipe
+    from pipelines.sources.registry import build_recipe
 
     recipe = build_recipe(source, config)
     with tempfile.TemporaryDirectory() as out:

@@ -22,8 +22,8 @@ from transformers import AutoTokenizer
 from bench.bench_models import _docs, _random_model
 from classifiers.roberta import RobertaScorer, train_bpe_tokenizer
 from classifiers.steps import RobertaQuality
+from pipelines.core.recipe import Recipe
 from pipelines.readers.books import BooksReader
-from pipelines.recipe import Recipe
 from pipelines.runner import _actor_steps, run_recipe
 
 tmp = tempfile.mkdtemp()

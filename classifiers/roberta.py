@@ -137,7 +137,7 @@ def fine_tune(
 
 def quantized(model: Any, quantize: str | None, device: str) -> Any:
     """``quantize="int8"``: torch dynamic quantization of the Linear layers (int8 weights, activations quantized per
-    batch), CPU only; scores move by a few thousandths (tests/test_models.py bounds it), the base size runs ~1.5x
+    batch), CPU only; scores move by a few thousandths (tests/classifiers/test_models.py bounds it), the base size runs ~1.5x
     faster on an AVX2 CPU (bench/results.md).  On CUDA the model already runs in float16 and this is ignored."""
     if not quantize:
         return model

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 DEFAULT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_models")
 #: where each score step finds its shipped model, under DEFAULT_MODELS

@@ -19,7 +19,8 @@ import sys
 from dedup.minhash import MinHashConfig
 from dedup.removal import write_survivors
 from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
-from pipelines.layout import run_lock, write_json_atomic
+from pipelines.core.layout import write_json_atomic
+from pipelines.core.locks import run_lock
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

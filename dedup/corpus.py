@@ -162,7 +162,7 @@ def pmap(fn: Callable[[Any], Any], items: list[Any], workers: int = 1, executor:
     if executor == "ray":
         import ray
 
-        from pipelines.runner import init_ray
+        from pipelines.core.executor import init_ray
 
         init_ray()
         task = ray.remote(fn).options(max_retries=2)
@@ -174,7 +174,7 @@ def pmap(fn: Callable[[Any], Any], items: list[Any], workers: int = 1, executor:
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    from pipelines.layout import tmp_name
+    from pipelines.core.layout import tmp_name
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tmp_name(path)
@@ -191,7 +191,7 @@ def is_done(work: str, stage: str, unit: str) -> bool:
 
 
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
-    from pipelines.layout import write_json_atomic
+    from pipelines.core.layout import write_json_atomic
 
     write_json_atomic(marker(work, stage, unit), info or {})
 

@@ -31,7 +31,7 @@ import xxhash
 
 from dedup.corpus import build_inputs, is_done, iter_batches, mark_done, pmap, write_parquet_atomic
 from dedup.text import normalize_line
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _BUCKET_MULT = np.uint64(0x9E3779B97F4A7C15)
 

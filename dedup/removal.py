@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.corpus import InputFile, is_done, mark_done, split_gid, write_parquet_atomic
-from pipelines.layout import write_json_atomic
-from pipelines.schema import conform
+from pipelines.core.layout import write_json_atomic
+from pipelines.core.schema import conform
 
 PUBLIC_COLUMNS = ["id", "cluster_id", "kept", "cluster_size", "reason", "input"]
 

@@ -22,7 +22,7 @@ from dedup.corpus import build_inputs, fingerprint
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, public_duplicates
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
-from pipelines.layout import write_json_atomic
+from pipelines.core.layout import write_json_atomic
 
 
 def _apply(name: str, source_dir: str, result_fn: Any, references: list[str]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""DuckDB views for dedup outputs (imported by ``pipelines.query.connect`` through ``VIEW_MODULES``).
+"""DuckDB views for dedup outputs (called by ``pipelines.query.connect`` through ``VIEW_HOOKS``).
 
 * ``duplicates``: every clustered document (``id, cluster_id, kept, cluster_size, reason, input``), from a standalone
   ``winnow dedup`` output (``OUTPUT/duplicates/``) or from recipe stages (``OUTPUT/<source>/duplicates/``);
@@ -12,14 +12,11 @@ import os
 
 import duckdb
 
-from pipelines.query import register_views
-
 
 def _q(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-@register_views
 def dedup_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     existing = {
         r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 log = logging.getLogger(__name__)
 

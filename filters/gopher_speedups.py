@@ -13,7 +13,7 @@ reasons stay datatrove's:
   slices of the concatenated words (one slice instead of a list slice plus a join per position): same strings, same
   comparisons, same result.
 
-``tests/test_cc_steps.py`` compares both helpers with datatrove's on real documents and edge cases.
+``tests/filters/test_cc_steps.py`` compares both helpers with datatrove's on real documents and edge cases.
 """
 
 from __future__ import annotations

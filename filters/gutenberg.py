@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipelines.schema import decode_meta, encode_meta
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.schema import decode_meta, encode_meta
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _START = re.compile(
     r"^\s*(\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*"

@@ -5,7 +5,7 @@ The rules themselves are datatrove's, called unchanged.  What the wrapper adds:
 * one word tokenization per document instead of three: Gopher repetition, Gopher quality and FineWeb each split the
   same text with spaCy; they accept a ``WordTokenizer`` object as ``language``, and we hand them one that remembers
   the last documents it split and calls spaCy's tokenizer without the pipeline and memory zone around it (the same
-  tokens, ~1.8x faster; tests/test_commoncrawl.py checks token lists and filter decisions against datatrove's);
+  tokens, ~1.8x faster; tests/pipelines/sources/test_commoncrawl.py checks token lists and filter decisions against datatrove's);
 * ``mode: tag`` keeps every row and records the rule's verdict in ``<name>_reason`` (null = passes), so a mixture can
   select e.g. the C4-passing slice of CommonCrawl later in DuckDB without recomputing;
 * reasons are namespaced (``gopher_rep:dup_line_frac``), and a document that crashes a rule is rejected, not fatal.
@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 log = logging.getLogger(__name__)
 

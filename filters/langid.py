@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _MODELS: dict[str, Any] = {}
 

@@ -15,7 +15,7 @@ from typing import ClassVar, Literal
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import Step, StepResult, set_column, texts
 
 SECTION_COMMANDS = ("part", "chapter", "section", "subsection", "subsubsection", "paragraph", "subparagraph")
 SECTION = re.compile(r"\\(" + "|".join(SECTION_COMMANDS) + r")\*?(?![A-Za-z@])\s*[\[{]")

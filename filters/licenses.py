@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from pipelines.steps import Step, StepResult
+from pipelines.core.steps import Step, StepResult
 
 NONE = "none"
 UNKNOWN = "unknown"

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult
+from pipelines.core.steps import Step, StepResult
 
 
 @dataclass(frozen=True)

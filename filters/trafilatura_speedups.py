@@ -19,7 +19,7 @@ time in places that do the same work more slowly than needed (item 4 is further 
    match's ancestors (``any(a in matches for a in elem.iterancestors())``): the same set is computed here by walking
    from each match up to the first ancestor already known (memoised), which visits each node once.
 
-``tests/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
+``tests/filters/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
 every real page; ``make bench`` measures the gain.  Set ``extract.speedups: false`` in a config to run trafilatura
 untouched.
 """

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.steps import Step, StepResult, texts
+from pipelines.core.steps import Step, StepResult, texts
 
 #: namespace prefixes of links that are not text, in every wiki (the dump adds its localised names)
 DEFAULT_DROP_PREFIXES = frozenset(("file", "image", "media", "category"))
@@ -258,7 +258,7 @@ class WikiLengthFilter(Step):
         return {"word_count": pa.int32()}
 
     def process(self, batch: pa.Table) -> StepResult:
-        from pipelines.steps import set_column
+        from pipelines.core.steps import set_column
 
         counts = [len(t.split()) for t in texts(batch)]
         reasons = [

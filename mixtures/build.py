@@ -23,7 +23,7 @@ from mixtures.decontam import NGramIndex
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, sample_tokens, selection_table
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
 from mixtures.tokens import TokenCounter, ensure_source_tokens, get_counter
-from pipelines.layout import write_json_atomic
+from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
 

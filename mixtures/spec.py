@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.config import resolve_path
+from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
 STAGES = ("core", "anneal", "long_context")

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from pipelines.layout import tmp_name
+from pipelines.core.layout import tmp_name
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""DuckDB views over mixture outputs, added to ``winnow query`` / ``make query`` through ``register_views``.
+"""DuckDB views over mixture outputs, added to ``winnow query`` / ``make query`` through ``pipelines.query.VIEW_HOOKS``.
 
 ``mixture_docs`` (every shard row with its ``stage``), ``mixture_sources`` (one row per stage and source from the
 manifests: target vs realised share, tokens, epochs), ``decontamination`` (removed documents with benchmark and
@@ -12,8 +12,6 @@ import os
 
 import duckdb
 
-from pipelines.query import register_views
-
 _STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+$', 1)"
 
 
@@ -21,7 +19,6 @@ def _q(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
-@register_views
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     shards = os.path.join(output, "mixtures", "*", "shard-*.parquet")
     if glob.glob(shards):

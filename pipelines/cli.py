@@ -12,8 +12,8 @@ import os
 import sys
 from typing import Any
 
-from pipelines import storage
-from pipelines.config import available_sources, build_recipe, load_config, resolve_path
+from pipelines.core import storage
+from pipelines.sources.registry import available_sources, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow")
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source", required=True, help=f"one of {', '.join(available_sources())}")
     run.add_argument("--input", default=None, help="file, folder or glob (default: the config's input)")
     run.add_argument("--output", default="output")
-    run.add_argument("--config", default=None, help="a copy of pipelines/configs/<source>.yaml")
+    run.add_argument("--config", default=None, help="a copy of pipelines/sources/configs/<source>.yaml")
     run.add_argument("--executor", choices=["ray", "local"], default=os.environ.get("WINNOW_EXECUTOR", "ray"))
     run.add_argument("--wait", action="store_true", help="wait for another run on OUTPUT instead of failing")
     run.add_argument("--no-progress", action="store_true")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as exc:
-        from pipelines.layout import LockedError
+        from pipelines.core.locks import LockedError
 
         if isinstance(exc, LockedError | FileNotFoundError | ValueError):
             print(f"winnow: {exc}", file=sys.stderr)

@@ -21,9 +21,10 @@ import sys
 import time
 from typing import Any
 
-from pipelines import storage
-from pipelines.config import SOURCES, build_recipe, load_config, resolve_path
-from pipelines.layout import LockedError, SourceLayout, input_key, run_lock, write_json_atomic
+from pipelines.core import storage
+from pipelines.core.layout import SourceLayout, input_key, write_json_atomic
+from pipelines.core.locks import LockedError, run_lock
+from pipelines.sources.registry import SOURCES, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow.cron")
 MIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mixtures")

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from pipelines import storage
+from pipelines.core import storage
 
 
 def _q(path: str) -> str:
@@ -32,10 +32,9 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     else:
         output = os.path.abspath(output)
         _local_views(con, output)
-    for module in VIEW_MODULES:  # importing one registers its views
-        importlib.import_module(module)
-    for hook in _EXTRA_VIEWS:
-        hook(con, output)
+    for hook in VIEW_HOOKS:
+        module, func = hook.split(":")
+        getattr(importlib.import_module(module), func)(con, output)
     return con
 
 
@@ -126,15 +125,8 @@ def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
         con.execute(STEP_STATS_VIEW)
 
 
-#: other packages (dedup, mixtures) register functions (con, output) that add their own views
-_EXTRA_VIEWS: list[Any] = []
-#: modules that call register_views when imported (query.connect imports them)
-VIEW_MODULES: tuple[str, ...] = ("mixtures.views", "dedup.views")
-
-
-def register_views(fn: Any) -> Any:
-    _EXTRA_VIEWS.append(fn)
-    return fn
+#: functions ``(con, output)`` of other packages that add their own views, as "module:function"
+VIEW_HOOKS: tuple[str, ...] = ("mixtures.views:mixture_views", "dedup.views:dedup_views")
 
 
 def views(con: duckdb.DuckDBPyConnection) -> list[str]:

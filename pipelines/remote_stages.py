@@ -22,7 +22,7 @@ import re
 import tempfile
 from typing import Any
 
-from pipelines import storage
+from pipelines.core import storage
 
 log = logging.getLogger(__name__)
 

@@ -25,16 +25,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines import storage
-from pipelines.layout import SourceLayout, clean_tmp_files, input_key, run_lock, write_json_atomic
-from pipelines.process import process_input
-from pipelines.recipe import Recipe
-from pipelines.steps import Step, StepResult
+from pipelines.core import storage
+from pipelines.core.executor import init_ray
+from pipelines.core.layout import SourceLayout, clean_tmp_files, input_key, write_json_atomic
+from pipelines.core.locks import run_lock
+from pipelines.core.process import process_input
+from pipelines.core.recipe import Recipe
+from pipelines.core.steps import Step, StepResult
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
 
 
 @dataclass
@@ -45,29 +45,6 @@ class RunResult:
     already_done: int
     seconds: float
     summary: dict[str, Any]
-
-
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start Ray embedded, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as working_dir."""
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(
-            address=address,
-            runtime_env={"working_dir": REPO_ROOT, "excludes": RUNTIME_EXCLUDES},
-            log_to_driver=True,
-        )
-    else:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=True,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
 
 
 class RemoteStep(Step):

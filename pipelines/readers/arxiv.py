@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from filters.latex import strip_comments
-from pipelines import storage
+from pipelines.core import storage
+from pipelines.core.recipe import Reader, Skip, discover_files
 from pipelines.readers.archive import Limits, Refused, is_archive, iter_tree, safe_relpath
-from pipelines.recipe import Reader, Skip, discover_files
 
 _INPUT = re.compile(r"\\(input|include|subfile)\s*\{([^}]+)\}|\\input\s+([^\s{}\\]+)")
 _DOCCLASS = re.compile(r"\\documentclass")

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pipelines.core.recipe import Reader, Skip
 from pipelines.readers.archive import Limits, Refused, iter_tree
-from pipelines.recipe import Reader, Skip
 
 _DECLARED = re.compile(rb"Character set encoding:[ \t]*([A-Za-z0-9_\-]+)", re.IGNORECASE)
 _EBOOK = re.compile(r"\[E-?(?:Book|Text) #(\d+)\]", re.IGNORECASE)

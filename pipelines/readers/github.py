@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from filters.licenses import detect_license, is_license_candidate
-from pipelines import storage
+from pipelines.core import storage
+from pipelines.core.recipe import Reader, Skip, discover_files
 from pipelines.readers.archive import Limits, Member, Refused, is_archive, iter_tree
-from pipelines.recipe import Reader, Skip, discover_files
 
 #: extension (or whole file name) → language; RedPajama v1's allowlist
 LANGUAGES: dict[str, str] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import zlib
 
-from pipelines.recipe import ReadError
+from pipelines.core.recipe import ReadError
 
 _CHUNK = 1 << 20
 

@@ -27,9 +27,9 @@ import pyarrow as pa
 
 from filters.html_text import html_to_text
 from filters.stackexchange import Answer, format_qa, order_answers, parse_tags
-from pipelines import storage
+from pipelines.core import storage
+from pipelines.core.recipe import Reader, Skip, discover_files
 from pipelines.readers.xmlstream import iter_elements
-from pipelines.recipe import Reader, Skip, discover_files
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines import storage
+from pipelines.core import storage
+from pipelines.core.recipe import Reader, ReadError, Skip
 from pipelines.readers.integrity import GzipCheck, raise_if_truncated
-from pipelines.recipe import Reader, ReadError, Skip
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([a-zA-Z0-9_\-:.]+)""", re.IGNORECASE)

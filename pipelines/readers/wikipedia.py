@@ -28,8 +28,8 @@ from filters.wikitext import (
     is_disambiguation,
     wikitext_to_text,
 )
+from pipelines.core.recipe import Reader, Skip
 from pipelines.readers.xmlstream import iter_elements, local_name
-from pipelines.recipe import Reader, Skip
 
 log = logging.getLogger(__name__)
 

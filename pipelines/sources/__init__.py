@@ -1,0 +1,1 @@
+"""The source registry: one recipe module and one default config (``configs/<source>.yaml``) per source."""

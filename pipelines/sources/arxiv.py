@@ -1,0 +1,23 @@
+"""arXiv recipe (LLaMA-1): paper sources → main file with inputs resolved → LaTeX cleanup.
+
+The cleanup is one transform (``filters.latex.CleanLatex``): comments, user macros inlined, preamble before the first
+sectioning command and the bibliography dropped.  A paper whose macros never stop expanding is rejected
+(``latex:macro_expansion_limit``), one without any sectioning command too (``latex:no_section``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from filters.latex import CleanLatex
+from pipelines.core.recipe import Recipe
+from pipelines.readers.arxiv import ArxivReader
+from pipelines.sources.compose import assemble
+
+STEPS = {
+    "clean_latex": CleanLatex,
+}
+
+
+def build_recipe(config: dict[str, Any]) -> Recipe:
+    return assemble("arxiv", ArxivReader, STEPS, config)
