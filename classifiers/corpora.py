@@ -200,7 +200,7 @@ def warc_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
     table = pa.table(
         {"text": [r.get("text") or "" for r in rows], "content_format": [r["content_format"] for r in rows]}
     )
-    step = ExtractText(timeout_s=5.0)
+    step = ExtractText(timeout_s=120.0)  # training text must not depend on machine load
     result = step(table)
     for text, why in zip(result.table.column("text").to_pylist(), result.reasons or [], strict=True):
         if why is None and text and len(text) >= min_chars:

@@ -45,8 +45,10 @@ class TrainSettings:
     roberta_layers: int = 2
     roberta_hidden: int = 128
     roberta_vocab: int = 4000
-    roberta_epochs: int = 3
-    roberta_max_length: int = 256
+    roberta_epochs: int = 2
+    roberta_max_length: int = 128
+    #: examples per class at most (a seeded sample): keeps training to minutes on a small CPU
+    roberta_max_per_class: int = 1000
     #: local HF checkpoint to fine-tune instead of training from scratch
     roberta_init: str | None = None
     only: list[str] = field(default_factory=lambda: list(MODELS))
@@ -81,14 +83,20 @@ def load_training_text(s: TrainSettings) -> list[Piece]:
     return pieces
 
 
-def classifier_examples(train: list[Piece], seed: int) -> list[tuple[str, int]]:
-    """Reference chunks and web pages cut to the same chunk size; the smaller class repeated to balance."""
+def classifier_examples(
+    train: list[Piece], seed: int, max_per_class: int | None = None
+) -> list[tuple[str, int]]:
+    """Reference chunks and web pages cut to the same chunk size (at most ``max_per_class`` of each, a seeded
+    sample); the smaller class repeated to balance."""
+    rng = random.Random(seed)
     pos = [(p.text, 1) for p in train if p.label == 1]
     neg = [(c, 0) for p in train if p.label == 0 for c in chunk_text(p.text)]
+    if max_per_class:
+        pos, neg = (rng.sample(x, min(len(x), max_per_class)) for x in (pos, neg))
     small, large = sorted((pos, neg), key=len)
     small = small * max(1, round(len(large) / max(1, len(small))))
     rows = small + large
-    random.Random(seed).shuffle(rows)
+    rng.shuffle(rows)
     return rows
 
 
@@ -172,11 +180,13 @@ def train_wikiref(s: TrainSettings, train: list[Piece], out: str) -> dict[str, A
 
 def train_roberta(s: TrainSettings, train: list[Piece], out: str) -> dict[str, Any]:
     """A small RoBERTa from scratch (BPE vocabulary learnt on the training text), saved in float16."""
+    import torch
     from transformers import AutoTokenizer, RobertaForSequenceClassification
 
     from classifiers.roberta import SmallConfig, build_model, fine_tune, train_bpe_tokenizer
 
-    rows = classifier_examples(train, s.seed)
+    torch.set_num_threads(1)  # the same float sums on every machine, and no oversubscription on a shared one
+    rows = classifier_examples(train, s.seed, s.roberta_max_per_class)
     texts, labels = [t for t, _ in rows], [y for _, y in rows]
     if s.roberta_init:
         tokenizer = AutoTokenizer.from_pretrained(s.roberta_init, local_files_only=True)
