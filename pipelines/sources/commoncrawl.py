@@ -38,18 +38,17 @@ STEPS = {
 }
 
 
-#: the steps that need `make models`
+#: the steps that use the quality models (shipped in classifiers/default_models, or your own from `make models`)
 MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
 
 
 def without_models() -> dict[str, Any]:
-    """A config override that switches the model steps off (tests, benchmarks, clusters without shared models)."""
+    """A config override that switches the model steps off (tests and benchmarks of the other steps)."""
     return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
-    config = gate_model_filters(
-        config, "commoncrawl"
-    )  # `enabled: auto` filters: on only above the model's bar
+    # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
+    config = gate_model_filters(config, "commoncrawl")
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=[minhash] if minhash else [])
