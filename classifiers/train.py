@@ -45,7 +45,7 @@ class TrainSettings:
     roberta_layers: int = 2
     roberta_hidden: int = 128
     roberta_vocab: int = 4000
-    roberta_epochs: int = 2
+    roberta_epochs: int = 3
     roberta_max_length: int = 128
     #: examples per class at most (a seeded sample): keeps training to minutes on a small CPU
     roberta_max_per_class: int = 1000
