@@ -32,14 +32,20 @@ MODELS ?= models
 pipeline: $(STAMP)
 	$(BIN)/winnow run $(RUN_ARGS)
 
-# KenLM's lmplz is built once into .cache/kenlm (apt build deps + the kenlm sdist; ~1 minute the first time) so
-# that CI trains a real KenLM model in tests/classifiers/test_models.py instead of skipping it.
+# KenLM's lmplz is built once into .cache/kenlm (from the kenlm sdist; ~1 minute the first time) so that CI trains
+# a real KenLM model in tests/classifiers/test_models.py instead of skipping it.  The script installs nothing; when
+# its build tools are missing (exit 3) and this runs as root with apt-get (a CI container), `make test` installs
+# exactly the packages it names, without sudo; anywhere else it stops and prints what to install.
+KENLM_BUILD = bash classifiers/build_kenlm.sh .cache/kenlm $(BIN)/python
 test: $(STAMP)
-	bash classifiers/build_kenlm.sh .cache/kenlm $(BIN)/python
+	$(KENLM_BUILD) || { rc=$$?; [ $$rc -eq 3 ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     $$(bash classifiers/build_kenlm.sh --missing-apt) && $(KENLM_BUILD); } || exit 1
 	$(BIN)/python -m pytest -q tests
 
+# FORMAT=table|csv|json (table: 50 rows unless LIMIT=N; csv/json: every row unless LIMIT=N)
 query: $(STAMP)
-	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)"
+	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)" $(if $(FORMAT),--format $(FORMAT)) $(if $(LIMIT),--limit $(LIMIT))
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipelines filters dedup classifiers mixtures tests bench
@@ -84,7 +90,7 @@ LABELS ?=
 .PHONY: models models-lid
 models: $(STAMP)
 	@test -n "$(REFERENCE)$(WEB)$(LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] (the shipped models in classifiers/default_models need no training)"; exit 2)
-	bash classifiers/build_kenlm.sh .cache/kenlm $(BIN)/python
+	$(KENLM_BUILD)
 	nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)")
 
 # LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>

@@ -95,6 +95,7 @@ WINNOW_CONFIG = yaml.safe_dump(
                 "c4": {"rewrite_text": True},
             },
             "minhash": {"enabled": False},
+            "line_dedup": {"enabled": False},
         },
     ),
     sort_keys=False,

@@ -1,6 +1,7 @@
 """``winnow dedup``: standalone dedup of a folder of Parquet documents (``make dedup INPUT=... OUTPUT=...``).
 
-    winnow dedup lines --input DOCS --counts DIR [--bucket-docs N]     (line counts for two-pass line dedup)
+    winnow dedup lines --input DOCS --counts DIR [--bucket-docs N] [--normalization ccnet|datatrove]
+                                                        (line counts for the `line_dedup` step's mode: counts)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
                  [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
 
@@ -51,20 +52,42 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def lines_main(argv: list[str]) -> int:
-    """``winnow dedup lines --input DOCS --counts DIR``: the counting pass of two-pass line dedup."""
-    from dedup.lines import count_lines
+    """``winnow dedup lines --input DOCS --counts DIR``: count every line per bucket of documents (the first half
+    of line dedup run as two runs: a later run's ``line_dedup`` step with ``mode: counts`` and ``counts_dir: DIR``
+    drops the lines counted more than its ``max_count`` times).  The CommonCrawl recipe's default is the
+    ``line_dedup`` corpus stage instead, which counts and rewrites in one run."""
+    from dedup.corpus import build_inputs
+    from dedup.line_stage import LineDedupConfig, count_lines
 
     p = argparse.ArgumentParser(prog="winnow dedup lines", description=lines_main.__doc__)
-    p.add_argument("--input", required=True, action="append", help="Parquet docs (id, text)")
+    p.add_argument("--input", required=True, action="append", help="Parquet docs (id, text); repeatable")
     p.add_argument("--counts", required=True, help="folder for the line counts (the step's counts_dir)")
-    p.add_argument("--bucket-docs", type=int, default=0, help="0: one bucket (CCNet); Llama-3: 30000000")
-    p.add_argument("--partitions", type=int, default=16)
+    p.add_argument(
+        "--bucket-docs",
+        type=int,
+        default=30_000_000,
+        help="documents per bucket (LLaMA-3); 0: one bucket (CCNet)",
+    )
+    p.add_argument("--normalization", choices=["ccnet", "datatrove"], default="ccnet")
+    p.add_argument(
+        "--partitions", type=int, default=16, help="hash partitions, at least (more for big corpora)"
+    )
+    p.add_argument(
+        "--partition-docs", type=int, default=1_000_000, help="one more partition per this many documents"
+    )
     p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = p.parse_args(argv)
     try:
-        meta = count_lines(
-            args.input, args.counts, args.bucket_docs, args.partitions, args.executor, os.cpu_count() or 1
+        cfg = LineDedupConfig(
+            bucket_docs=args.bucket_docs,
+            normalization=args.normalization,
+            partitions=args.partitions,
+            partition_docs=args.partition_docs,
+            executor=args.executor,
+            workers=args.workers,
         )
+        meta = count_lines(build_inputs(args.input), args.counts, cfg, hits=False)
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow dedup lines: {exc}", file=sys.stderr)
         return 2

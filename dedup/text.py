@@ -61,11 +61,6 @@ def words_of(text: str) -> list[str]:
     return strip_diacritics(_strip_punct(NUMBERS_PATTERN.sub("0", text.lower()))).split()
 
 
-def normalize_line(line: str) -> str:
-    """CCNet line normalisation: lowercase, digits → 0, punctuation and accents stripped, spaces collapsed."""
-    return simplify_text(line)
-
-
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser over a uint64 array (wrapping arithmetic is intended)."""
     x = x ^ (x >> _U64(30))

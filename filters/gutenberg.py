@@ -61,10 +61,36 @@ def split_gutenberg(text: str) -> tuple[str, str, str] | None:
         start = m
     if start is None:
         return None
-    body_start = start.end()
+    body_start = _marker_end(text, start)
     end = _END.search(text, body_start)
     body_end = end.start() if end else len(text)
     return text[:body_start], text[body_start:body_end], text[body_end:]
+
+
+#: the rest of a ``*** START OF ...`` marker wrapped onto the next line(s): short, and closed by ``***``
+_MARKER_TAIL = re.compile(r"\n[^\n]{0,200}\*{3}[ \t]*(?=\n|$)")
+
+
+def _marker_end(text: str, start: re.Match[str]) -> int:
+    """Where the body begins: after the start marker, including the line(s) it wraps onto.
+
+    ``*** START OF THIS PROJECT GUTENBERG EBOOK`` / ``THE TITLE ***`` is one marker on two lines (wrapped at 70
+    columns in many files); without this the title line and the credits under it leaked into the body.  A marker
+    that opens with ``***`` and does not close with ``***`` on its own line ends with the next line (at most two
+    further lines) that does."""
+    end = start.end()
+    line = start.group(0).strip()
+    if not line.startswith("*") or line.endswith("*"):
+        return end
+    for _ in range(2):
+        tail = _MARKER_TAIL.match(text, end)
+        if tail is not None:
+            return tail.end()
+        nxt = text.find("\n", end + 1)
+        if nxt < 0 or nxt - end > 201 or not text[end + 1 : nxt].strip():
+            return start.end()
+        end = nxt
+    return start.end()
 
 
 def drop_credits(body: str) -> str:

@@ -5,6 +5,10 @@ from the whole source (most live in the preamble) and expanded, then everything 
 and the bibliography are dropped.  Section matching covers ``\\part \\chapter \\section \\subsection
 \\subsubsection \\paragraph \\subparagraph`` and their starred forms; RedPajama's ported regex forgets
 ``\\subparagraph``, which is why this one is spelled out and tested.
+
+Appendices: RedPajama v1 (``arxiv_cleaner.py``; the regex data-juicer ports as ``remove_bibliography_mapper``) cuts
+everything from ``\\appendix`` on together with the bibliography, the LLaMA-1 paper only names the bibliography.
+``keep_appendix`` chooses; the default (``False``) follows RedPajama, the reference implementation of the recipe.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ _BIB_CMD = re.compile(
     r"\\(bibliography|bibliographystyle|addbibresource)\s*\{[^}]*\}|\\printbibliography(\[[^\]]*\])?"
 )
 _END_DOC = re.compile(r"\\end\{document\}")
+#: where the appendix starts: ``\appendix`` (RedPajama's marker) or the ``appendix``/``appendices`` environments
+_APPENDIX = re.compile(r"\\appendix(?![A-Za-z@])|\\begin\{(appendix|appendices)\}")
 _BEGIN_DOC = re.compile(r"\\begin\s*\{document\}")
 _DEF_START = re.compile(r"\\(newcommand|renewcommand|providecommand)\*?\s*|\\[egx]?def\s*(?=\\)")
 
@@ -190,8 +196,18 @@ def first_section(text: str) -> int | None:
     return m.start() if m else None
 
 
+def drop_appendix(text: str) -> str:
+    """Everything before the first appendix marker (after the first section, where this is called)."""
+    m = _APPENDIX.search(text)
+    return text[: m.start()] if m else text
+
+
 def clean_latex(
-    text: str, max_depth: int = 10, max_growth: float = 4.0, on_loop: str = "reject"
+    text: str,
+    max_depth: int = 10,
+    max_growth: float = 4.0,
+    on_loop: str = "reject",
+    keep_appendix: bool = False,
 ) -> tuple[str | None, str | None]:
     """(cleaned text, None) or (None, reason) for a resolved LaTeX source.
 
@@ -216,6 +232,8 @@ def clean_latex(
     text = text[start:]
     if end := _END_DOC.search(text):
         text = text[: end.start()]
+    if not keep_appendix:
+        text = drop_appendix(text)
     text = drop_bibliography(text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
     return text, None
@@ -231,12 +249,14 @@ class CleanLatex(Step):
     max_macro_growth: float = 4.0
     #: reject: a paper whose macros never stop expanding is rejected; keep: those macros stay unexpanded
     on_macro_loop: Literal["reject", "keep"] = "reject"
+    #: keep the appendices (``False``: cut from ``\\appendix`` on, as RedPajama v1 does)
+    keep_appendix: bool = False
 
     def process(self, batch: pa.Table) -> StepResult:
         out, reasons = [], []
         for text in texts(batch):
             cleaned, reason = clean_latex(
-                text, self.max_macro_depth, self.max_macro_growth, self.on_macro_loop
+                text, self.max_macro_depth, self.max_macro_growth, self.on_macro_loop, self.keep_appendix
             )
             out.append(text if cleaned is None else cleaned)
             reasons.append(reason)

@@ -6,10 +6,10 @@ its pins; LLaMA-1/RedPajama only need to tell a few common licenses apart.  The 
 
 1. ``SPDX-License-Identifier:`` lines (in license files, then any file of the repository);
 2. the text of LICENSE / LICENCE / COPYING / UNLICENSE files, matched on the clauses that tell licenses apart
-   (e.g. BSD-3-Clause is BSD-2-Clause plus the "Neither the name" clause; LGPL and AGPL before GPL);
+   (e.g. BSD-3-Clause is BSD-2-Clause plus the "Neither the name" clause; for GNU texts the first title decides);
 3. the README's "License" statement ("released under the MIT License").
 
-It is tested on the real license files of the shared corpus (MIT, Apache-2.0, BSD-2-Clause, GPL-3.0, none).
+It is tested on real license files (MIT, Apache-2.0, BSD-2-Clause, GPL-3.0, none; the FSF GPL/LGPL texts).
 """
 
 from __future__ import annotations
@@ -35,23 +35,31 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).lower()
 
 
-def _gnu_version(t: str, default: str) -> str:
-    m = re.search(r"version (\d)(?:\.(\d))?", t)
+_GNU_TITLE = re.compile(r"gnu (affero |lesser |library )?general public licen[cs]e")
+_GNU_KIND = {"affero ": "agpl", "lesser ": "lgpl", "library ": "lgpl", "": "gpl"}
+
+
+def _gnu_license(head: str) -> str | None:
+    """SPDX id from the first GNU licence title in ``head``, with the version stated after it.
+
+    The first title decides because each text names its siblings further down: the GPL-2.0 preamble points to the
+    "GNU Lesser General Public License" and the GPL-3.0 text to the Affero one, so asking "is LGPL mentioned?"
+    turned every GPL-2.0 ``COPYING`` into LGPL-2.0."""
+    m = _GNU_TITLE.search(head)
     if not m:
-        return default
-    return f"{m.group(1)}.{m.group(2) or '0'}"
+        return None
+    kind = _GNU_KIND[m.group(1) or ""]
+    v = re.search(r"version (\d)(?:\.(\d))?", head[m.end() : m.end() + 600])
+    if not v:
+        return f"{kind}-{'2.1' if kind == 'lgpl' else '3.0'}"
+    return f"{kind}-{v.group(1)}.{v.group(2) or '0'}"
 
 
 def license_from_text(text: str) -> str | None:
     """SPDX id of a full license text (or a README statement), ``None`` if nothing is recognised."""
     t = _norm(text[:200_000])
-    head = t[:1500]  # the GPL-3.0 text itself names the AGPL in section 13: the title decides
-    if "gnu affero general public license" in head:
-        return "agpl-" + _gnu_version(head, "3.0")
-    if "gnu lesser general public license" in head or "gnu library general public license" in head:
-        return "lgpl-" + _gnu_version(head, "2.1")
-    if "gnu general public license" in head:
-        return "gpl-" + _gnu_version(head, "3.0")
+    if found := _gnu_license(t[:1500]):
+        return found
     if "apache license" in t and ("version 2.0" in t or "apache.org/licenses/license-2.0" in t):
         return "apache-2.0"
     if "mozilla public license" in t and "2.0" in t:

@@ -1,7 +1,8 @@
 """Build one stage's mixture: curated docs → predicate → decontamination → token-budget sampling → shards + manifest.
 
-``OUTPUT/mixtures/<stage>/`` gets ``shard-*.parquet``, ``manifest.json`` and ``decontamination.parquet``; the folder
-is written under a temporary name and swapped in whole, so a reader never sees half a stage.
+``OUTPUT/mixtures/<stage>/`` gets ``shards/shard-*.parquet`` (only training rows, so ``shards/*.parquet`` loads in
+HF datasets or Polars), ``decontamination/matches.parquet`` and ``manifest.json``; the folder is written under a
+temporary name and swapped in whole, so a reader never sees half a stage.
 """
 
 from __future__ import annotations
@@ -19,25 +20,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixtures.decontam import NGramIndex
+from mixtures.benchmarks import load_index
+from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, Match, decontam_summary, source_matches
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, sample_tokens, selection_table
-from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
+from mixtures.spec import EmptyStage, MixtureError, MixtureSpec, SourceSpec
 from mixtures.tokens import TokenCounter, ensure_source_tokens, get_counter
 from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
 
-DECONTAM_SCHEMA = pa.schema(
-    [
-        ("mix_source", pa.string()),
-        ("origin", pa.string()),
-        ("id", pa.string()),
-        ("benchmark", pa.string()),
-        ("item", pa.string()),
-        ("ngram", pa.string()),
-        ("n_matches", pa.int64()),
-    ]
-)
+SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of OUTPUT/mixtures/<stage>/
 
 
 def _q(s: str) -> str:
@@ -77,6 +69,7 @@ def _origin_views(
     origins: list[str],
     counter: TokenCounter,
     fingerprints: dict[str, Any],
+    docs_files: dict[str, list[str]],
 ) -> dict[str, list[str]]:
     """A view ``o_<i>`` per origin (docs, deduplicated by id, joined with n_tokens); returns their columns."""
     columns: dict[str, list[str]] = {}
@@ -84,6 +77,7 @@ def _origin_views(
         docs, sidecars, _ = ensure_source_tokens(os.path.join(output, origin), counter)
         if not docs:
             continue
+        docs_files[origin] = docs
         for d in docs:
             fingerprints[os.path.relpath(d, output)] = file_fingerprint(d)
         dl = "[" + ", ".join(_q(d) for d in docs) + "]"
@@ -146,40 +140,17 @@ def _candidates(
         ) from None
 
 
-def _decontaminate(
-    con: duckdb.DuckDBPyConnection,
-    view: str,
-    st: EntryState,
-    index: NGramIndex,
-    seen: dict[tuple[str, str], Any],
-) -> list[dict[str, Any]]:
-    """Drop contaminated candidates from ``st``; ``seen`` caches matches per (origin, id) across entries."""
+def _decontaminate(st: EntryState, matches: dict[str, Match]) -> list[dict[str, Any]]:
+    """Drop the candidates of ``st`` that match a benchmark (``matches``: the origin's per-file sidecars)."""
     spec = st.spec
-    rows, bad, wanted = [], set(), set(st.ids)
-    reader = con.sql(f"SELECT id, text FROM {view} {_where(spec)} ORDER BY id").to_arrow_reader(1024)
-    for batch in reader:
-        for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-            if doc_id not in wanted:
-                continue
-            key = (spec.origin, doc_id)
-            if key not in seen:
-                seen[key] = index.match(text)
-            m = seen[key]
-            if m is not None:
-                bad.add(doc_id)
-                rows.append(
-                    {
-                        "mix_source": spec.name,
-                        "origin": spec.origin,
-                        "id": doc_id,
-                        "benchmark": m.benchmark,
-                        "item": m.item,
-                        "ngram": m.ngram,
-                        "n_matches": m.n_matches,
-                    }
-                )
+    bad = [i for i, d in enumerate(st.ids) if d in matches]
+    rows = [
+        {"mix_source": spec.name, "origin": spec.origin, "id": st.ids[i], **matches[st.ids[i]].__dict__}
+        for i in bad
+    ]
     if bad:
-        keep = [i for i, d in enumerate(st.ids) if d not in bad]
+        drop = set(bad)
+        keep = [i for i in range(len(st.ids)) if i not in drop]
         st.ids = [st.ids[i] for i in keep]
         st.n_tokens = st.n_tokens[keep]
     st.contaminated = len(bad)
@@ -196,6 +167,14 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
             + ", ".join(f"{s.spec.name} ({s.note})" for s in missing)
             + "; run their pipelines or set missing_sources: "
             "renormalise"
+        )
+    if not present and any(s.candidates or s.note == "the predicate selects no documents" for s in states):
+        absent = [s.spec.name for s in states if s.note.startswith("no ")]
+        raise EmptyStage(
+            f"mixture {spec.stage}: empty: no curated document satisfies its selection ("
+            + "; ".join(f"{s.spec.name}: {s.note}" for s in states if not s.note.startswith("no "))
+            + (f"; no curated output yet for {', '.join(absent)}" if absent else "")
+            + ")"
         )
     if not present:
         raise MixtureError(
@@ -236,13 +215,21 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     con = duckdb.connect()
     fingerprints: dict[str, Any] = {}
     origins = sorted({s.origin for s in spec.sources})
-    columns = _origin_views(con, output, origins, counter, fingerprints)
-    index = NGramIndex.from_spec(spec.decontaminate) if spec.decontaminate else None
+    docs_files: dict[str, list[str]] = {}
+    columns = _origin_views(con, output, origins, counter, fingerprints, docs_files)
+    index = load_index(spec.decontaminate) if spec.decontaminate and spec.decontaminate.benchmarks else None
+    if index is None:
+        log.warning(NO_DECONTAMINATION, spec.stage)
     bench_fp = {
-        b.name: {"path": b.path, **file_fingerprint(b.path)}
+        b.name: {
+            "path": b.path,
+            **file_fingerprint(b.path if b.fields else os.path.join(b.path, b.name + ".npy")),
+        }
         for b in (spec.decontaminate.benchmarks if spec.decontaminate else ())
     }
-    states, decontam_rows, seen = [], [], {}
+    states: list[EntryState] = []
+    decontam_rows: list[dict[str, Any]] = []
+    matches: dict[str, dict[str, Match]] = {}  # per origin: contaminated docs by id, from per-file sidecars
     for i, s in enumerate(spec.sources):
         st = EntryState(s)
         states.append(st)
@@ -255,13 +242,26 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
         st.n_tokens = cand.column("n_tokens").to_numpy(zero_copy_only=False).astype(np.int64)
         st.candidates = len(st.ids)
         if index is not None and st.ids:
-            decontam_rows += _decontaminate(con, view, st, index, seen)
+            if s.origin not in matches:
+                matches[s.origin] = source_matches(docs_files[s.origin], index)
+            decontam_rows += _decontaminate(st, matches[s.origin])
         if not st.ids:
             st.status = "missing"
             st.note = (
                 "the predicate selects no documents" if not st.candidates else "all candidates contaminated"
             )
-    budget, eff, max_budget = _budget(spec, states)
+    try:
+        budget, eff, max_budget = _budget(spec, states)
+    except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
+        stale = os.path.join(output, "mixtures", spec.stage)
+        if os.path.isdir(stale):
+            shutil.rmtree(stale)
+            log.warning(
+                "mixture %s: removed the previous build (%s): the stage now selects nothing",
+                spec.stage,
+                stale,
+            )
+        raise
 
     selections, per_source = [], []
     for st in states:
@@ -312,10 +312,14 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
-        shards = _write_shards(con, selections, origins, tmp, spec.shard_max_tokens)
+        os.makedirs(os.path.join(tmp, SHARDS))
+        os.makedirs(os.path.join(tmp, DECONTAMINATION))
+        shards = _write_shards(con, selections, origins, os.path.join(tmp, SHARDS), spec.shard_max_tokens)
+        for sh in shards:
+            sh["file"] = f"{SHARDS}/{sh['file']}"
         pq.write_table(
             pa.Table.from_pylist(decontam_rows, schema=DECONTAM_SCHEMA),
-            os.path.join(tmp, "decontamination.parquet"),
+            os.path.join(tmp, DECONTAMINATION, "matches.parquet"),
             compression="zstd",
         )
         manifest = {
@@ -331,7 +335,7 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             "documents": sum(p["documents"] for p in per_source),
             "sources": per_source,
             "shards": shards,
-            "decontamination": _decontam_summary(spec, index, decontam_rows),
+            "decontamination": decontam_summary(spec.stage, index, decontam_rows),
             "inputs": {
                 "mixture": file_fingerprint(spec.path) if spec.path else None,
                 "docs": fingerprints,
@@ -349,26 +353,6 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return manifest
-
-
-def _decontam_summary(
-    spec: MixtureSpec, index: NGramIndex | None, rows: list[dict[str, Any]]
-) -> dict[str, Any]:
-    if index is None:
-        return {"enabled": False}
-    by_bench: dict[str, int] = {}
-    for r in rows:
-        by_bench[r["benchmark"]] = by_bench.get(r["benchmark"], 0) + 1
-    return {
-        "enabled": True,
-        "n": index.n,
-        "benchmark_items": index.items,
-        "items_shorter_than_n": index.short_items,
-        "ngrams": len(index.entries),
-        "degenerate_ngrams_skipped": index.degenerate,
-        "removed_by_benchmark": dict(sorted(by_bench.items())),
-        "removed": len(rows),
-    }
 
 
 def _write_shards(

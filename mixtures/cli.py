@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from mixtures.spec import MixtureError, load_mixture
+from mixtures.spec import EmptyStage, MixtureError, load_mixture
 
 
 def format_manifest(m: dict[str, Any]) -> str:
@@ -29,12 +29,30 @@ def format_manifest(m: dict[str, Any]) -> str:
         if s["note"]:
             lines.append(f"    {s['note']}")
     d = m["decontamination"]
-    if d.get("enabled"):
+    if not d.get("enabled"):
+        lines.append(f"  WARNING: {d.get('warning', 'decontamination is off')}")
+    else:
         lines.append(
             f"  decontamination ({d['n']}-grams, {d['ngrams']:,} from {sum(d['benchmark_items'].values()):,} "
             f"items): removed {d['removed']} document(s) {d['removed_by_benchmark'] or ''}"
         )
     return "\n".join(lines)
+
+
+def build(output: str, stage: str | None = None, mixture: str | None = None) -> dict[str, Any]:
+    """Build one stage (``mixture`` YAML or the shipped ``stage``) and return its manifest.
+
+    Raises :class:`MixtureError` (what to change), :class:`EmptyStage` (nothing selected) or FileNotFoundError."""
+    from mixtures.build import build_stage
+
+    spec = load_mixture(stage, mixture)
+    if not os.path.isdir(output):
+        raise MixtureError(f"OUTPUT {output} does not exist: run `make pipeline SOURCE=...` first")
+    return build_stage(spec, output)
+
+
+def empty_is_error(stage: str | None, mixture: str | None, strict: bool) -> bool:
+    return strict or load_mixture(stage, mixture).on_empty == "error"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
     parser.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
     parser.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
+    parser.add_argument(
+        "--strict", action="store_true", help="a stage that selects nothing is an error (exit 2), not 'empty'"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -52,18 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.stage and not args.mixture:
         parser.error("give --stage (STAGE=) or --mixture (MIXTURE=)")
-    from mixtures.build import build_stage
-
     try:
-        spec = load_mixture(args.stage, args.mixture)
-        if not os.path.isdir(args.output):
-            raise MixtureError(f"OUTPUT {args.output} does not exist: run `make pipeline SOURCE=...` first")
-        manifest = build_stage(spec, args.output)
+        manifest = build(args.output, args.stage, args.mixture)
+    except EmptyStage as exc:
+        if empty_is_error(args.stage, args.mixture, args.strict):
+            print(f"winnow mixture: {exc}", file=sys.stderr)
+            return 2
+        print(f"{exc}\n  nothing written (pass --strict or set on_empty: error to make this a failure)")
+        return 0
     except (MixtureError, FileNotFoundError) as exc:
         print(f"winnow mixture: {exc}", file=sys.stderr)
         return 2
     print(format_manifest(manifest))
-    print(f"  output: {os.path.join(os.path.abspath(args.output), 'mixtures', spec.stage)}")
+    print(f"  output: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'])}")
+    print(f"  shards: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'], 'shards')}")
     return 0
 
 

@@ -191,8 +191,12 @@ def mixture_section(output: str, folder: str) -> str:
                 ],
             )
         )
-        decon = os.path.join(os.path.dirname(path), "decontamination.parquet")
-        if os.path.exists(decon):
+        decon = sorted(glob.glob(os.path.join(os.path.dirname(path), "decontamination", "*.parquet")))
+        if not m["decontamination"].get("enabled"):
+            parts.append(
+                f"<p><b>WARNING</b>: {html.escape(m['decontamination'].get('warning', 'decontamination off'))}</p>"
+            )
+        elif decon:
             import pyarrow.parquet as pq
 
             rows = pq.read_table(decon).to_pylist()

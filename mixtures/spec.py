@@ -15,13 +15,22 @@ import yaml
 from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
-STAGES = ("core", "anneal", "long_context")
+SHIPPED_DIR = os.path.join(
+    MIXTURE_DIR, "benchmarks"
+)  # the benchmark hash sets the default YAMLs nameSTAGES = ("core", "anneal", "long_context")
 SHORTFALL_MODES = ("error", "scale", "take_available")
 MISSING_MODES = ("renormalise", "error")
+EMPTY_MODES = ("report", "error")
 
 
 class MixtureError(ValueError):
     """A mixture that cannot be built as written; the message says what to change."""
+
+
+class EmptyStage(MixtureError):
+    """Curated documents exist but the stage's predicates select none of them (e.g. long_context on short docs).
+
+    Reported as "empty", not as a failure, unless the mixture says ``on_empty: error`` or the caller is strict."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,12 @@ class SourceSpec:
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
+    """A benchmark to decontaminate against: an items file (JSONL/CSV) with ``fields``, or, without fields, the
+    folder holding its hash set (``<name>.npy``, see ``mixtures.benchmarks``)."""
+
     name: str
     path: str
-    fields: tuple[str, ...]
+    fields: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,7 @@ class MixtureSpec:
     tokenizer: str = "llama3"
     decontaminate: DecontamSpec | None = None
     path: str | None = None
+    on_empty: str = "report"  # nothing selected: report "empty" and succeed | error
 
 
 def _number(value: Any, what: str) -> float:
@@ -126,21 +139,10 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         raise MixtureError(
             f"{where}: missing_sources must be one of {MISSING_MODES}, got {missing_sources!r}"
         )
-    decontam = None
-    if data.get("decontaminate"):
-        d = data["decontaminate"]
-        benches = []
-        for b in d.get("benchmarks") or []:
-            if not b.get("name") or not b.get("path") or not b.get("fields"):
-                raise MixtureError(
-                    f"{where}: each decontaminate.benchmarks entry needs name, path and fields"
-                )
-            benches.append(
-                BenchmarkSpec(
-                    str(b["name"]), resolve_path(str(b["path"])), tuple(str(f) for f in b["fields"])
-                )
-            )
-        decontam = DecontamSpec(n=int(d.get("n", 13)), benchmarks=tuple(benches))
+    on_empty = data.get("on_empty", "report")
+    if on_empty not in EMPTY_MODES:
+        raise MixtureError(f"{where}: on_empty must be one of {EMPTY_MODES}, got {on_empty!r}")
+    decontam = _decontam(data["decontaminate"], where) if data.get("decontaminate") else None
     return MixtureSpec(
         stage=stage,
         sources=tuple(sources),
@@ -152,7 +154,53 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         tokenizer=str(data.get("tokenizer", "llama3")),
         decontaminate=decontam,
         path=path,
+        on_empty=on_empty,
     )
+
+
+def available(folders: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """Benchmark hash sets in ``folders`` then the shipped folder: name -> folder (the first folder wins)."""
+    found: dict[str, str] = {}
+    for folder in [*folders, SHIPPED_DIR]:
+        if os.path.isdir(folder):
+            for entry in sorted(os.listdir(folder)):
+                if entry.endswith(".json") and os.path.exists(os.path.join(folder, entry[:-5] + ".npy")):
+                    found.setdefault(entry[:-5], folder)
+    return found
+
+
+def _decontam(d: Any, where: str) -> DecontamSpec:
+    """``decontaminate:``: benchmark names (hash sets in ``benchmark_dirs`` or shipped), or {name, path, fields}."""
+    if not isinstance(d, dict):
+        raise MixtureError(f"{where}: decontaminate must be a mapping with n and benchmarks")
+    dirs = [resolve_path(str(p)) for p in d.get("benchmark_dirs") or []]
+    found = available(dirs)
+    benches = []
+    for b in d.get("benchmarks") or []:
+        if isinstance(b, str):
+            b = {"name": b}
+        if not isinstance(b, dict) or not b.get("name"):
+            raise MixtureError(
+                f"{where}: a decontaminate.benchmarks entry is a name or {{name, path, fields}}"
+            )
+        name = str(b["name"])
+        if b.get("path") or b.get("fields"):
+            if not b.get("path") or not b.get("fields"):
+                raise MixtureError(f"{where}: benchmark {name}: an items file needs both path and fields")
+            benches.append(
+                BenchmarkSpec(name, resolve_path(str(b["path"])), tuple(str(f) for f in b["fields"]))
+            )
+        elif b.get("dir"):
+            benches.append(BenchmarkSpec(name, resolve_path(str(b["dir"]))))
+        elif name in found:
+            benches.append(BenchmarkSpec(name, found[name]))
+        else:
+            raise MixtureError(
+                f"{where}: benchmark {name!r} is not a known hash set (known: {', '.join(found) or 'none'}); "
+                f"create it with `winnow benchmarks add {name} --path ITEMS.jsonl --fields F1,F2 --dir DIR` and "
+                "list DIR under decontaminate.benchmark_dirs, or give {name, path, fields}"
+            )
+    return DecontamSpec(n=int(d.get("n", 13)), benchmarks=tuple(benches))
 
 
 def mixture_path(stage: str | None = None, path: str | None = None) -> str:

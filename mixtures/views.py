@@ -12,7 +12,7 @@ import os
 
 import duckdb
 
-_STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+$', 1)"
+_STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+[\\/][^\\/]+$', 1)"
 
 
 def _q(path: str) -> str:
@@ -20,7 +20,7 @@ def _q(path: str) -> str:
 
 
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
-    shards = os.path.join(output, "mixtures", "*", "shard-*.parquet")
+    shards = os.path.join(output, "mixtures", "*", "shards", "*.parquet")
     if glob.glob(shards):
         con.execute(
             f"CREATE VIEW mixture_docs AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
@@ -35,7 +35,7 @@ def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
             f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({_q(manifests)}, union_by_name=true, "
             "maximum_object_size=67108864))"
         )
-    decontam = os.path.join(output, "mixtures", "*", "decontamination.parquet")
+    decontam = os.path.join(output, "mixtures", "*", "decontamination", "*.parquet")
     if glob.glob(decontam):
         con.execute(
             f"CREATE VIEW decontamination AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "

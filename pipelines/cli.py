@@ -26,6 +26,7 @@ EXTRA_COMMANDS = {
     "report": "mixtures.report:main",
     "bench": "bench.run:main",
     "cron": "pipelines.cron:main",
+    "benchmarks": "mixtures.benchmarks:main",
 }
 
 
@@ -79,10 +80,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from pipelines.query import format_table, run_query
+    from pipelines.query import TABLE_LIMIT, format_rows, query_rows
 
-    cols, rows = run_query(args.output, args.sql)
-    print(format_table(cols, rows))
+    limit = args.limit if args.limit is not None else (TABLE_LIMIT if args.format == "table" else None)
+    cols, rows, total = query_rows(args.output, args.sql, limit)
+    print(format_rows(cols, rows, args.format, total))
     return 0
 
 
@@ -111,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("query", help="DuckDB SQL over the output (views docs, rejected, stats, ...)")
     q.add_argument("--output", default="output")
     q.add_argument("--sql", required=True)
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                   help="table (default), csv (with a header) or json (one object per line)")
+    q.add_argument("--limit", type=int, default=None,
+                   help="rows to print (default: 50 for a table, with a note of how many more; all for csv/json)")
     q.set_defaults(func=cmd_query)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

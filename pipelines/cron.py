@@ -1,9 +1,12 @@
 """``winnow cron`` (``make cron``): the unattended run — every configured source, then mixtures and the report.
 
 Built for cron: one log file per OUTPUT (appended), exit status 0 when everything went through and 1 when anything
-failed (the other sources still run), 2 when another cron run holds OUTPUT.  When nothing changed it does nothing:
-a source whose inputs (path, size, mtime) and settings are the same as at its last successful run, with every input
-marked done, is not even started, and the mixtures and report are rebuilt only when some source ran.
+failed (the other sources and stages still run; each failure is logged at ERROR with its reason), 2 when another
+cron run holds OUTPUT.  When nothing changed it does nothing: a source whose inputs (path, size, mtime) and settings
+are the same as at its last successful run, with every input marked done, is not even started.  A mixture stage is
+rebuilt when the sources or its YAML changed since it last succeeded, or when it failed last time, so a failure is
+retried on every run until it goes through; the report likewise.  A stage that selects nothing (long_context on
+short documents) is "empty", not a failure, unless ``--strict`` or the mixture says ``on_empty: error``.
 
 The per-source dedup passes (CommonCrawl MinHash, GitHub exact, books near-dup) are corpus stages of the source
 runs, so "then dedup" happens inside each source's run, after its last input.
@@ -27,7 +30,9 @@ from pipelines.core.locks import LockedError, run_lock
 from pipelines.sources.registry import SOURCES, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow.cron")
-MIXTURE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mixtures")
+MIXTURE_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mixtures"
+)  # shipped YAMLs
 
 
 def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
@@ -38,7 +43,9 @@ def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
             h.update(f"\0{path}\0{storage.getsize(path)}\0{storage.mtime_ns(path)}".encode())
             continue
         st = os.stat(path)
-        h.update(f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        # a file name that is not valid UTF-8 is hashed as its bytes (strict UTF-8 would raise)
+        ident = f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
+        h.update(ident.encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:20]
 
 
@@ -87,8 +94,99 @@ def run_source(
 
 
 def stages(names: list[str] | None) -> list[str]:
+    """Mixture stages to build: the shipped ``mixtures/*.yaml`` names, or ``names`` (a name or a YAML path each)."""
     found = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(MIXTURE_DIR, "*.yaml")))
-    return [n for n in found if not names or n in names]
+    if not names:
+        return found
+    unknown = [n for n in names if n not in found and not n.endswith((".yaml", ".yml"))]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}: give one of {', '.join(found)} or a mixture YAML path")
+    return names
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _yaml_digest(stage: str) -> str:
+    path = stage if stage.endswith((".yaml", ".yml")) else os.path.join(MIXTURE_DIR, f"{stage}.yaml")
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()[:20]
+    except OSError:
+        return "missing"
+
+
+def _load_state(path: str) -> dict[str, Any]:
+    if not os.path.exists(path):
+        return {"sources": {}, "stages": {}}
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    if "sources" not in state:  # the first format: {source: fingerprint}
+        state = {"sources": state, "stages": {}}
+    state.setdefault("stages", {})
+    return state
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip() or repr(exc)}"
+
+
+def build_stages(
+    output: str, names: list[str], state: dict[str, Any], force: bool, strict: bool
+) -> tuple[list[str], list[str]]:
+    """Rebuild each mixture stage that is stale or failed last time, then the report; returns (failed, rebuilt)."""
+    from mixtures.cli import build, empty_is_error, format_manifest
+    from mixtures.report import build_report
+    from mixtures.spec import EmptyStage
+
+    sources_fp = _digest(state["sources"], state.get("generation", 0))
+    failures: list[str] = []
+    rebuilt: list[str] = []
+    for stage in names:
+        key = f"mixture:{stage}"
+        fp = _digest(sources_fp, _yaml_digest(stage), strict)
+        last = state["stages"].get(key, {})
+        if not force and last.get("fingerprint") == fp and last.get("status") in ("ok", "empty"):
+            log.info("mixture %s: up to date (%s)", stage, last["status"])
+            continue
+        if last.get("status") == "failed":
+            log.info("mixture %s: retrying (failed last time: %s)", stage, last.get("error"))
+        yaml_path = stage if stage.endswith((".yaml", ".yml")) else None
+        name = None if yaml_path else stage
+        try:
+            manifest = build(output, name, yaml_path)
+            status, error = "ok", None
+            log.info("mixture %s: built\n%s", stage, format_manifest(manifest))
+            if not manifest["decontamination"].get("enabled"):
+                log.warning("mixture %s: %s", stage, manifest["decontamination"]["warning"])
+        except EmptyStage as exc:
+            if strict or empty_is_error(name, yaml_path, False):
+                status, error = "failed", _reason(exc)
+                log.error("mixture %s: FAILED (empty, and empty stages are errors here): %s", stage, exc)
+            else:
+                status, error = "empty", None
+                log.warning("%s", exc)
+        except Exception as exc:  # noqa: BLE001 - a broken stage must not stop the others; retried next run
+            status, error = "failed", _reason(exc)
+            log.error("mixture %s: FAILED: %s", stage, error)
+            log.debug("mixture %s", stage, exc_info=True)
+        state["stages"][key] = {"status": status, "fingerprint": fp, "error": error}
+        rebuilt.append(key)
+        if status == "failed":
+            failures.append(key)
+    last = state["stages"].get("report", {})
+    fp = _digest(sources_fp, {k: v for k, v in state["stages"].items() if k != "report"})
+    if force or rebuilt or last.get("status") != "ok" or last.get("fingerprint") != fp:
+        try:
+            log.info("report: %s", build_report(output))
+            state["stages"]["report"] = {"status": "ok", "fingerprint": fp, "error": None}
+        except Exception as exc:  # noqa: BLE001 - retried next run
+            log.error("report: FAILED: %s", _reason(exc))
+            state["stages"]["report"] = {"status": "failed", "fingerprint": fp, "error": _reason(exc)}
+            failures.append("report")
+        rebuilt.append("report")
+    return failures, rebuilt
 
 
 def run_cron(
@@ -98,44 +196,43 @@ def run_cron(
     config_dir: str | None,
     executor: str,
     force: bool = False,
+    strict: bool = False,
 ) -> int:
-    """Everything, in order; returns the exit status."""
+    """Everything, in order; returns the exit status (0 ok, 1 something failed: see the ERROR lines)."""
     state_path = os.path.join(output, "_cron", "state.json")
-    state: dict[str, str] = {}
-    if os.path.exists(state_path) and not force:
-        with open(state_path, encoding="utf-8") as f:
-            state = json.load(f)
+    state = _load_state(state_path) if not force else {"sources": {}, "stages": {}}
     failures: list[str] = []
     changed: list[str] = []
     for source in sources:
         try:
-            if run_source(source, source_config(source, config_dir), output, state, executor):
+            if run_source(source, source_config(source, config_dir), output, state["sources"], executor):
                 changed.append(source)
         except Exception as exc:  # noqa: BLE001 - one broken source must not stop the others
-            log.error("%s: FAILED: %s: %s", source, type(exc).__name__, exc)
+            log.error("%s: FAILED: %s", source, _reason(exc))
             log.debug("%s", exc, exc_info=True)
             failures.append(source)
-            state.pop(source, None)  # retried next time
+            state["sources"].pop(source, None)  # retried next time
         write_json_atomic(state_path, state)
-    if changed or force:
-        from mixtures.cli import main as mixture_main
-        from mixtures.report import main as report_main
-
-        for stage in stages(stage_names):
-            rc = mixture_main(["--output", output, "--stage", stage])
-            log.info("mixture %s: exit %s", stage, rc)
-            if rc:
-                failures.append(f"mixture:{stage}")
-        rc = report_main(["--output", output])
-        log.info("report: exit %s", rc)
-        if rc:
-            failures.append("report")
-    else:
+    if changed:  # the curated output changed: every stage is stale, even where fingerprints repeat
+        state["generation"] = state.get("generation", 0) + 1
+    try:
+        stage_failures, rebuilt = build_stages(output, stages(stage_names), state, force, strict)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unknown stage name: say it, fail the run
+        log.error("mixtures: FAILED: %s", _reason(exc))
+        stage_failures, rebuilt = ["mixtures"], []
+    write_json_atomic(state_path, state)
+    failures += stage_failures
+    if not changed and not rebuilt and not failures:
         log.info("nothing changed since the last run: mixtures and report left as they are")
     if failures:
-        log.error("cron run finished with failures: %s", ", ".join(failures))
+        log.error("cron run finished with failures: %s (retried on the next run)", ", ".join(failures))
         return 1
-    log.info("cron run finished: %d source(s) changed (%s)", len(changed), ", ".join(changed) or "none")
+    log.info(
+        "cron run finished: %d source(s) changed (%s); rebuilt: %s",
+        len(changed),
+        ", ".join(changed) or "none",
+        ", ".join(rebuilt) or "nothing",
+    )
     return 0
 
 
@@ -146,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="output")
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated (default: all six)")
     parser.add_argument(
-        "--stages", default=None, help="mixture stages, comma-separated (default: mixtures/*.yaml)"
+        "--stages",
+        default=None,
+        help="mixture stages, comma-separated: shipped names or YAML paths (default: every mixtures/*.yaml)",
     )
     parser.add_argument(
         "--config-dir", default=None, help="folder of <source>.yaml copies merged over the defaults"
@@ -161,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--force", action="store_true", help="run every source and rebuild mixtures regardless"
     )
+    parser.add_argument(
+        "--strict", action="store_true", help="a mixture stage that selects nothing is a failure, not 'empty'"
+    )
     args = parser.parse_args(argv)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = sorted(set(sources) - set(SOURCES))
@@ -168,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
     log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    handler = logging.FileHandler(log_path, encoding="utf-8")
+    # a file name that is not valid UTF-8 is logged as \udcXX escapes, not dropped with a "Logging error"
+    handler = logging.FileHandler(log_path, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -183,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
             stage_names = args.stages.split(",") if args.stages else None
-            rc = run_cron(args.output, sources, stage_names, args.config_dir, args.executor, args.force)
+            rc = run_cron(
+                args.output, sources, stage_names, args.config_dir, args.executor, args.force, args.strict
+            )
     except LockedError as exc:
         log.error("%s", exc)
         print(f"winnow cron: {exc}", file=sys.stderr)
@@ -192,4 +297,18 @@ def main(argv: list[str] | None = None) -> int:
         log.info("cron run took %.1f s", time.perf_counter() - t0)
         root.removeHandler(handler)
         handler.close()
+    print(console_summary(args.output, sources, rc, log_path))
     return rc
+
+
+def console_summary(output: str, sources: list[str], rc: int, log_path: str) -> str:
+    """What a person running ``make cron`` sees: each source and stage with its state, and where the log is."""
+    state = _load_state(os.path.join(output, "_cron", "state.json"))
+    lines = [f"winnow cron: {'ok' if rc == 0 else 'FAILED (retried on the next run)'}"]
+    lines.append(
+        "  sources: " + ", ".join(f"{s} {'ok' if s in state['sources'] else 'FAILED'}" for s in sources)
+    )
+    for key, st in sorted(state["stages"].items()):
+        lines.append(f"  {key}: {st['status']}" + (f": {st['error']}" if st.get("error") else ""))
+    lines.append(f"  log: {os.path.abspath(log_path)}")
+    return "\n".join(lines)

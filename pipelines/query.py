@@ -134,17 +134,66 @@ def views(con: duckdb.DuckDBPyConnection) -> list[str]:
 
 
 def run_query(output: str, sql: str) -> tuple[list[str], list[tuple]]:
+    """(columns, every row)."""
+    cols, rows, _ = query_rows(output, sql)
+    return cols, rows
+
+
+def query_rows(output: str, sql: str, limit: int | None = None) -> tuple[list[str], list[tuple], int]:
+    """(columns, the first ``limit`` rows or all, the total row count); rows past the limit are counted, not kept."""
     con = connect(output)
     try:
         rel = con.execute(sql)
     except duckdb.CatalogException as exc:
         listing = ", ".join(views(con)) or "none (run a pipeline first)"
         raise SystemExit(f"{exc}\nviews under {output}: {listing}") from exc
-    cols = [d[0] for d in rel.description]
-    return cols, rel.fetchall()
+    cols = [d[0] for d in rel.description] if rel.description else []
+    if limit is None:
+        rows = rel.fetchall()
+        return cols, rows, len(rows)
+    rows = rel.fetchmany(limit) if limit > 0 else []
+    total = len(rows)
+    while chunk := rel.fetchmany(10_000):
+        total += len(chunk)
+    return cols, rows, total
 
 
-def format_table(cols: list[str], rows: list[tuple], max_width: int = 60) -> str:
+FORMATS = ("table", "csv", "json")
+TABLE_LIMIT = 50  # rows a table shows unless --limit says otherwise; csv and json are unlimited by default
+
+
+def format_rows(cols: list[str], rows: list[tuple], fmt: str = "table", total: int | None = None) -> str:
+    """``rows`` as an aligned table (with a note of rows left out), CSV with a header, or JSON Lines."""
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        writer.writerows([[_plain(v) for v in r] for r in rows])
+        return buf.getvalue().rstrip("\n")
+    if fmt == "json":
+        import json
+
+        return "\n".join(
+            json.dumps(dict(zip(cols, r, strict=True)), default=str, ensure_ascii=False) for r in rows
+        )
+    if fmt != "table":
+        raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
+    return format_table(cols, rows, total)
+
+
+def _plain(v: Any) -> Any:
+    """A CSV cell: lists and structs as JSON, everything else as is (None -> empty)."""
+    if isinstance(v, list | dict):
+        import json
+
+        return json.dumps(v, default=str, ensure_ascii=False)
+    return v
+
+
+def format_table(cols: list[str], rows: list[tuple], total: int | None = None, max_width: int = 60) -> str:
     def cell(v: Any) -> str:
         s = "NULL" if v is None else str(v)
         s = s.replace("\n", "\\n")
@@ -155,5 +204,9 @@ def format_table(cols: list[str], rows: list[tuple], max_width: int = 60) -> str
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    total = len(rows) if total is None else total
+    note = f"({total:,} row{'s' if total != 1 else ''}"
+    if total > len(rows):
+        note += f"; {len(rows):,} shown, {total - len(rows):,} more: raise --limit, or --format csv|json for all"
+    out.append(note + ")")
     return "\n".join(out)

@@ -201,7 +201,7 @@ def run_recipe(
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them
-        stage_results = {stage.name: _run_stage(stage, layout.base) for stage in recipe.corpus_stages}
+        stage_results = run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending))
         stats = _read_stats(layout, inputs)
         summary = merge_stats(stats)
         if stage_results:
@@ -236,6 +236,58 @@ def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
         done = {storage.basename(o.uri) for o in storage.list_files(layout.dir("_done"))}
         return [p for p in inputs if f"{input_key(p)}.json" not in done]
     return [p for p in inputs if not layout.is_done(input_key(p))]
+
+
+def _docs_listing(base: str) -> list[list[Any]]:
+    """What the docs folder holds now (names, sizes, mtimes), from one listing."""
+    docs = storage.join(base, "docs")
+    if storage.is_uri(base):
+        return [[o.uri[len(docs) :], o.size, o.mtime_ns] for o in storage.list_files(docs)]
+    names = sorted(os.listdir(docs)) if os.path.isdir(docs) else []
+    return [[n, (st := os.stat(os.path.join(docs, n))).st_size, st.st_mtime_ns] for n in names]
+
+
+def _read_json_or_empty(path: str) -> dict[str, Any]:
+    import json
+
+    if storage.is_uri(path):
+        return storage.read_json(path) if storage.exists(path) else {}
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def run_stages(stages: list[Any], base: str, inputs_written: bool) -> dict[str, Any]:
+    """Run the corpus stages in order as one resumable chain; returns their stats by name.
+
+    A later stage that rewrites docs (line dedup after MinHash) changes the docs fingerprint an earlier stage
+    recorded, so on its own every rerun would redo the earlier one (and replace its clusters with those of the
+    survivors).  ``_dedup/_chain.json`` records the stages done, the one running and the docs listing after the
+    last: a run that wrote no input skips the stages done and resumes the one that was running; a run that wrote
+    inputs, or docs that changed outside the chain, start it again (each stage still skips itself when current).
+    """
+    if not stages:
+        return {}
+    path = storage.join(base, "_dedup", "_chain.json")
+    names = [s.name for s in stages]
+    state = _read_json_or_empty(path)
+    fresh = inputs_written or state.get("stages") != names
+    if fresh or (state.get("running") is None and state.get("listing") != _docs_listing(base)):
+        state = {}
+    done: dict[str, Any] = dict(state.get("done") or {})
+    results: dict[str, Any] = {}
+    for stage in stages:
+        if stage.name in done:
+            results[stage.name] = {**done[stage.name], "up_to_date": True}
+            continue
+        write_json_atomic(path, {"stages": names, "done": done, "running": stage.name, "listing": None})
+        results[stage.name] = done[stage.name] = _run_stage(stage, base)
+    ran = state.get("running") is not None or len(state.get("done") or {}) < len(stages)
+    if ran:  # a rerun that skipped every stage writes nothing
+        final = {"stages": names, "done": done, "running": None, "listing": _docs_listing(base)}
+        write_json_atomic(path, final)
+    return results
 
 
 def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:

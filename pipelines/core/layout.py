@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import uuid
 from dataclasses import dataclass
@@ -29,10 +28,34 @@ from typing import Any
 from pipelines.core import storage
 
 
+def path_bytes(path: str) -> bytes:
+    """The bytes of a path as the file system holds them (``os.fsencode``, independent of the locale).
+
+    A file name that is not valid UTF-8 reaches Python with its undecodable bytes as lone surrogates
+    (``surrogateescape``); strict UTF-8 cannot encode those, so they are turned back into the original bytes.
+    A valid UTF-8 path gives exactly its UTF-8 encoding.  (A lone surrogate that is not an escaped byte, which
+    no file system listing produces, is kept through ``surrogatepass`` rather than failing.)"""
+    try:
+        return path.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return path.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return path.encode("utf-8", "surrogatepass")
+
+
+def printable_path(path: str) -> str:
+    """A path as valid Unicode for logs, JSON, Parquet and ids: unchanged when it is valid UTF-8, else each byte
+    that is not valid UTF-8 is written ``\\xNN`` (``bad\\xffname.txt``); stable from run to run."""
+    return storage.printable(path)
+
+
 def input_key(path: str) -> str:
     """Stable name of an input: the first 16 hex digits of sha1(absolute path), or of the full URI (the same on
-    every node) for an input on object storage."""
-    return hashlib.sha1(storage.absolute(path).encode("utf-8")).hexdigest()[:16]
+    every node) for an input on object storage.  The path is hashed as the bytes the file system holds
+    (:func:`path_bytes`), so a name that is not valid UTF-8 has a key too, and every valid UTF-8 path keeps the
+    key it always had."""
+    return hashlib.sha1(path_bytes(storage.absolute(path))).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -77,8 +100,8 @@ def write_json_atomic(path: str, obj: Any) -> None:
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1, sort_keys=True, ensure_ascii=False)
+    with open(tmp, "wb") as f:
+        f.write(storage.json_bytes(obj))
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

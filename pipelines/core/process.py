@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.core import storage
-from pipelines.core.layout import SourceLayout, input_key, tmp_name, write_json_atomic
+from pipelines.core.layout import SourceLayout, input_key, printable_path, tmp_name, write_json_atomic
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
 from pipelines.core.steps import Step
@@ -222,7 +222,7 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
         raise
     stats = {
         "source": recipe.source,
-        "input": storage.absolute(path),
+        "input": printable_path(storage.absolute(path)),
         "key": key,
         "read": read,
         "kept": docs.rows,

@@ -383,9 +383,44 @@ def write_bytes(uri: str, data: bytes) -> None:
         out.write(data)
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode for logs, JSON and Parquet: unchanged when it encodes as UTF-8; otherwise each
+    lone surrogate (an undecodable byte of a file name, kept by ``surrogateescape``) is written ``\\xNN``, as
+    ``repr`` of the file name's bytes shows it."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogateescape") if _escaped_bytes_only(text) else None
+        if raw is None:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def _escaped_bytes_only(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def _printable_json(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {printable(k) if isinstance(k, str) else k: _printable_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_printable_json(v) for v in obj]
+    return obj
+
+
 def json_bytes(obj: Any) -> bytes:
-    """The JSON encoding Winnow writes everywhere (the same bytes locally and on object storage)."""
-    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    """The JSON encoding Winnow writes everywhere (the same bytes locally and on object storage).
+
+    Always valid UTF-8 without surrogate escapes (DuckDB refuses those): a string holding undecodable bytes of a
+    file name is written through :func:`printable`."""
+    text = json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(_printable_json(obj), indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
 
 
 def write_json(uri: str, obj: Any) -> None:

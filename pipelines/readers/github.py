@@ -3,7 +3,10 @@
 The reader reads the whole tree in memory first (through :mod:`pipelines.readers.archive`, so tar-slip members, links
 out of the tree and bombs are refused), detects the repository's license from it, then yields the files that pass
 RedPajama's file-selection rules.  Files that are not code documents (wrong extension, binaries, vendored or
-minified files) are skipped and counted by reason; files over the size cap become rejected rows.
+minified files) are skipped and counted by reason; code files over the size cap or whose bytes are damaged in the
+archive (``read_error:...``) become rejected rows, so one bad member never costs the rest of the repository.
+A file name that is not valid UTF-8 is kept in its ``printable_path`` form (``caf\\xe9.py``) in the id, with
+``meta.path_escaped``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pyarrow as pa
 from filters.licenses import detect_license, is_license_candidate
 from pipelines.core import storage
 from pipelines.core.recipe import Reader, Skip, discover_files
-from pipelines.readers.archive import Limits, Member, Refused, is_archive, iter_tree
+from pipelines.readers.archive import Limits, Member, Refused, is_archive, iter_tree, printable_path
 
 #: extension (or whole file name) → language; RedPajama v1's allowlist
 LANGUAGES: dict[str, str] = {
@@ -102,8 +105,8 @@ def language_of(path: str, languages: dict[str, str] | None = None) -> str | Non
 
 
 def repo_name(path: str) -> str:
-    """``owner--repo`` folders keep their name; archives lose their suffix."""
-    base = os.path.basename(os.path.normpath(path))
+    """``owner--repo`` folders keep their name; archives lose their suffix (printable even from non-UTF-8 bytes)."""
+    base = printable_path(os.path.basename(os.path.normpath(path)))[0]
     for suffix in (".tar.gz", ".tgz", ".tar", ".zip"):
         if base.lower().endswith(suffix):
             return base[: -len(suffix)]
@@ -138,6 +141,8 @@ class GithubReader(Reader):
     max_file_bytes: int = 1_000_000
     max_total_bytes: int = 300_000_000
     max_members: int = 100_000
+    #: files under more folders than this are not read (``archive:too_deep``)
+    max_depth: int = 64
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"license": pa.string(), "language": pa.string()}
@@ -149,8 +154,10 @@ class GithubReader(Reader):
         if storage.is_uri(spec):
             found = discover_files(spec, self.patterns)
             if not found:
-                raise FileNotFoundError(f"INPUT {spec!r}: on object storage, GitHub inputs are repository archives "
-                                        "(.tar.gz, .tgz, .zip); repository folders are read from local paths only")
+                raise FileNotFoundError(
+                    f"INPUT {spec!r}: on object storage, GitHub inputs are repository archives "
+                    "(.tar.gz, .tgz, .zip); repository folders are read from local paths only"
+                )
             return found
         if os.path.isfile(spec):
             return [os.path.abspath(spec)]
@@ -174,14 +181,19 @@ class GithubReader(Reader):
         return {e.lower(): LANGUAGES.get(e.lower(), e.lstrip(".").lower()) for e in self.extensions}
 
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
-        limits = Limits(self.max_file_bytes, self.max_total_bytes, self.max_members)
+        limits = Limits(self.max_file_bytes, self.max_total_bytes, self.max_members, self.max_depth)
         members: list[Member] = []
+        damaged: list[Refused] = []  # members whose bytes could not be read: rows if they are code files
         for item in iter_tree(path, limits):
             if isinstance(item, Refused):
-                yield Skip(item.reason)
+                if item.path and item.reason.startswith("read_error:"):
+                    damaged.append(item)
+                else:
+                    yield Skip(item.reason)
             else:
                 members.append(item)
-        prefix = _strip_common_root([m.path for m in members]) if not os.path.isdir(path) else ""
+        paths = [m.path for m in members] + [d.path for d in damaged]
+        prefix = _strip_common_root(paths) if not os.path.isdir(path) else ""
         repo = repo_name(path)
         license_texts = {
             m.path[len(prefix) :]: m.data.decode("utf-8", "replace")
@@ -202,6 +214,13 @@ class GithubReader(Reader):
         for m in members:
             rel = m.path[len(prefix) :]
             yield self._file(repo, rel, m, finding.license, finding.evidence, languages, skip_dirs)
+        for d in damaged:
+            rel = d.path[len(prefix) :]
+            member = Member(d.path, None, 0)
+            row = self._file(
+                repo, rel, member, finding.license, finding.evidence, languages, skip_dirs, d.reason
+            )
+            yield Skip(d.reason) if isinstance(row, Skip) else row  # not a code file: counted as damaged
 
     def _file(
         self,
@@ -212,7 +231,9 @@ class GithubReader(Reader):
         evidence: str,
         languages: dict[str, str],
         skip_dirs: set[str],
+        error: str | None = None,
     ) -> dict[str, Any] | Skip:
+        """A document row, a rejected row (too large, not UTF-8, damaged: ``error``) or a skip."""
         parts = rel.split("/")
         if any(p in skip_dirs for p in parts[:-1]):
             return Skip("skip:vendored")
@@ -228,6 +249,8 @@ class GithubReader(Reader):
             "license": license_id,
             "license_file": evidence,
         }
+        if m.escaped:
+            meta["path_escaped"] = True
         row: dict[str, Any] = {
             "id": f"{repo}/{rel}",
             "url": None,
@@ -235,11 +258,16 @@ class GithubReader(Reader):
             "language": language,
             "meta": meta,
         }
+        if error is not None:
+            row.update(text="", reason=error)
+            return row
         if m.data is None:
             row.update(text="", reason="read:file_too_large")
             meta["bytes"] = m.size
             return row
-        if b"\x00" in m.data[:8192]:
+        if (
+            b"\x00" in m.data
+        ):  # anywhere: a NUL after the first 8 KiB is as binary as one before (and as cheap)
             return Skip("skip:binary")
         text = _decode(m.data)
         if text is None:

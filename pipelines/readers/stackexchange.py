@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterator
@@ -50,10 +51,12 @@ class ArchiveRefused(Exception):
 
 
 def site_name(path: str) -> str:
-    """``.../math.stackexchange.com/Posts.xml`` → ``math.stackexchange.com``; ``x.com-Posts.7z`` → ``x.com``."""
+    """``.../math.stackexchange.com/Posts.xml`` → ``math.stackexchange.com``; ``x.com-Posts.7z`` → ``x.com``.
+
+    A name that is not valid UTF-8 is written with its bytes as ``\\xNN`` (ids must be valid strings)."""
     if os.path.basename(path).lower() == POSTS:
-        return os.path.basename(os.path.dirname(os.path.abspath(path)))
-    name = os.path.basename(path)
+        return storage.printable(os.path.basename(os.path.dirname(os.path.abspath(path))))
+    name = storage.printable(os.path.basename(path))
     name = name[: -len(".7z")] if name.lower().endswith(".7z") else name
     return name[: -len("-Posts")] if name.endswith("-Posts") else name
 
@@ -65,10 +68,23 @@ def _posts_member(archive: Any) -> Any | None:
     return None
 
 
+#: what the dumps write for an integer: ASCII digits, optional minus (``int()`` would also take " 7", "1_000",
+#: "٣"), at most 19 digits
+_INT = re.compile(r"-?[0-9]{1,19}")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
 def _int(value: str | None) -> int | None:
+    """An integer attribute, or ValueError: SQLite stores signed 64-bit integers (a 23-digit Score raised
+    OverflowError on insert and lost the whole site), and so does the Arrow schema."""
     if value is None or value == "":
         return None
-    return int(value)
+    if not _INT.fullmatch(value):
+        raise ValueError(f"not an integer: {value[:40]!r}")
+    n = int(value)
+    if not _INT64[0] <= n <= _INT64[1]:
+        raise ValueError(f"integer out of the 64-bit range: {value[:40]!r}")
+    return n
 
 
 def _record(a: Any) -> tuple[Any, ...] | Skip:
@@ -99,6 +115,24 @@ def _record(a: Any) -> tuple[Any, ...] | Skip:
     except ValueError:
         return Skip("skip:malformed_row")
     return Skip(f"skip:{_POST_TYPES.get(ptype or '', 'not_a_post')}")
+
+
+def _insert(db: sqlite3.Connection, records: list[tuple[Any, ...]]) -> int:
+    """Insert spill records; if SQLite refuses the batch, insert them one by one and return how many it refused
+    (a row the checks of :func:`_record` let through must still cost one row, never the site)."""
+    insert = f"INSERT INTO posts ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+    try:
+        with db:
+            db.executemany(insert, records)
+        return 0
+    except (sqlite3.Error, OverflowError, ValueError):
+        refused = 0
+        for rec in records:
+            try:
+                db.execute(insert, rec)
+            except (sqlite3.Error, OverflowError, ValueError):
+                refused += 1
+        return refused
 
 
 @dataclass
@@ -151,8 +185,10 @@ class StackExchangeReader(Reader):
 
         try:
             if storage.is_uri(path):  # the header only, through ranged reads (the archive is not downloaded)
-                with io.BufferedReader(storage.open_input_file(path), 1 << 20) as f, \
-                        py7zr.SevenZipFile(f, "r") as archive:
+                with (
+                    io.BufferedReader(storage.open_input_file(path), 1 << 20) as f,
+                    py7zr.SevenZipFile(f, "r") as archive,
+                ):
                     info = _posts_member(archive)
             else:
                 with py7zr.SevenZipFile(path, "r") as archive:
@@ -217,7 +253,7 @@ class StackExchangeReader(Reader):
 
     def _spill(self, xml_path: str, db: sqlite3.Connection) -> Iterator[Skip]:
         pending: list[tuple[Any, ...]] = []
-        insert = f"INSERT INTO posts ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)"
+        refused = 0
         try:
             for row in iter_elements(xml_path, ("row",), max_line_bytes=self.max_line_bytes):
                 rec = _record(row.attrib)
@@ -226,11 +262,13 @@ class StackExchangeReader(Reader):
                     continue
                 pending.append(rec)
                 if len(pending) >= 2000:
-                    db.executemany(insert, pending)
+                    refused += _insert(db, pending)
                     pending.clear()
         finally:  # rows parsed before a syntax error are kept
             if pending:
-                db.executemany(insert, pending)
+                refused += _insert(db, pending)
+        if refused:
+            yield Skip("skip:malformed_row", refused)
 
     def _questions(self, db: sqlite3.Connection, site: str) -> Iterator[dict[str, Any] | Skip]:
         cursor = db.execute(f"SELECT {_COLUMNS} FROM posts ORDER BY qid, kind, score DESC, pid")

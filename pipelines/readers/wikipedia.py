@@ -8,6 +8,16 @@ What is not a document is counted, not lost: redirects and pages outside the wan
 reason; a dump whose language is not selected is skipped once, before any page is parsed (``languages`` in the
 config; LLaMA-1 used 20); disambiguation pages are rejected rows (reason ``wiki:disambiguation``) so that they can
 be inspected in ``rejected/``.
+
+Ids are unique per source: ``<dbname>:<page id>@<folder>/<file>`` names the dump the page came from (its file and
+the folder holding it, which is also what a reader sees of an object-store input: ``storage.local_copy``).  The
+same page in two dumps (two dates of one wiki, parts of a split dump, a copy of a dump in another folder) is then
+two documents with two ids, which the source's exact and near-duplicate removal treats as what they are; ``meta``
+keeps ``dbname``, ``page_id`` and ``revision_id`` for joins across dumps.  Why not keep one: each input is read
+alone (the unit of resume), so no reader can know what another dump held; choosing between copies is the dedup
+stages' work.  Within one dump a page id is read once (``skip:duplicate_page_id`` for a repeat, the first kept).
+Two dumps that share both file and folder name (``a/x/enwiki.xml``, ``b/x/enwiki.xml``) still share ids: name
+them apart.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from filters.wikitext import (
     is_disambiguation,
     wikitext_to_text,
 )
+from pipelines.core import storage
 from pipelines.core.recipe import Reader, Skip
 from pipelines.readers.xmlstream import iter_elements, local_name
 
@@ -39,6 +50,17 @@ _REDIRECT_TEXT = re.compile(
 #: namespaces whose links are not prose: File/Image (6), Media (-2), Category (14)
 _DROP_NAMESPACES = ("6", "-2", "14")
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+#: a page id or namespace key as dumps write it (``int()`` also takes " 0", "1_0" and other scripts' digits, and
+#: raises on "²", which ``str.isdigit`` accepts)
+_DECIMAL = re.compile(r"-?[0-9]{1,18}")
+
+
+def _decimal(text: str | None) -> int:
+    """A namespace key: a plain decimal integer, or ValueError (the page is then ``skip:malformed_page``)."""
+    text = (text or "").strip()
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a decimal integer: {text[:20]!r}")
+    return int(text)
 
 
 @dataclass
@@ -84,15 +106,41 @@ def parse_siteinfo(elem: Any, fallback_name: str) -> SiteInfo:
     ns = _child(elem, "namespaces")
     for n in ns if ns is not None else ():
         try:
-            info.namespaces[(n.text or "").strip().lower()] = int(n.get("key", ""))
+            info.namespaces[(n.text or "").strip().lower()] = _decimal(n.get("key", ""))
         except ValueError:
             continue
     return info
 
 
+class SeenIds:
+    """Page ids already read from one dump, in little memory: a bitmap for ids below 2**31 (enwiki's ~80 million
+    ids take 10 MB, where a set of 7 million ints takes ~400 MB), a set for anything else."""
+
+    BITMAP_LIMIT = 1 << 31
+
+    def __init__(self) -> None:
+        self._bits = bytearray()
+        self._other: set[Any] = set()
+
+    def add(self, page_id: int | str) -> bool:
+        """Record ``page_id``; False if it was already there."""
+        if isinstance(page_id, int) and 0 <= page_id < self.BITMAP_LIMIT:
+            byte, bit = divmod(page_id, 8)
+            if byte >= len(self._bits):
+                self._bits.extend(bytes(max(byte + 1 - len(self._bits), len(self._bits))))
+            if self._bits[byte] >> bit & 1:
+                return False
+            self._bits[byte] |= 1 << bit
+            return True
+        if page_id in self._other:
+            return False
+        self._other.add(page_id)
+        return True
+
+
 @dataclass
 class WikipediaReader(Reader):
-    """One article page = one document (``id`` = ``<dbname>:<page id>``, text = plain text)."""
+    """One article page = one document (``id`` = ``<dbname>:<page id>@<folder>/<file>``, text = plain text)."""
 
     patterns: ClassVar[tuple[str, ...]] = ("**/*.xml", "**/*.xml.bz2", "**/*.bz2", "**/*.xml.gz")
     batch_size: int = 128
@@ -110,9 +158,11 @@ class WikipediaReader(Reader):
         return {"lang": pa.string(), "title": pa.string()}
 
     def read(self, path: str) -> Iterator[dict[str, Any] | Skip]:
-        fallback = os.path.basename(path).split(".")[0]
+        fallback = storage.printable(os.path.basename(path)).split(".")[0]
+        dump = storage.printable(f"{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}")
         info: SiteInfo | None = None
         wanted_ns = set(self.namespaces)
+        seen = SeenIds()
         for elem in iter_elements(path, ("siteinfo", "page"), max_line_bytes=self.max_line_bytes):
             if info is None:
                 is_siteinfo = local_name(elem) == "siteinfo"
@@ -128,13 +178,18 @@ class WikipediaReader(Reader):
                 if is_siteinfo:
                     continue
             if local_name(elem) == "page":
-                yield self._page(elem, info, wanted_ns)
+                item = self._page(elem, info, wanted_ns, dump)
+                if not isinstance(item, Skip) and not seen.add(item["meta"]["page_id"]):
+                    item = Skip(
+                        "skip:duplicate_page_id"
+                    )  # the same page twice in one dump: the first is kept
+                yield item
 
-    def _page(self, elem: Any, info: SiteInfo, wanted_ns: set[int]) -> dict[str, Any] | Skip:
+    def _page(self, elem: Any, info: SiteInfo, wanted_ns: set[int], dump: str) -> dict[str, Any] | Skip:
         title = (_child_text(elem, "title") or "").strip()
         ns_text = _child_text(elem, "ns")
         try:
-            ns = int(ns_text) if ns_text is not None else self._ns_from_title(title, info)
+            ns = _decimal(ns_text) if ns_text is not None else self._ns_from_title(title, info)
         except ValueError:
             return Skip("skip:malformed_page")
         if ns not in wanted_ns:
@@ -148,14 +203,15 @@ class WikipediaReader(Reader):
         if _child(elem, "redirect") is not None or _REDIRECT_TEXT.match(wikitext):
             return Skip("skip:redirect")
         row: dict[str, Any] = {
-            "id": f"{info.dbname}:{page_id}",
+            "id": f"{info.dbname}:{page_id}@{dump}",
             "url": info.url(title),
             "lang": info.lang or None,
             "title": title,
             "meta": {
                 "title": title,
-                "page_id": int(page_id) if page_id.isdigit() else page_id,
+                "page_id": int(page_id) if _DECIMAL.fullmatch(page_id) else page_id,
                 "dbname": info.dbname,
+                "dump": dump,
                 "lang": info.lang,
                 "revision_id": _child_text(revision, "id") if revision is not None else None,
                 "timestamp": _child_text(revision, "timestamp") if revision is not None else None,

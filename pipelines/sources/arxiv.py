@@ -1,8 +1,10 @@
-"""arXiv recipe (LLaMA-1): paper sources → main file with inputs resolved → LaTeX cleanup.
+"""arXiv recipe (LLaMA-1): paper sources → each main file with inputs resolved → LaTeX cleanup.
 
-The cleanup is one transform (``filters.latex.CleanLatex``): comments, user macros inlined, preamble before the first
-sectioning command and the bibliography dropped.  A paper whose macros never stop expanding is rejected
-(``latex:macro_expansion_limit``), one without any sectioning command too (``latex:no_section``).
+The reader rejects a paper whose ``\\input`` tree passes its count or size cap (``arxiv:inline_limit``).  The cleanup
+is one transform (``filters.latex.CleanLatex``): comments, user macros inlined, preamble before the first sectioning
+command, appendices (unless ``keep_appendix``, RedPajama v1 cuts them) and the bibliography dropped.  A paper whose
+macros never stop expanding is rejected (``latex:macro_expansion_limit``), one without any sectioning command too
+(``latex:no_section``).
 """
 
 from __future__ import annotations

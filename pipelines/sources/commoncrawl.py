@@ -1,7 +1,9 @@
 """CommonCrawl recipe (CCNet / RedPajama / FineWeb order): WARC → extract → LID → heuristics.
 
-Later passes plug in where marked: line-level dedup goes between extraction and LID (as CCNet), perplexity and the
-classifiers after the heuristics (cheap first), MinHash document dedup as a corpus stage after every input is done.
+Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, two corpus
+stages: MinHash document dedup, then LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents,
+counted across all inputs; dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
+(CCNet's place) is off by default: within one run it can only count per input (see dedup/lines.py).
 """
 
 from __future__ import annotations
@@ -10,24 +12,39 @@ from typing import Any
 
 from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
+from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
 from filters.langid import LanguageFilter, LanguageID
+from filters.pii import PIIRedact
+from filters.robots import RobotsOptOut
+from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader
 from pipelines.sources.compose import assemble
 
 STEPS = {
+    # LLaMA-3 / Llama 2: unsafe and adult domains first (cheap: the URL only, before any HTML is parsed)
+    "url_category": UrlCategory,
+    "url": ScoreFilter,
+    "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
-    "line_dedup": LineDedup,  # CCNet: line-level dedup between extraction and LID (dedup/lines.py)
+    "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
     "lang_filter": LanguageFilter,
     "gopher_rep": GopherRepetition,
     "gopher": GopherQuality,
     "c4": C4Quality,
     "fineweb": FineWebQuality,
+    # LLaMA-3: the share of words on a dirty-word list, for adult pages the block lists miss
+    "dirty_words": DirtyWords,
+    "dirty_filter": ScoreFilter,
+    # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
+    "pii": PIIRedact,
+    "pii_filter": ScoreFilter,
     # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
     "perplexity": Perplexity,
     "ppl_filter": ScoreFilter,
@@ -51,4 +68,6 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
-    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=[minhash] if minhash else [])
+    lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
+    stages = [s for s in (minhash, lines) if s is not None]
+    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)

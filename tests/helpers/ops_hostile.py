@@ -56,8 +56,10 @@ def _warc(
     gz: bool = True,
     content_type: str = "text/html; charset=utf-8",
     urn: str = "hostile",
+    urls: dict[str, str] | None = None,
 ) -> bytes:
-    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false."""
+    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false;
+    ``urls`` gives a record's target URI (default ``https://example.org/<rid>``)."""
     from warcio.statusandheaders import StatusAndHeaders
     from warcio.warcwriter import WARCWriter
 
@@ -67,7 +69,7 @@ def _warc(
         http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
         writer.write_record(
             writer.create_warc_record(
-                f"https://example.org/{rid}",
+                (urls or {}).get(rid, f"https://example.org/{rid}"),
                 "response",
                 payload=io.BytesIO(payload),
                 http_headers=http,
@@ -85,6 +87,7 @@ PAGE = (
 
 
 def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
+    from tests.helpers.trees import fan_out, random_code
     from tests.pipelines.sources.test_stackexchange import BILLION_LAUGHS, EXTERNAL_ENTITY
     from tests.pipelines.sources.test_wikipedia import _dump, _page
 
@@ -115,6 +118,9 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _warc([("lol", BILLION_LAUGHS.replace("posts", "html").encode())]),
             ["lang:", "extract:", "gopher"],  # HTML parsers do not expand DTD entities: "&lol9;" stays text
         ),
+        # a Content-Length 2,000 bytes too long swallows the next records; the file name is not valid UTF-8
+        os.fsdecode(b"overrun-\xff.warc"): (_overrun_warc(), ["read:content_length_mismatch"]),
+        "duplicate-ids.warc.gz": (_warc([("same", PAGE), ("same", PAGE)]), ["skip:duplicate_record_id"]),
     }
     # -- GitHub ---------------------------------------------------------------------------------------------------
     py = b'"""A module."""\n\n\ndef add(a, b):\n    return a + b\n'
@@ -133,6 +139,13 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
         ),
         "zip-bomb.zip": (_zip_bomb("bomb.py", 40, 10 * MB), ["read:file_too_large"]),  # 10 MB > 1 MB per file
         "truncated.tar.gz": (_tar({"repo/a.py": py * 4000})[:600], ["read_error:EOFError"]),
+        # one corrupt and one encrypted member between good ones: only those two are lost, each with a reason
+        "damaged-members.zip": (_damaged_zip(), ["read_error:encrypted"]),
+        # cut after its first members: those are read, the cut is recorded
+        "cut-late.tar.gz": (
+            _cut(_tar({f"repo/m{i}.py": random_code(i) for i in range(6)}), 0.6),
+            ["truncated"],
+        ),
     }
     # -- books ----------------------------------------------------------------------------------------------------
     cases["books"] = {
@@ -144,6 +157,7 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _zip_members({"../../escaped.txt": b"x", ESCAPE_ABS: b"y"}),
             ["archive:unsafe_path"],
         ),
+        os.fsdecode(b"caf\xe9-slip.zip"): (_zip_members({"../x.txt": b"x"}), ["archive:unsafe_path"]),
     }
     # -- arXiv ----------------------------------------------------------------------------------------------------
     paper = b"\\documentclass{article}\n\\begin{document}\n\\section{Intro}\nText.\n\\end{document}\n"
@@ -164,6 +178,7 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             _repeat_stream(gzip.compress, b"%" * (16 * MB), 32),
             ["read:file_too_large"],
         ),  # 512 MB
+        "2101.00004.tar.gz": (_tar(fan_out()), ["arxiv:inline_limit"]),  # \input x4 per file, 12 levels
     }
     # -- StackExchange --------------------------------------------------------------------------------------------
     cases["stackexchange"] = {
@@ -179,6 +194,11 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="1" Title="t" Body="&lt;p&gt;hi',
             ["read_error"],
         ),
+        "hugescore.stackexchange.com/Posts.xml": (  # 23 digits overflow SQLite's INTEGER: one row, not the site
+            b'<?xml version="1.0"?>\n<posts>\n  <row Id="1" PostTypeId="1" Score="12345678901234567890123" '
+            b'Title="t" Body="b" />\n  <row Id="2" PostTypeId="1" Score="1" Title="t" Body="b" />\n</posts>\n',
+            ["skip:malformed_row"],
+        ),
     }
     # -- Wikipedia ------------------------------------------------------------------------------------------------
     dtd = '<!DOCTYPE mediawiki [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>\n'
@@ -191,6 +211,10 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             ["read_error:XmlRefused", "read_error:XMLSyntaxError"],  # lxml stops text nodes at 10 MB
         ),
         "truncated.xml.bz2": (bz2.compress(article.encode())[:200], ["read_error:EOFError"]),
+        "repeated-page.xml": (
+            _dump("en", _page(1, "River", "A river flows to the sea. " * 40) * 2).encode(),
+            ["skip:duplicate_page_id"],
+        ),
         "nul-bytes.xml": (
             article.encode().replace(b"natural", b"nat\x00ural"),
             ["read_error:XMLSyntaxError"],
@@ -209,8 +233,34 @@ def build_cases(root: str) -> dict[str, dict[str, list[str]]]:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-            out.setdefault(source, {})[name] = expect
+            out.setdefault(source, {})[os.fsencode(name).decode("utf-8", "backslashreplace")] = expect
     return out
+
+
+def _overrun_warc() -> bytes:
+    """An uncompressed WARC of five pages whose second record declares 2,000 bytes more than it holds."""
+    import re
+
+    records = [_warc([(f"r{i}", PAGE)], gz=False, urn="overrun") for i in range(5)]
+    m = re.search(rb"Content-Length: (\d+)", records[1])
+    assert m is not None
+    records[1] = records[1][: m.start(1)] + str(int(m.group(1)) + 2000).encode() + records[1][m.end(1) :]
+    return b"".join(records)
+
+
+def _damaged_zip() -> bytes:
+    import tempfile
+
+    from tests.helpers.trees import zip_with_damage
+
+    with tempfile.TemporaryDirectory() as d:
+        zip_with_damage(os.path.join(d, "z.zip"))
+        with open(os.path.join(d, "z.zip"), "rb") as f:
+            return f.read()
+
+
+def _cut(blob: bytes, fraction: float) -> bytes:
+    return blob[: int(len(blob) * fraction)]
 
 
 def _zip_members(members: dict[str, bytes]) -> bytes:

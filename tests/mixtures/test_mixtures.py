@@ -57,7 +57,7 @@ def _build(output, tmp_path, sources, **top):
 
 
 def _rows(stage_dir):
-    return pq.read_table(sorted(glob.glob(os.path.join(stage_dir, "shard-*.parquet")))).to_pylist()
+    return pq.read_table(sorted(glob.glob(os.path.join(stage_dir, "shards", "*.parquet")))).to_pylist()
 
 
 def test_golden_mixture_shares_within_one_percent(curated, tmp_path):
@@ -252,3 +252,41 @@ def test_manifest_is_json_and_query_views_see_the_stage(curated, tmp_path):
     assert dict(rows) == {s["name"]: s["realised_tokens"] for s in m["sources"]}
     _, rows = run_query(curated, "SELECT source, count(*) FROM token_counts GROUP BY 1 ORDER BY 1")
     assert dict(rows) == {"books": 120, "commoncrawl": 600, "github": 300, "wikipedia": 200}
+
+
+def test_stage_that_selects_nothing_is_empty_not_failed_unless_strict(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    write_docs(out, "books", docs_table("books", 30), "books")
+    write_docs(out, "github", docs_table("github", 30), "gh")
+    # a first build of a mixture that selects documents, then the same stage made empty (a stricter predicate)
+    path = write_mixture(
+        str(tmp_path / "long.yaml"), {"books": {"share": 0.5}, "github": {"share": 0.5}}, stage="long"
+    )
+    assert mixture_main(["--output", out, "--mixture", path]) == 0
+    assert glob.glob(os.path.join(out, "mixtures", "long", "shards", "*.parquet"))
+    capsys.readouterr()
+    write_mixture(
+        str(tmp_path / "long.yaml"),
+        {
+            "books": {"share": 0.5, "where": "n_tokens >= 8192"},
+            "github": {"share": 0.5, "where": "n_tokens >= 8192"},
+        },
+        stage="long",
+    )
+    assert mixture_main(["--output", out, "--mixture", path]) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(
+        "mixture long: empty: no curated document satisfies its selection (books: the predicate"
+    )
+    assert "nothing written" in said
+    assert not os.path.exists(os.path.join(out, "mixtures", "long"))  # the earlier build no longer applies
+    assert mixture_main(["--output", out, "--mixture", path, "--strict"]) == 2
+    assert "mixture long: empty" in capsys.readouterr().err
+    # the shipped long_context stage on these short documents: empty, exit 0
+    assert mixture_main(["--output", out, "--stage", "long_context"]) == 0
+    assert "mixture long_context: empty" in capsys.readouterr().out
+    # no curated output at all is an error that says what to run, not "empty"
+    empty_out = str(tmp_path / "nothing")
+    os.makedirs(empty_out)
+    assert mixture_main(["--output", empty_out, "--stage", "core"]) == 2
+    assert "none of its sources has documents under OUTPUT" in capsys.readouterr().err

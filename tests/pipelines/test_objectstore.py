@@ -210,6 +210,8 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
     stage = {
         f"{out}/commoncrawl/duplicates/minhash.parquet",
         f"{out}/commoncrawl/_dedup/minhash.json",
+        f"{out}/commoncrawl/_dedup/line_dedup.json",
+        f"{out}/commoncrawl/_dedup/_chain.json",
         f"{out}/commoncrawl/summary.json",
     }
     assert own <= rewritten <= own | stage  # the other inputs' objects were not touched
@@ -365,7 +367,7 @@ def test_other_sources_on_s3_match_their_local_run(s3, tmp_path, source):
     from pipelines.sources.registry import build_recipe, load_config
 
     files = _source_inputs(source, tmp_path)
-    local_in = tmp_path / "in"
+    local_in = tmp_path / "in" / source  # the bucket's layout: Wikipedia ids name the dump's folder and file
     for rel, p in files.items():
         os.makedirs(local_in / os.path.dirname(rel), exist_ok=True)
         shutil.copy(p, local_in / rel)

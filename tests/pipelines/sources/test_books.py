@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import io
 import json
 import os
@@ -111,3 +112,97 @@ def test_real_books_corpus(tmp_path):
         assert meta["title"] and meta["author"] and meta["language"] == "English" and meta["release_date"]
         assert meta["footer_found"] and "Project Gutenberg" not in row["text"][-3000:]
         assert "*** START" not in row["text"] and "\r" not in row["text"]
+
+
+def _pg_text(number: int, encoding_line: str = "UTF-8") -> str:
+    """A Gutenberg book (the fixture pg90001.txt) renumbered, with the given "Character set encoding:" line."""
+    with open(os.path.join(BOOKS, "pg90001.txt"), encoding="utf-8") as f:
+        text = f.read()
+    text = text.replace("#90001]", f"#{number}]")
+    return text.replace("Character set encoding: UTF-8", f"Character set encoding: {encoding_line}")
+
+
+def test_declared_non_text_or_unknown_encodings_fall_back_to_detection():
+    for declared in (
+        "ROT13",
+        "HEX",
+        "IDNA",
+        "base64",
+        "zlib",
+        "unicode_escape",
+        "UTF-7",
+        "x-no-such-charset",
+        "cp500",  # EBCDIC: decodes any bytes, into nonsense
+    ):
+        book = _pg_text(1, declared)
+        for data, charset in ((book.encode("utf-8"), "utf-8"), (book.encode("cp1252"), "cp1252")):
+            text, cs = decode_book(data)
+            assert cs == charset and "Léonie" in text, declared
+    greek = _pg_text(1, "ISO-8859-7").replace("Léonie", "Λεωνίδας")
+    text, cs = decode_book(greek.encode("iso8859-7"))  # a real charset that decodes the book is still used
+    assert cs == "iso8859-7" and "Λεωνίδας" in text
+
+
+def test_utf16_and_utf32_books_are_decoded():
+    book = _pg_text(1).replace("\n", "\r\n")
+    expected = book.replace("\r\n", "\n")
+    for data, charset in (
+        (book.encode("utf-16"), "utf-16"),  # with BOM (little-endian on this machine)
+        (codecs.BOM_UTF16_BE + book.encode("utf-16-be"), "utf-16"),
+        (book.encode("utf-16-le"), "utf-16-le"),  # no BOM: detected
+        (book.encode("utf-16-be"), "utf-16-be"),
+        (book.encode("utf-32"), "utf-32"),
+        (codecs.BOM_UTF8 + book.encode("utf-8"), "utf-8"),
+    ):
+        assert decode_book(data) == (expected, charset)
+    assert decode_book(book.encode("utf-16")[:-1])[1] == "utf-16"  # cut inside the last character
+    # without "Project Gutenberg" in it, BOM-less UTF-16 is found by its NUL bytes
+    plain = "Chapter one. The river bent twice before it ran down to the sea.\n" * 20
+    assert decode_book(plain.encode("utf-16-le")) == (plain, "utf-16-le")
+    assert decode_book(plain.encode("utf-16-be")) == (plain, "utf-16-be")
+
+
+def test_a_start_marker_on_two_lines_does_not_leak_the_title_or_credits():
+    wrapped = _pg_text(1).replace(
+        "*** START OF THIS PROJECT GUTENBERG EBOOK THE MILLER'S DAUGHTER ***",
+        "*** START OF THIS PROJECT GUTENBERG EBOOK\nTHE MILLER'S DAUGHTER ***",
+    )
+    header, body, _ = split_gutenberg(wrapped)
+    assert header.endswith("THE MILLER'S DAUGHTER ***") and "MILLER'S DAUGHTER" not in body
+    three = wrapped.replace("EBOOK\nTHE MILLER'S", "EBOOK THE\nMILLER'S DAUGHTER, A TALE OF THE\nRIVERLANDS")
+    assert "RIVERLANDS" not in split_gutenberg(three)[1] and "DAUGHTER" not in split_gutenberg(three)[1]
+
+
+def test_hostile_encodings_and_markers_through_the_recipe(tmp_path):
+    """In one zip: a ROT13-declared book, a UTF-16 book, a book with a wrapped start marker, a plain one; a
+    UTF-16 .txt beside it.  Every book is read, kept with its text, and nothing else is lost."""
+    src = tmp_path / "in"
+    src.mkdir()
+    wrapped = _pg_text(4).replace(
+        "*** START OF THIS PROJECT GUTENBERG EBOOK THE MILLER'S DAUGHTER ***",
+        "*** START OF THIS PROJECT GUTENBERG EBOOK\nTHE MILLER'S DAUGHTER ***",
+    )
+    with zipfile.ZipFile(src / "bundle.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("rot13.txt", _pg_text(1, "ROT13").encode("utf-8"))
+        zf.writestr("hex.txt", _pg_text(2, "HEX").encode("cp1252"))
+        zf.writestr("utf16.txt", _pg_text(3).encode("utf-16"))
+        zf.writestr("wrapped.txt", wrapped.encode("utf-8"))
+        zf.writestr("idna.txt", _pg_text(5, "IDNA").encode("utf-8"))
+    (src / "utf16-le.txt").write_bytes(_pg_text(6).replace("\n", "\r\n").encode("utf-16-le"))
+    out = str(tmp_path / "out")
+    res = run_source("books", str(src), out, NO_DEDUP)
+    assert_accounting(out, "books")
+    assert (res.summary["read"], res.summary["kept"], res.summary["errors"]) == (6, 6, [])
+    docs = {json.loads(r["meta"])["file"]: r for r in read_kind(out, "books", "docs").to_pylist()}
+    assert set(docs) == {
+        "bundle.zip/rot13.txt",
+        "bundle.zip/hex.txt",
+        "bundle.zip/utf16.txt",
+        "bundle.zip/wrapped.txt",
+        "bundle.zip/idna.txt",
+        "utf16-le.txt",
+    }
+    for row in docs.values():
+        assert row["text"].startswith("CHAPTER I.") and "Léonie" in row["text"], row["id"]
+        assert "Produced by" not in row["text"] and "MILLER'S DAUGHTER ***" not in row["text"]
+    assert json.loads(docs["utf16-le.txt"]["meta"])["charset"] == "utf-16-le"

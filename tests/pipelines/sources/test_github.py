@@ -74,10 +74,9 @@ def test_strip_license_header_by_language():
 
 
 def test_code_stats_rules():
-    max_len, mean, alnum, alpha_tok = code_stats("abc def\n" + "x" * 1500)
+    max_len, mean, alnum, alpha_tok = code_stats("abc def\n" + "x" * 1500, 4)
     assert max_len == 1500 and mean == pytest.approx(753.5)
-    assert code_stats("{}[]();;==++--\n" * 10)[2] < 0.25
-    assert code_stats("a = 1 + 2 ; b = 3 * 4")[3] < 1.5
+    assert code_stats("{}[]();;==++--\n" * 10, 40)[2] < 0.25
 
 
 def test_fixture_repositories(tmp_path):
@@ -103,9 +102,24 @@ def test_fixture_repositories(tmp_path):
     assert printer["text"].startswith('#!/usr/bin/env python3\n"""The printer')  # header stripped
     assert printer["license"] == "mit" and printer["language"] == "python"
     assert '"repo": "acme--tinyjson"' in printer["meta"]
+    # the cluster is visible in the `duplicates` view (the partitioned exact dedup of dedup/, not a private file)
+    from pipelines.query import connect
+
+    clusters = (
+        connect(str(tmp_path))
+        .execute("SELECT id, kept, cluster_size, reason FROM duplicates ORDER BY id")
+        .fetchall()
+    )
+    assert clusters == [
+        ("acme--bsdnet/leftpad.js", True, 2, None),
+        ("acme--tinyjson/static/leftpad.js", False, 2, "dedup:exact_md5"),
+    ]
+    assert res.summary["corpus_stages"]["exact_md5"]["moved_to_rejected"] == 1
     # a rerun changes nothing (dedup is idempotent, inputs are done)
+    before = read_kind(str(tmp_path), "github", "docs").sort_by("id")
     again = run_source("github", os.path.join(FIXTURES, "github"), str(tmp_path))
-    assert again.summary["corpus_stages"]["exact_md5"]["duplicates"] == 0
+    assert again.summary["corpus_stages"]["exact_md5"]["up_to_date"] is True
+    assert read_kind(str(tmp_path), "github", "docs").sort_by("id").equals(before)
     assert_accounting(str(tmp_path), "github")
 
 
@@ -142,7 +156,8 @@ def test_archives_and_hostile_members(tmp_path):
     assert good["skipped"]["skip:binary"] == 1
     assert read_kind(out, "github", "docs").column("id").to_pylist() == ["good/pkg/add.py"]
     assert any("ArchiveLimitError" in e for e in by_input["bomb.zip"]["errors"])
-    assert by_input["truncated.tar.gz"]["errors"]  # recorded, and the run went on
+    cut = by_input["truncated.tar.gz"]  # what was readable before the cut is kept, the cut is recorded
+    assert cut["skipped"]["read_error:truncated_archive"] == 1 and not cut["errors"]
     assert res.summary["inputs"] == 3
 
 

@@ -327,3 +327,59 @@ def test_real_stackexchange_dumps_run_cleanly(tmp_path):
         for d in docs
         for s in json.loads(d["meta"])["answer_scores"][:1]
     )
+
+
+def test_out_of_range_and_odd_integers_cost_one_row_not_the_site(tmp_path):
+    """A 23-digit Score overflowed SQLite and lost the whole site; any integer field that is not a plain 64-bit
+    decimal (huge Id/ParentId/AcceptedAnswerId/ViewCount, "1_000", " 7", Arabic-Indic digits) is one malformed row,
+    counted like Score="abc", and the rest of the site is read."""
+    huge = "1" * 23
+    rows = [
+        _row(Id=1, PostTypeId=1, Score=5, Title="Good question", Body="<p>q1</p>", CreationDate="2020-01-01"),
+        _row(Id=2, PostTypeId=2, ParentId=1, Score=huge, Body="<p>huge score</p>"),
+        _row(Id=3, PostTypeId=2, ParentId=1, Score=3, Body="<p>fine answer</p>"),
+        _row(Id=huge, PostTypeId=1, Score=1, Title="huge id", Body="<p>x</p>"),
+        _row(Id=5, PostTypeId=2, ParentId=huge, Score=1, Body="<p>huge parent</p>"),
+        _row(Id=6, PostTypeId=1, Score=-int(huge), Title="huge negative", Body="<p>x</p>"),
+        _row(Id=7, PostTypeId=1, Score=1, Title="huge accepted", Body="<p>x</p>", AcceptedAnswerId=huge),
+        _row(Id=8, PostTypeId=1, Score=1, Title="huge views", Body="<p>x</p>", ViewCount="9" * 20),
+        _row(Id=9, PostTypeId=1, Score="1_000", Title="underscore", Body="<p>x</p>"),
+        _row(Id=10, PostTypeId=1, Score=" 7", Title="space", Body="<p>x</p>"),
+        _row(Id=11, PostTypeId=1, Score="\u0663", Title="arabic digit", Body="<p>x</p>"),
+        _row(Id=12, PostTypeId=1, Score="abc", Title="letters", Body="<p>x</p>"),
+        _row(Id=13, PostTypeId=1, Score=str((1 << 63) - 1), Title="max int64", Body="<p>q13</p>"),
+        _row(Id=14, PostTypeId=2, ParentId=13, Score=str(-(1 << 63)), Body="<p>min int64</p>"),
+    ]
+    path = _site(tmp_path / "in", "x.stackexchange.com", rows)
+    docs, skips = _read(path)
+    assert sorted(d["id"] for d in docs) == ["x.stackexchange.com:1", "x.stackexchange.com:13"]
+    assert [(s.reason, s.count) for s in skips] == [("skip:malformed_row", 1)] * 10
+    q1 = next(d for d in docs if d["id"].endswith(":1"))
+    assert q1["meta"]["answer_ids"] == [3] and "fine answer" in q1["text"]
+    q13 = next(d for d in docs if d["id"].endswith(":13"))
+    assert (q13["question_score"], q13["best_answer_score"]) == ((1 << 63) - 1, -(1 << 63))
+    # through the whole recipe: written, counted, nothing lost
+    result = run_recipe(
+        build_recipe(load_config("stackexchange")),
+        path,
+        str(tmp_path / "out"),
+        executor="local",
+        progress=False,
+    )
+    s = result.summary
+    assert s["read"] == 2 == s["kept"] + s["rejected"] and s["skipped"]["skip:malformed_row"] == 10
+    assert not s["errors"]
+
+
+def test_a_record_sqlite_refuses_is_one_refused_row():
+    """The spill's own fallback: a batch SQLite refuses is inserted row by row, and only the bad row is lost."""
+    import sqlite3
+
+    from pipelines.readers.stackexchange import _COLUMNS, _insert
+
+    db = sqlite3.connect(":memory:")
+    db.execute(f"CREATE TABLE posts ({_COLUMNS})")
+    good = (1, 0, 1, 1, "t", "b", None, None, None, None)
+    bad = (2, 0, 1 << 70, 2, "t", "b", None, None, None, None)
+    assert _insert(db, [good, bad, good]) == 1
+    assert db.execute("SELECT count(*) FROM posts").fetchone() == (2,)

@@ -51,6 +51,11 @@ def _page(pid: int, title: str, text: str, ns: int = 0) -> str:
     )
 
 
+def _page_of(doc_id: str) -> str:
+    """``<dbname>:<page id>`` of a document id (``<dbname>:<page id>@<folder>/<file>``)."""
+    return doc_id.partition("@")[0]
+
+
 # -- wikitext → text ----------------------------------------------------------------------------------------------
 def test_wikitext_removes_templates_refs_tables_files_categories_interwiki():
     wikitext = (
@@ -88,7 +93,8 @@ def test_disambiguation_detection():
 def test_reader_selects_articles_and_records_the_rest():
     docs, skips = _read(ENWIKI)
     assert sorted(s.reason for s in skips) == ["skip:namespace_1", "skip:namespace_10", "skip:redirect"]
-    by_id = {d["id"]: d for d in docs}
+    by_id = {_page_of(d["id"]): d for d in docs}
+    assert {d["id"].partition("@")[2] for d in docs} == {"wikipedia/enwiki-sample.xml"}
     assert set(by_id) == {"enwiki:974", "enwiki:19694", "enwiki:1271", "enwiki:1272"}
     assert by_id["enwiki:19694"]["reason"] == "wiki:disambiguation"
     ada = by_id["enwiki:974"]
@@ -108,7 +114,7 @@ def test_language_selection_skips_whole_dumps_before_parsing_pages(tmp_path):
     assert docs == [] and [s.reason for s in skips] == ["skip:dump_language_not_selected:ltg"]
     docs, _ = _read(str(path), languages=None)
     assert (
-        docs[0]["id"] == "ltgwiki:1"
+        docs[0]["id"] == f"ltgwiki:1@{tmp_path.name}/ltgwiki.xml"
         and docs[0]["lang"] == "ltg"
         and docs[0]["text"] == "Rēzne — mīsts Latgolā."
     )
@@ -123,19 +129,20 @@ def test_dump_without_siteinfo_uses_the_root_language(tmp_path):
         text.replace(text[text.index("<siteinfo>") : text.index("</siteinfo>") + 11], ""), "utf-8"
     )
     docs, _ = _read(str(path))
-    assert docs[0]["id"] == "frwiki:7" and docs[0]["lang"] == "fr" and docs[0]["url"] is None
+    assert docs[0]["id"] == f"frwiki:7@{tmp_path.name}/export.xml"
+    assert docs[0]["lang"] == "fr" and docs[0]["url"] is None
     assert docs[0]["text"] == "Paris est la capitale de la France."
 
 
 def test_utf16_bz2_and_gz_dumps_read_like_utf8(tmp_path):
-    expected = [(d["id"], d["text"]) for d in _read(ENWIKI)[0]]
+    expected = [(_page_of(d["id"]), d["text"]) for d in _read(ENWIKI)[0]]
     raw = open(ENWIKI, encoding="utf-8").read()
     utf16 = tmp_path / "enwiki-utf16.xml"
     utf16.write_bytes('<?xml version="1.0" encoding="UTF-16"?>\n'.encode("utf-16") + raw.encode("utf-16-le"))
     (tmp_path / "enwiki.xml.bz2").write_bytes(bz2.compress(raw.encode("utf-8")))
     (tmp_path / "enwiki.xml.gz").write_bytes(gzip.compress(raw.encode("utf-8")))
     for name in ("enwiki-utf16.xml", "enwiki.xml.bz2", "enwiki.xml.gz"):
-        got = [(d["id"], d["text"]) for d in _read(str(tmp_path / name))[0]]
+        got = [(_page_of(d["id"]), d["text"]) for d in _read(str(tmp_path / name))[0]]
         assert got == expected, name
 
 
@@ -229,8 +236,8 @@ def test_recipe_on_fixtures(tmp_path):
     assert (s["read"], s["kept"], s["rejected"]) == (6, 3, 3)
     assert s["rejected_by_reason"] == {"wiki:disambiguation": 2, "wiki:empty": 1}
     docs = pq.read_table(os.path.join(tmp_path, "wikipedia", "docs")).to_pylist()
-    assert {d["id"] for d in docs} == {"enwiki:974", "enwiki:1271", "dewiki:4321"}
-    de = next(d for d in docs if d["id"] == "dewiki:4321")
+    assert {_page_of(d["id"]) for d in docs} == {"enwiki:974", "enwiki:1271", "dewiki:4321"}
+    de = next(d for d in docs if _page_of(d["id"]) == "dewiki:4321")
     assert de["lang"] == "de" and "mini" not in de["text"] and "Kategorie" not in de["text"]
     assert all(d["word_count"] >= 1 for d in docs)
 
@@ -255,3 +262,74 @@ def test_real_wikipedia_dumps_run_cleanly(tmp_path, languages):
         assert langs == {"en", "ltg"} and s["kept"] > 900
     for d in docs:
         assert not any(junk in d["text"] for junk in ("{{", "<ref", "{|", "[[File:", "thumb|")), d["id"]
+
+
+def test_the_same_page_in_several_dumps_keeps_unique_ids(tmp_path):
+    """Two copies of one dump in two folders and a renamed third copy: every row has its own id, and each
+    copy's rows are all there (kept, or rejected by a named step such as the source's duplicate removal)."""
+    raw = open(ENWIKI, encoding="utf-8").read()
+    for rel in ("a/enwiki-sample.xml", "b/enwiki-sample.xml", "b/enwiki-20240301-pages-articles.xml"):
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "in" / rel).write_text(raw, encoding="utf-8")
+    out = tmp_path / "out"
+    recipe = build_recipe(load_config("wikipedia"))
+    result = run_recipe(recipe, str(tmp_path / "in"), str(out), executor="local", progress=False)
+    rows = [
+        *pq.read_table(os.path.join(out, "wikipedia", "docs")).to_pylist(),
+        *pq.read_table(os.path.join(out, "wikipedia", "rejected")).to_pylist(),
+    ]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == result.summary["read"] == 3 * len(_read(ENWIKI)[0])
+    dumps = {r["id"].partition("@")[2] for r in rows}
+    assert dumps == {"a/enwiki-sample.xml", "b/enwiki-sample.xml", "b/enwiki-20240301-pages-articles.xml"}
+    assert {json.loads(r["meta"])["dump"] for r in rows} == dumps
+    for page in ("enwiki:974", "enwiki:1271"):
+        assert sum(_page_of(i) == page for i in ids) == 3
+
+
+def test_odd_page_ids_and_namespaces_cost_one_page(tmp_path):
+    """A namespace or page id that is not a plain decimal ("²", "1_0", 30 digits) skips or keeps that page with
+    its id as written; it never ends the dump."""
+    pages = (
+        _page(1, "Good", "A '''river''' is a natural stream of water flowing towards the sea.")
+        + _page(2, "Odd ns", "Text.").replace("<ns>0</ns>", "<ns>\u00b2</ns>")
+        + _page(3, "Underscore ns", "Text.").replace("<ns>0</ns>", "<ns>1_0</ns>")
+        + _page(4, "Huge id", "Text of a page.").replace("<id>4</id>", f"<id>{'9' * 30}</id>")
+        + _page(5, "Superscript id", "Text of a page.").replace("<id>5</id>", "<id>\u00b2</id>")
+    )
+    path = tmp_path / "enwiki.xml"
+    path.write_text(_dump("en", pages), encoding="utf-8")
+    docs, skips = _read(str(path))
+    assert [s.reason for s in skips] == ["skip:malformed_page", "skip:malformed_page"]
+    by_page = {_page_of(d["id"]): d["meta"]["page_id"] for d in docs}
+    assert by_page == {
+        "enwiki:1": 1,
+        f"enwiki:{'9' * 30}": "9" * 30,
+        "enwiki:\u00b2": "\u00b2",
+    }  # kept as text
+
+
+def test_a_page_repeated_inside_one_dump_is_read_once(tmp_path):
+    first = _page(12, "River", "A '''river''' is a natural stream of water flowing towards the sea.")
+    again = _page(12, "River (copy)", "A second text under the same page id.")
+    big = _page(3_000_000_000, "Big id", "Text.") * 2  # above the bitmap: the set path
+    path = tmp_path / "enwiki.xml"
+    path.write_text(
+        _dump("en", first + _page(13, "Lake", "A lake is water.") + again + big), encoding="utf-8"
+    )
+    docs, skips = _read(str(path))
+    assert [(_page_of(d["id"]), d["title"]) for d in docs] == [
+        ("enwiki:12", "River"),
+        ("enwiki:13", "Lake"),
+        ("enwiki:3000000000", "Big id"),
+    ]
+    assert [s.reason for s in skips] == ["skip:duplicate_page_id"] * 2
+
+
+def test_seen_ids_bitmap_and_set():
+    from pipelines.readers.wikipedia import SeenIds
+
+    seen = SeenIds()
+    ids = [0, 7, 8, 80_000_000, 1 << 31, -1, "x9", 7]
+    assert [seen.add(i) for i in ids] == [True] * 7 + [False]
+    assert all(not seen.add(i) for i in ids) and len(seen._bits) < 12_000_000
