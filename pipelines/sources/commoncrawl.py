@@ -12,6 +12,7 @@ from typing import Any
 
 from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
 from dedup.stages import stage_from_config
@@ -42,6 +43,9 @@ STEPS = {
     # LLaMA-3: the share of words on a dirty-word list, for adult pages the block lists miss
     "dirty_words": DirtyWords,
     "dirty_filter": ScoreFilter,
+    # LLaMA-3: KL divergence of the page's token distribution from the reference corpus (token salad, spam)
+    "token_kl": TokenKL,
+    "token_kl_filter": ScoreFilter,
     # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
     "pii": PIIRedact,
     "pii_filter": ScoreFilter,
