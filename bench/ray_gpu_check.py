@@ -37,7 +37,7 @@ books = os.path.join(os.getcwd(), "tests", "fixtures", "books")
 
 
 def recipe():
-    return Recipe(source="books", reader=BooksReader(), steps=[RobertaQuality(model_dir=tmp)])
+    return Recipe(source="books", reader=BooksReader(), steps=[RobertaQuality(name="roberta", model_dir=tmp)])
 
 
 ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True)

@@ -9,16 +9,11 @@ import os
 import sys
 from typing import Any
 
+from pipelines.core.commands import add_command, add_subcommands
+
 log = logging.getLogger(__name__)
 
 SCORE_STEPS = ("perplexity", "wikiref", "roberta")
-
-
-def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
 
 
 def format_reports(reports: dict[str, Any]) -> str:
@@ -95,21 +90,22 @@ def cmd_lid_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``winnow models ...``"""
-    parser = argparse.ArgumentParser(
-        prog="winnow models", description="train and evaluate Winnow's quality models"
+def add_parser(sub: Any) -> None:
+    """``winnow models train|eval|lid-eval`` and ``winnow score``."""
+    models = add_command(sub, "models", "train and evaluate Winnow's quality models")
+    cmds = add_subcommands(models, "models_command")
+    t = add_command(
+        cmds,
+        "train",
+        "train KenLM, wiki-reference and RoBERTa from your text, measured on held-out documents",
+        guarded(cmd_train),
     )
-    sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser(
-        "train", help="train KenLM, wiki-reference and RoBERTa from your text, measured on held-out docs"
-    )
-    t.add_argument("--models-dir", default="models", help="where the models go (default: models)")
+    t.add_argument("--models-dir", default="models", help="where the models go")
     t.add_argument(
         "--reference",
         action="append",
-        help="folder of reference-quality text (repeatable): "
-        "MediaWiki XML(.bz2), .txt books, .tex papers, JSONL/Parquet with a text column",
+        help="folder of reference-quality text (repeatable): MediaWiki XML(.bz2), .txt books, .tex papers, "
+        "JSONL/Parquet with a text column",
     )
     t.add_argument(
         "--web", action="append", help="folder of web pages (repeatable): WARC, HTML, JSONL/Parquet"
@@ -121,30 +117,52 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
-    t.set_defaults(func=cmd_train)
-    e = sub.add_parser("eval", help="AUC/accuracy of a model on a labelled JSONL file (text, label)")
+    e = add_command(
+        cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
+    )
     e.add_argument("--model", required=True, choices=list(SCORE_STEPS))
     e.add_argument(
         "--labels", required=True, help="JSONL with text and label (1 = reference quality, 0 = not)"
     )
     e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
     e.add_argument("--json", action="store_true")
-    e.set_defaults(func=cmd_eval)
-    lid = sub.add_parser(
-        "lid-eval", help="accuracy of Winnow's LID vs datatrove's LanguageFilter on a Tatoeba TSV"
+    lid = add_command(
+        cmds,
+        "lid-eval",
+        "accuracy of Winnow's LID vs datatrove's LanguageFilter on a Tatoeba TSV",
+        guarded(cmd_lid_eval),
     )
     lid.add_argument("--tsv", required=True, help="Tatoeba/LASER TSV (language, sentence)")
     lid.add_argument("--per-language", action="store_true")
-    lid.set_defaults(func=cmd_lid_eval)
-    for p in (t, e, lid):
-        p.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    _logging(args.verbose)
-    try:
-        return args.func(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"winnow models: {exc}", file=sys.stderr)
-        return 2
+    s = add_command(
+        sub,
+        "score",
+        "add model score columns to Parquet documents (id, text)",
+        guarded(cmd_score),
+        local_only=True,
+    )
+    s.add_argument("--input", required=True, help="a Parquet file, or a folder of them")
+    s.add_argument("--output", required=True, help="folder for the scored files (same names as the inputs)")
+    s.add_argument(
+        "--steps", default=",".join(SCORE_STEPS), help="comma-separated: perplexity,wikiref,roberta"
+    )
+    s.add_argument("--kenlm", default=None, help="KenLM model folder (default: the shipped one)")
+    s.add_argument("--wikiref", default=None, help="fastText model file (default: the shipped one)")
+    s.add_argument("--roberta", default=None, help="RoBERTa checkpoint folder (default: the shipped one)")
+
+
+def guarded(handler: Any) -> Any:
+    """Bad input (a missing folder, too little text, an unreadable label file) is exit 2 with the reason."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except (FileNotFoundError, ValueError) as exc:
+            prog = "winnow score" if handler is cmd_score else "winnow models"
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def build_score_steps(names: list[str], paths: dict[str, str | None]) -> list[Any]:
@@ -195,44 +213,20 @@ def score_file(path: str, out_dir: str, steps: list[Any], batch_rows: int = 1024
     return out
 
 
-def score_main(argv: list[str] | None = None) -> int:
-    """``winnow score``: add model score columns to Parquet documents."""
-    parser = argparse.ArgumentParser(
-        prog="winnow score", description="score Parquet documents (id, text) with Winnow's quality models"
+def cmd_score(args: argparse.Namespace) -> int:
+    """``winnow score``: score each Parquet file of ``--input`` into ``--output``."""
+    steps = build_score_steps(
+        [s.strip() for s in args.steps.split(",") if s.strip()],
+        {"perplexity": args.kenlm, "wikiref": args.wikiref, "roberta": args.roberta},
     )
-    parser.add_argument("--input", required=True, help="a Parquet file, or a folder of them")
-    parser.add_argument(
-        "--output", required=True, help="folder for the scored files (same names as the inputs)"
-    )
-    parser.add_argument(
-        "--steps", default=",".join(SCORE_STEPS), help="comma-separated: perplexity,wikiref,roberta"
-    )
-    parser.add_argument("--kenlm", default=None, help="KenLM model folder (default: the shipped one)")
-    parser.add_argument("--wikiref", default=None, help="fastText model file (default: the shipped one)")
-    parser.add_argument(
-        "--roberta", default=None, help="RoBERTa checkpoint folder (default: the shipped one)"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    _logging(args.verbose)
-    try:
-        steps = build_score_steps(
-            [s.strip() for s in args.steps.split(",") if s.strip()],
-            {"perplexity": args.kenlm, "wikiref": args.wikiref, "roberta": args.roberta},
-        )
-        if os.path.isdir(args.input):
-            files = sorted(
-                os.path.join(args.input, f) for f in os.listdir(args.input) if f.endswith(".parquet")
-            )
-        elif os.path.exists(args.input):
-            files = [args.input]
-        else:
-            raise FileNotFoundError(f"--input {args.input} does not exist")
-        if not files:
-            raise FileNotFoundError(f"--input {args.input} holds no .parquet file")
-        for path in files:
-            print(f"{path} -> {score_file(path, args.output, steps)}")
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"winnow score: {exc}", file=sys.stderr)
-        return 2
+    if os.path.isdir(args.input):
+        files = sorted(os.path.join(args.input, f) for f in os.listdir(args.input) if f.endswith(".parquet"))
+    elif os.path.exists(args.input):
+        files = [args.input]
+    else:
+        raise FileNotFoundError(f"--input {args.input} does not exist")
+    if not files:
+        raise FileNotFoundError(f"--input {args.input} holds no .parquet file")
+    for path in files:
+        print(f"{path} -> {score_file(path, args.output, steps)}")
     return 0

@@ -1,6 +1,6 @@
-"""Model score steps (perplexity, wiki-reference, RoBERTa quality) and the threshold filter that decides on them.
+"""Model score steps (perplexity, wiki-reference, RoBERTa quality).
 
-Score steps only add columns; :class:`ScoreFilter` reads one column and rejects with a reason.  In the CommonCrawl
+Score steps only add columns; ``filters.thresholds.ScoreFilter`` reads one and rejects with a reason.  In the CommonCrawl
 recipe they form a cascade: KenLM and fastText (thousands of docs/s) run first, their filters drop what they
 reject, and the RoBERTa step only sees the survivors.  A missing model file fails at ``setup`` with a message that
 says to run ``make models``.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -59,10 +59,6 @@ class Perplexity(Step):
         super().__post_init__()
         self.model_dir = absolute_path(self.model_dir)
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "perplexity"
-
     def adds(self) -> dict[str, pa.DataType]:
         return {"perplexity": pa.float32(), "ppl_bucket": pa.string()}
 
@@ -100,10 +96,6 @@ class WikiRefScore(Step):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.model_path = absolute_path(self.model_path)
-
-    @classmethod
-    def default_name(cls) -> str:
-        return "wikiref"
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"wikiref_prob": pa.float32()}
@@ -148,10 +140,6 @@ class RobertaQuality(Step):
         super().__post_init__()
         self.model_dir = absolute_path(self.model_dir)
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "roberta"
-
     def adds(self) -> dict[str, pa.DataType]:
         return {"quality_prob": pa.float32()}
 
@@ -169,40 +157,3 @@ class RobertaQuality(Step):
     def process(self, batch: pa.Table) -> StepResult:
         probs = self._scorer.predict(texts(batch), positive=self.positive_label)
         return StepResult(set_column(batch, "quality_prob", probs, pa.float32()))
-
-
-@dataclass
-class ScoreFilter(Step):
-    """Rejects rows whose ``column`` is below ``min``, above ``max``, or not in ``allowed`` (nulls: ``keep_null``).
-
-    Reasons name the rule: ``<name>:below_min`` etc., so DuckDB can count them."""
-
-    kind: ClassVar[str] = "filter"
-    column: str = ""
-    min: float | None = None
-    max: float | None = None
-    allowed: list[str] | None = None
-    keep_null: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.column:
-            raise ValueError(f"{self.name}: ScoreFilter needs `column` (the score column it reads)")
-
-    @property
-    def reads(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (self.column,)
-
-    def verdict(self, value: Any) -> str | None:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None if self.keep_null else f"{self.name}:null"
-        if self.allowed is not None and value not in self.allowed:
-            return f"{self.name}:{value}"
-        if self.min is not None and value < self.min:
-            return f"{self.name}:below_min"
-        if self.max is not None and value > self.max:
-            return f"{self.name}:above_max"
-        return None
-
-    def process(self, batch: pa.Table) -> StepResult:
-        return StepResult(batch, [self.verdict(v) for v in batch.column(self.column).to_pylist()])

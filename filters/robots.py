@@ -11,20 +11,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-import pyarrow as pa
-
-from pipelines.core.steps import Step, StepResult
+from pipelines.core.steps import RowFilter
 
 
 @dataclass
-class RobotsOptOut(Step):
+class RobotsOptOut(RowFilter):
     """Rejects pages whose host's robots.txt (from ``snapshot_dir``) disallows any of ``user_agents``."""
 
-    kind: ClassVar[str] = "filter"
     reads: ClassVar[tuple[str, ...]] = ("url",)
 
     snapshot_dir: str = ""
@@ -68,5 +65,5 @@ class RobotsOptOut(Step):
                 return f"{self.name}:{agent}"
         return None
 
-    def process(self, batch: pa.Table) -> StepResult:
-        return StepResult(batch, [self.verdict(u) for u in batch.column("url").to_pylist()])
+    def reason(self, row: dict[str, Any]) -> str | None:
+        return self.verdict(row["url"])

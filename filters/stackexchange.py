@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
-import pyarrow as pa
-
-from pipelines.core.steps import Step, StepResult
+from pipelines.core.steps import RowFilter
 
 
 @dataclass(frozen=True)
@@ -47,31 +45,20 @@ def parse_tags(raw: str | None) -> list[str]:
 
 
 @dataclass
-class QAFilter(Step):
+class QAFilter(RowFilter):
     """Keeps questions with enough answers and scores (reads the reader's columns; ``None`` disables a rule)."""
 
-    kind: ClassVar[str] = "filter"
     reads: ClassVar[tuple[str, ...]] = ("answer_count", "question_score", "best_answer_score")
     min_answers: int = 1
     min_question_score: int | None = None
     min_best_answer_score: int | None = None
 
-    @classmethod
-    def default_name(cls) -> str:
-        return "qa_filter"
-
-    def process(self, batch: pa.Table) -> StepResult:
-        answers = batch.column("answer_count").to_pylist()
-        qscores = batch.column("question_score").to_pylist()
-        best = batch.column("best_answer_score").to_pylist()
-        reasons: list[str | None] = []
-        for n, qs, bs in zip(answers, qscores, best, strict=True):
-            if (n or 0) < self.min_answers:
-                reasons.append("se:no_answers" if not n else "se:too_few_answers")
-            elif self.min_question_score is not None and (qs is None or qs < self.min_question_score):
-                reasons.append("se:low_question_score")
-            elif self.min_best_answer_score is not None and (bs is None or bs < self.min_best_answer_score):
-                reasons.append("se:low_answer_score")
-            else:
-                reasons.append(None)
-        return StepResult(batch, reasons)
+    def reason(self, row: dict[str, Any]) -> str | None:
+        n, qs, bs = row["answer_count"], row["question_score"], row["best_answer_score"]
+        if (n or 0) < self.min_answers:
+            return "se:no_answers" if not n else "se:too_few_answers"
+        if self.min_question_score is not None and (qs is None or qs < self.min_question_score):
+            return "se:low_question_score"
+        if self.min_best_answer_score is not None and (bs is None or bs < self.min_best_answer_score):
+            return "se:low_answer_score"
+        return None

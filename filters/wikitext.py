@@ -245,14 +245,12 @@ def wikitext_to_text(wikitext: str, drop_prefixes: Iterable[str] = ()) -> str:
 
 @dataclass
 class WikiLengthFilter(Step):
-    """Drops articles with fewer than ``min_words`` words once the markup is gone (stubs that were all templates)."""
+    """Drops articles with fewer than ``min_words`` words once the markup is gone (stubs that were all templates).
 
-    kind: ClassVar[str] = "filter"
+    A transform by kind: it both adds ``word_count`` and rejects on it."""
+
+    kind: ClassVar[str] = "transform"
     min_words: int = 1
-
-    @classmethod
-    def default_name(cls) -> str:
-        return "wiki_filter"
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"word_count": pa.int32()}

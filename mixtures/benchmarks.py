@@ -32,6 +32,7 @@ from mixtures.decontam import (
     normalise_words,
 )
 from mixtures.spec import DecontamSpec, available
+from pipelines.core.commands import add_command, add_subcommands
 
 log = logging.getLogger(__name__)
 
@@ -203,13 +204,11 @@ def load_index(spec: DecontamSpec) -> NGramIndex:
     return index
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="winnow benchmarks", description="benchmark n-gram hash sets for mixture decontamination"
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    add = sub.add_parser(
-        "add", help="hash a benchmark's items (JSONL or CSV) into a folder a mixture can name"
+def add_parser(sub: Any) -> None:
+    bench = add_command(sub, "benchmarks", "benchmark n-gram hash sets for mixture decontamination")
+    cmds = add_subcommands(bench, "benchmarks_command")
+    add = add_command(
+        cmds, "add", "hash a benchmark's items (JSONL or CSV) into a folder a mixture can name", run_add
     )
     add.add_argument("name", help="the name mixtures use (decontaminate.benchmarks: [NAME])")
     add.add_argument(
@@ -218,17 +217,20 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--fields", required=True, help="comma-separated fields whose text is checked, in order")
     add.add_argument("--dir", default="benchmarks", help="folder to write NAME.npy/.items.npy/.json into")
     add.add_argument("--n", type=int, default=13, help="words per n-gram (the mixture's decontaminate.n)")
-    ls = sub.add_parser("list", help="hash sets available to mixtures")
+    ls = add_command(cmds, "list", "hash sets available to mixtures", run_list)
     ls.add_argument(
         "--dir", action="append", default=[], help="extra folder(s) (decontaminate.benchmark_dirs)"
     )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.command == "list":
-        for name, folder in available(args.dir).items():
-            h = BenchmarkHashes.load(folder, name)
-            print(f"{name:<16}{h.n:>3}-grams {len(h.keys):>9,} hashes {h.n_items:>7,} items  {folder}")
-        return 0
+
+
+def run_list(args: argparse.Namespace) -> int:
+    for name, folder in available(args.dir).items():
+        h = BenchmarkHashes.load(folder, name)
+        print(f"{name:<16}{h.n:>3}-grams {len(h.keys):>9,} hashes {h.n_items:>7,} items  {folder}")
+    return 0
+
+
+def run_add(args: argparse.Namespace) -> int:
     fields = [f.strip() for f in args.fields.split(",") if f.strip()]
     try:
         h = add_benchmark(args.name, args.path, fields, args.dir, args.n)
@@ -242,7 +244,3 @@ def main(argv: list[str] | None = None) -> int:
         f"    benchmark_dirs: [{args.dir}]\n    benchmarks: [gsm8k, hellaswag, humaneval, mmlu, {args.name}]"
     )
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

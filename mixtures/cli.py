@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from typing import Any
 
 from mixtures.spec import EmptyStage, MixtureError, load_mixture
+from pipelines.core.commands import add_command
 
 
 def format_manifest(m: dict[str, Any]) -> str:
@@ -55,24 +55,36 @@ def empty_is_error(stage: str | None, mixture: str | None, strict: bool) -> bool
     return strict or load_mixture(stage, mixture).on_empty == "error"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="winnow mixture", description="build a training stage's mixture shards"
-    )
-    parser.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
-    parser.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
-    parser.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
-    parser.add_argument(
+def add_parser(sub: Any) -> None:
+    p = add_command(sub, "mixture", "build a training stage's mixture shards", run_mixture, local_only=True)
+    p.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
+    p.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
+    p.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
+    p.add_argument(
         "--strict", action="store_true", help="a stage that selects nothing is an error (exit 2), not 'empty'"
     )
-    parser.add_argument("-v", "--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    r = add_command(
+        sub, "report", "HTML report of an output tree (OUTPUT/report/index.html)", run_report, local_only=True
     )
+    r.add_argument("--output", default="output", help="the curated output tree")
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from mixtures.report import build_report
+
+    try:
+        path = build_report(args.output)
+    except FileNotFoundError as exc:
+        print(f"winnow report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+def run_mixture(args: argparse.Namespace) -> int:
     if not args.stage and not args.mixture:
-        parser.error("give --stage (STAGE=) or --mixture (MIXTURE=)")
+        print("winnow mixture: give --stage (STAGE=) or --mixture (MIXTURE=)", file=sys.stderr)
+        return 2
     try:
         manifest = build(args.output, args.stage, args.mixture)
     except EmptyStage as exc:
@@ -88,7 +100,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  output: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'])}")
     print(f"  shards: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'], 'shards')}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,13 +7,11 @@ decontamination table.  Whatever is absent is said so in the page, never an erro
 
 from __future__ import annotations
 
-import argparse
 import glob
 import html
 import json
 import logging
 import os
-import sys
 from typing import Any
 
 import duckdb
@@ -253,21 +251,3 @@ def build_report(output: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(page)
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="winnow report", description="HTML report of an output tree")
-    parser.add_argument("--output", default="output")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        path = build_report(args.output)
-    except FileNotFoundError as exc:
-        print(f"winnow report: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

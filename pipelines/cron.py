@@ -25,8 +25,10 @@ import time
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.commands import add_command
 from pipelines.core.layout import SourceLayout, input_key, write_json_atomic
 from pipelines.core.locks import LockedError, run_lock
+from pipelines.core.logs import log_to_file
 from pipelines.sources.registry import SOURCES, build_recipe, load_config, resolve_path
 
 log = logging.getLogger("winnow.cron")
@@ -236,9 +238,13 @@ def run_cron(
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="winnow cron", description="run every source, then mixtures and report"
+def add_parser(sub: Any) -> None:
+    parser = add_command(
+        sub,
+        "cron",
+        "the unattended run: every source, then mixtures and report",
+        run_cron_command,
+        local_only=True,
     )
     parser.add_argument("--output", default="output")
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated (default: all six)")
@@ -263,40 +269,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--strict", action="store_true", help="a mixture stage that selects nothing is a failure, not 'empty'"
     )
-    args = parser.parse_args(argv)
+
+
+def run_cron_command(args: argparse.Namespace) -> int:
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     unknown = sorted(set(sources) - set(SOURCES))
     if unknown:
-        parser.error(f"unknown source(s) {unknown}; known: {', '.join(SOURCES)}")
-    log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
-    os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-    # a file name that is not valid UTF-8 is logged as \udcXX escapes, not dropped with a "Logging error"
-    handler = logging.FileHandler(log_path, encoding="utf-8", errors="backslashreplace")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    log.info(
-        "cron run started (pid %d): sources %s, output %s",
-        os.getpid(),
-        ",".join(sources),
-        os.path.abspath(args.output),
-    )
-    t0 = time.perf_counter()
-    try:
-        with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
-            stage_names = args.stages.split(",") if args.stages else None
-            rc = run_cron(
-                args.output, sources, stage_names, args.config_dir, args.executor, args.force, args.strict
-            )
-    except LockedError as exc:
-        log.error("%s", exc)
-        print(f"winnow cron: {exc}", file=sys.stderr)
+        print(f"winnow cron: unknown source(s) {unknown}; known: {', '.join(SOURCES)}", file=sys.stderr)
         return 2
-    finally:
-        log.info("cron run took %.1f s", time.perf_counter() - t0)
-        root.removeHandler(handler)
-        handler.close()
+    log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
+    t0 = time.perf_counter()
+    with log_to_file(log_path):
+        log.info(
+            "cron run started (pid %d): sources %s, output %s",
+            os.getpid(),
+            ",".join(sources),
+            os.path.abspath(args.output),
+        )
+        try:
+            with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
+                stage_names = args.stages.split(",") if args.stages else None
+                rc = run_cron(
+                    args.output, sources, stage_names, args.config_dir, args.executor, args.force, args.strict
+                )
+        except LockedError as exc:
+            log.error("%s", exc)
+            print(f"winnow cron: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            log.info("cron run took %.1f s", time.perf_counter() - t0)
     print(console_summary(args.output, sources, rc, log_path))
     return rc
 

@@ -29,6 +29,7 @@ from pipelines.core import storage
 from pipelines.core.executor import init_ray
 from pipelines.core.layout import SourceLayout, clean_tmp_files, input_key, write_json_atomic
 from pipelines.core.locks import run_lock
+from pipelines.core.logs import setup_logging
 from pipelines.core.process import process_input
 from pipelines.core.recipe import Recipe
 from pipelines.core.steps import Step, StepResult
@@ -128,7 +129,7 @@ def _remote_process(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     """One input in a Ray task; its stats also record the Ray node it ran on (``node``), to audit cluster runs."""
     import ray
 
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging()  # a Ray worker is an entry point of its own
     stats = process_input(recipe, path, out_root)
     stats["node"] = ray.get_runtime_context().get_node_id()
     # the marker is already written: if the worker dies here the input stays done, its stats just lack `node`
@@ -293,7 +294,7 @@ def run_stages(stages: list[Any], base: str, inputs_written: bool) -> dict[str, 
 def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
     """A corpus stage over the written source; on object storage through a local working copy."""
     if storage.is_uri(source_dir):
-        from pipelines.remote_stages import run_stage_remote
+        from pipelines.object_storage_stages import run_stage_remote
 
         return run_stage_remote(stage, source_dir)
     return stage.run(source_dir)

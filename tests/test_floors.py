@@ -10,7 +10,7 @@ import os
 
 from tests.helpers.paths import REPO
 
-PACKAGES = ("pipelines", "filters", "dedup", "classifiers", "mixtures")
+PACKAGES = ("pipelines", "filters", "dedup", "classifiers", "mixtures", "winnow")
 FLOORS = (
     ("core", ("pipelines.core",)),
     ("steps", ("pipelines.readers", "filters", "dedup", "classifiers")),
@@ -22,7 +22,7 @@ def floor(module: str) -> int:
     for i, (_, prefixes) in enumerate(FLOORS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return i
-    return len(FLOORS)  # the top: runner, cli, cron, query, remote stages, mixtures
+    return len(FLOORS)  # the top: runner, cli, cron, query, object-storage stages, mixtures, the winnow API
 
 
 def modules() -> dict[str, str]:

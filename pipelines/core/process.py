@@ -26,7 +26,7 @@ from pipelines.core import storage
 from pipelines.core.layout import SourceLayout, input_key, printable_path, tmp_name, write_json_atomic
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
-from pipelines.core.steps import Step
+from pipelines.core.steps import Step, check_kind
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
         t0 = time.perf_counter()
         result = step(batch)
         st.seconds += time.perf_counter() - t0
+        check_kind(step, batch, result)
         st.seen += batch.num_rows
         st.changed += result.changed
         if result.table.num_rows != batch.num_rows:

@@ -100,6 +100,16 @@ class Recipe:
             schema = extend_schema(schema, step.adds())
         return schema
 
+    def environment_problems(self) -> list[str]:
+        """What each step's :meth:`Step.check` finds missing in this environment (empty: ready to run)."""
+        problems = []
+        for step in self.steps:
+            try:
+                step.check()
+            except (FileNotFoundError, ImportError) as exc:
+                problems.append(f"step {step.name!r}: {exc}")
+        return problems
+
     def validate(self) -> None:
         """Check, before reading anything, that every step finds the columns it reads."""
         schema = extend_schema(CORE_SCHEMA, self.reader.adds())
@@ -109,5 +119,7 @@ class Recipe:
         for step in self.steps:
             missing = [c for c in step.reads if c not in schema.names]
             if missing:
-                raise ValueError(f"recipe {self.source}: step {step.name!r} reads {missing}, which no earlier step adds")
+                raise ValueError(
+                    f"recipe {self.source}: step {step.name!r} reads {missing}, which no earlier step adds"
+                )
             schema = extend_schema(schema, step.adds())

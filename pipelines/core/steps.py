@@ -4,10 +4,14 @@ A step is a dataclass (its fields are its configuration) that maps an Arrow batc
 
 * ``transform`` steps rewrite columns (HTML extraction, LaTeX cleanup, line dedup);
 * ``score`` steps add the columns they declare in :meth:`Step.adds` (``lang``, ``perplexity``...);
-* ``filter`` steps only read columns and say, per row, why it goes (``"gopher_rep:dup_line_frac"``) or ``None``.
+* ``filter`` steps only read columns and say, per row, why it goes (``"gopher_rep:dup_line_frac"``) or ``None``;
+  a row-wise filter subclasses :class:`RowFilter` and writes only ``reason(row)``.
 
-Any step may reject rows it cannot process (an extraction time-out) by giving a reason; the runner moves those rows
-to ``rejected/`` with the reason, so nothing is lost.  Heavy state (models) is built by :meth:`Step.setup` once per
+``run_steps`` enforces the kinds (:func:`check_kind`): a ``score`` step may add columns but neither reject rows nor
+change the text, a ``filter`` may reject rows but neither add columns nor change the text, a ``transform`` may do all
+three (a transform that cannot process a row, e.g. an extraction time-out, rejects it with a reason).  The runner
+moves rejected rows to ``rejected/`` with the reason, so nothing is lost.  A step's name is its key in the recipe
+(``steps: {gopher_rep: ...}``); built in code without one, it is the class name in lower case.  Heavy state (models) is built by :meth:`Step.setup` once per
 worker process, lazily, and is never pickled: attributes whose name starts with ``_`` are dropped on pickling.
 Steps know nothing about Ray; the runner decides where they run (``resources`` says what a step would like).
 """
@@ -51,16 +55,16 @@ class Step:
     name: str = field(default="", kw_only=True)
 
     def __post_init__(self) -> None:
-        if not self.name:
-            self.name = self.default_name()
-
-    @classmethod
-    def default_name(cls) -> str:
-        return cls.__name__.lower()
+        if not self.name:  # a recipe names each step by its key; this is for steps built in code
+            self.name = type(self).__name__.lower()
 
     def adds(self) -> dict[str, pa.DataType]:
         """Columns this step adds, with their types (a method so that settings can change them)."""
         return {}
+
+    def check(self) -> None:
+        """Cheap environment check before any input is read (``winnow run``, ``--dry-run``): raise an error that
+        says how to fix it (a model file missing, and the command that installs it).  Loads nothing."""
 
     def setup(self) -> None:
         """Build heavy state (load a model).  Called once per process before the first batch."""
@@ -87,6 +91,61 @@ class Step:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+
+
+class StepKindError(RuntimeError):
+    """A step did what its ``kind`` forbids (a bug in the step, not in the data: the run stops)."""
+
+
+def check_kind(step: Step, before: pa.Table, result: StepResult) -> None:
+    """Raise :class:`StepKindError` when ``result`` breaks the contract of ``step.kind`` (see the module doc)."""
+    if step.kind == "transform":
+        return
+    rejects = result.reasons is not None and any(r is not None for r in result.reasons)
+    added = [c for c in result.table.column_names if c not in before.column_names]
+    problem = None
+    if step.kind == "score" and rejects:
+        problem = "rejected rows"
+    elif step.kind == "filter" and added:
+        problem = f"added column(s) {added}"
+    elif result.table is not before and "text" in before.column_names and _text_changed(before, result.table):
+        problem = "changed the text"
+    if problem:
+        raise StepKindError(
+            f"step {step.name!r} ({type(step).__name__}) is a {step.kind} step but {problem}: a score step only "
+            "adds columns, a filter only rejects rows; declare kind = 'transform' for a step that does both or "
+            "rewrites text"
+        )
+
+
+def _text_changed(before: pa.Table, after: pa.Table) -> bool:
+    old, new = before.column("text"), after.column("text")
+    same_buffers = [b.address if b else 0 for c in old.chunks for b in c.buffers()] == [
+        b.address if b else 0 for c in new.chunks for b in c.buffers()
+    ]
+    return not same_buffers and not old.equals(new)
+
+
+@dataclass
+class RowFilter(Step):
+    """A filter written as one method: ``reason(row)`` returns why the row goes, or ``None`` to keep it.
+
+    ``row`` maps each column named in :attr:`reads` to its value.  For filters whose rule is per row (thresholds,
+    allow-lists); a vectorised rule writes :meth:`process` itself.
+    """
+
+    kind: ClassVar[StepKind] = "filter"
+
+    def reason(self, row: dict[str, Any]) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def process(self, batch: pa.Table) -> StepResult:
+        names = list(self.reads)
+        columns = [batch.column(c).to_pylist() for c in names]
+        return StepResult(
+            batch,
+            [self.reason(dict(zip(names, values, strict=True))) for values in zip(*columns, strict=True)],
+        )
 
 
 def texts(batch: pa.Table, column: str = "text") -> list[str]:

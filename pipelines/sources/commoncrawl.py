@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from classifiers.gate import gate_model_filters
-from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
@@ -22,6 +22,7 @@ from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherR
 from filters.langid import LanguageFilter, LanguageID
 from filters.pii import PIIRedact
 from filters.robots import RobotsOptOut
+from filters.thresholds import ScoreFilter
 from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader

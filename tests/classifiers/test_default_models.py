@@ -155,26 +155,26 @@ def test_winnow_score_adds_the_score_columns_to_a_parquet(tmp_path):
 
 
 def test_models_eval_reports_auc_on_a_labelled_file(tmp_path, capsys):
-    from classifiers.cli import main
+    from pipelines.cli import main
 
     labels = tmp_path / "labels.jsonl"
     with open(labels, "w") as f:
         for text, y in [(t, 1) for t in REF] + [(t, 0) for t in WEB]:
             f.write(json.dumps({"text": text, "label": y}) + "\n")
-    assert main(["eval", "--model", "wikiref", "--labels", str(labels), "--json"]) == 0
+    assert main(["models", "eval", "--model", "wikiref", "--labels", str(labels), "--json"]) == 0
     reported = json.loads(capsys.readouterr().out)
     prob = WikiRefScore()(pa.table({"id": list(range(48)), "text": REF + WEB})).table.column("wikiref_prob")
     assert reported["auc"] == round(roc_auc(np.array([1] * 24 + [0] * 24), np.array(prob.to_pylist())), 4)
     assert reported["n"] == 48 and reported["positives"] == 24
     one_class = tmp_path / "one.jsonl"
     one_class.write_text(json.dumps({"text": REF[0], "label": 1}) + "\n")
-    assert main(["eval", "--model", "wikiref", "--labels", str(one_class)]) == 2
+    assert main(["models", "eval", "--model", "wikiref", "--labels", str(one_class)]) == 2
 
 
 def test_models_train_refuses_to_train_on_nothing(tmp_path, capsys):
-    from classifiers.cli import main
+    from pipelines.cli import main
 
-    assert main(["train", "--models-dir", str(tmp_path / "m")]) == 2
+    assert main(["models", "train", "--models-dir", str(tmp_path / "m")]) == 2
     assert "nothing to train on" in capsys.readouterr().err and not (tmp_path / "m").exists()
     stamp = tmp_path / "stamp"  # stands for the installed venv, so make does not build one
     stamp.touch()

@@ -11,8 +11,9 @@ import pytest
 
 from classifiers.corpora import jsonl_docs
 from classifiers.perplexity import KENLM_CACHE, normalize
-from classifiers.steps import Perplexity, RobertaQuality, ScoreFilter, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.wikiref import binary_metrics, roc_auc, train_wikiref
+from filters.thresholds import ScoreFilter
 from pipelines.core.process import run_steps
 from tests.helpers.paths import FIXTURES as TEST_FIXTURES
 
@@ -246,7 +247,7 @@ from pipelines.core.recipe import Recipe
 from pipelines.runner import run_recipe
 
 model_dir, books, out_ray, out_local = sys.argv[1:5]
-recipe = lambda: Recipe(source="books", reader=BooksReader(), steps=[RobertaQuality(model_dir=model_dir)])
+recipe = lambda: Recipe(source="books", reader=BooksReader(), steps=[RobertaQuality(name="roberta", model_dir=model_dir)])
 # a cluster that says it has one GPU: Ray sets CUDA_VISIBLE_DEVICES for the actor, torch finds no CUDA here and
 # the actor scores on its CPU -- the placement is what is under test
 ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)

@@ -12,14 +12,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dedup.cli import main as dedup_main
 from dedup.cluster import connected_components
 from dedup.evalset import exact_jaccard_pairs, make_documents, pair_metrics, real_paragraphs
 from dedup.minhash import MinHashConfig, signatures
 from dedup.text import jaccard, shingle_set, simplify_text, words_of
 from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
 from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
+from tests.helpers.cli import command
 from tests.helpers.paths import CORPUS, corpus_path
+
+dedup_main = command("dedup")
 
 REAL = (
     "Héllo, Wörld! The café served 1,000 crêpes on 3.5 plates; naïve visitors paid €12.\n"

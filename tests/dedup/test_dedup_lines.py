@@ -199,7 +199,9 @@ def test_cli_counts_feed_the_counts_mode_step(tmp_path, capsys):
 
     import pyarrow.parquet as pq
 
-    from dedup.cli import main as dedup_main
+    from tests.helpers.cli import command
+
+    dedup_main = command("dedup")
 
     rows = _docs(10)
     folder = tmp_path / "docs"

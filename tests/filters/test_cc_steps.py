@@ -156,8 +156,8 @@ def _real_texts() -> list[str]:
 
 
 def test_gopher_ngram_helpers_equal_datatrove_on_real_words_and_edge_cases():
-    from filters import gopher_speedups as fast
-    from filters.heuristics import shared_word_tokenizer
+    from filters.patches import gopher_speedups as fast
+    from filters.patches.word_tokenizer import shared_word_tokenizer
 
     orig = fast._ORIGINAL
     tok = shared_word_tokenizer("en")
@@ -191,7 +191,7 @@ def test_spacy_is_imported_without_torch_and_torch_stays_importable():
 
     code = (
         "import sys\n"
-        "from filters.heuristics import shared_word_tokenizer\n"
+        "from filters.patches.word_tokenizer import shared_word_tokenizer\n"
         "words = shared_word_tokenizer('en').word_tokenize('The cat sat on the mat, twice.')\n"
         "assert words == ['The', 'cat', 'sat', 'on', 'the', 'mat', ',', 'twice', '.'], words\n"
         "assert 'spacy' in sys.modules and 'torch' not in sys.modules\n"
@@ -205,7 +205,8 @@ def test_spacy_is_imported_without_torch_and_torch_stays_importable():
 
 
 def test_word_cache_is_per_input():
-    from filters.heuristics import GopherQuality, GopherRepetition, shared_word_tokenizer
+    from filters.heuristics import GopherQuality, GopherRepetition
+    from filters.patches.word_tokenizer import shared_word_tokenizer
 
     story = (
         "The committee met on {} to review the budget for the coming year. Members discussed the cost of repairs to "

@@ -1,5 +1,5 @@
 """Run by test_trafilatura_speedups in a fresh interpreter: extract every page with trafilatura as shipped, then with
-filters.trafilatura_speedups installed, under two settings each, and print a JSON verdict (install() cannot be undone
+filters.patches.trafilatura_speedups installed, under two settings each, and print a JSON verdict (install() cannot be undone
 in-process).  ``differ`` indexes pages, then pages again for the second setting; the CPU times are the first setting's."""
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ def main() -> None:
     logging.getLogger("trafilatura").setLevel(logging.ERROR)
     pages = pickle.load(open(sys.argv[1], "rb"))
     before, t_before = run(pages)
-    from filters import trafilatura_speedups
+    from filters.patches import trafilatura_speedups
 
-    trafilatura_speedups.install()
+    installed = trafilatura_speedups.install()
     after, t_after = run(pages)
     differ = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if a != b]
     print(
         json.dumps(
             {
                 "pages": len(pages),
+                "installed": installed,
                 "extracted": sum(x is not None for x in before[: len(pages)]),
                 "differ": differ,
                 "cpu_before": round(t_before, 2),

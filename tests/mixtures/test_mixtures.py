@@ -13,10 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from mixtures.build import build_stage
-from mixtures.cli import main as mixture_main
 from mixtures.spec import MixtureError, load_mixture, parse_mixture
 from mixtures.tokens import TokenCounter, ensure_token_counts, sidecar_path
+from tests.helpers.cli import command
 from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
+
+mixture_main = command("mixture")
 
 SHARES = {"commoncrawl": 0.5, "c4": 0.2, "books": 0.1, "wikipedia": 0.1, "github": 0.1}
 

@@ -15,12 +15,15 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from mixtures.benchmarks import BenchmarkHashes, load_index, main, read_items
+from mixtures.benchmarks import BenchmarkHashes, load_index, read_items
 from mixtures.build import build_stage
 from mixtures.decontam import MIN_DISTINCT_WORDS, NGramIndex, decontaminate_file, sidecar_path
 from mixtures.spec import SHIPPED_DIR, BenchmarkSpec, DecontamSpec, load_mixture
+from tests.helpers.cli import command
 from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
 from tests.helpers.paths import FIXTURES, corpus_path
+
+main = command("benchmarks")
 
 TINY = os.path.join(FIXTURES, "mixtures")
 TINY_MATH = BenchmarkSpec("tinymath", os.path.join(TINY, "tiny_bench.jsonl"), ("question", "answer"))

@@ -11,9 +11,11 @@ import pyarrow.parquet as pq
 
 from mixtures.build import build_stage
 from mixtures.report import build_report
-from mixtures.report import main as report_main
 from mixtures.spec import load_mixture
+from tests.helpers.cli import command
 from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
+
+report_main = command("report")
 
 
 def _summary(output: str, source: str) -> None:

@@ -10,9 +10,11 @@ import shutil
 
 import pytest
 
-from pipelines.cron import main as cron_main
+from tests.helpers.cli import command
 from tests.helpers.ops import CC_CONFIG, run_cli
 from tests.helpers.paths import FIXTURES
+
+cron_main = command("cron")
 
 pytestmark = pytest.mark.timeout(300)
 STAGES = "core,anneal"  # long_context selects nothing from the small fixtures ("empty", tested below)

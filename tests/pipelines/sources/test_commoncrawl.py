@@ -255,8 +255,8 @@ def test_heuristic_wrappers_agree_with_datatrove_on_real_text():
     )
     from datatrove.pipeline.filters.base_filter import get_filter_result
 
-    from filters.gopher_speedups import datatrove_original
     from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
+    from filters.patches.gopher_speedups import datatrove_original
 
     path = corpus_path("commoncrawl", "text", "allenai--dolma", "cc_en_head-0091.jsonl")
     docs = [json.loads(line) for line in open(path)]
@@ -271,7 +271,7 @@ def test_heuristic_wrappers_agree_with_datatrove_on_real_text():
         (FineWebQuality(), FineWebQualityFilter()),
         (C4Quality(), C4QualityFilter()),
     ):
-        reasons = ours(batch).reasons  # GopherRepetition installs filters/gopher_speedups.py here
+        reasons = ours(batch).reasons  # GopherRepetition installs filters/patches/gopher_speedups.py here
         with datatrove_original():
             for i, t in enumerate(texts):
                 ok, why = get_filter_result(theirs.filter(Document(text=t, id=str(i))))
@@ -310,7 +310,7 @@ def test_fixture_generator_is_in_sync(tmp_path):
 def test_shared_tokenizer_gives_datatrove_tokens_on_real_text():
     from datatrove.utils.word_tokenizers import load_word_tokenizer
 
-    from filters.heuristics import shared_word_tokenizer
+    from filters.patches.word_tokenizer import shared_word_tokenizer
 
     path = corpus_path("commoncrawl", "text", "allenai--dolma", "cc_en_head-0091.jsonl")
     texts = [json.loads(line)["text"] for line in open(path)]

@@ -19,8 +19,9 @@ time in places that do the same work more slowly than needed (item 4 is further 
    match's ancestors (``any(a in matches for a in elem.iterancestors())``): the same set is computed here by walking
    from each match up to the first ancestor already known (memoised), which visits each node once.
 
-``tests/filters/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
-every real page; ``make bench`` measures the gain.  Set ``extract.speedups: false`` in a config to run trafilatura
+``tests/filters/patches/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
+page of ``tests/fixtures/commoncrawl`` and ``tests/fixtures/html`` (and of ../shared when present); ``make bench``
+measures the gain.  On a trafilatura version not in :data:`TESTED_VERSIONS` it logs a WARNING and does nothing.  Set ``extract.speedups: false`` in a config to run trafilatura
 untouched.
 """
 
@@ -29,26 +30,38 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from filters.patches import version_tested
+
+#: trafilatura releases these patches were checked on (output-equality test in tests/filters/patches/)
+TESTED_VERSIONS = ("2.3.1",)
 _INSTALLED = False
 _REGEXP_NS = "http://exslt.org/regular-expressions"
 
 
-def _closing(s: str, i: int, pair: str = "()") -> int:
-    """Index of the bracket closing the one at ``s[i]`` (``pair``: opening and closing), skipping quoted strings;
-    -1 when it never closes."""
-    opening, closing = pair
-    depth, quote = 0, None
-    for j in range(i, len(s)):
+def _unquoted(s: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """``(index, character)`` of ``s`` from ``start``, passing over quoted strings (quotes included)."""
+    quote = None
+    for j in range(start, len(s)):
         c = s[j]
         if quote:
             if c == quote:
                 quote = None
         elif c in "'\"":
             quote = c
-        elif c == opening:
+        else:
+            yield j, c
+
+
+def _closing(s: str, i: int, pair: str = "()") -> int:
+    """Index of the bracket closing the one at ``s[i]`` (``pair``: opening and closing), skipping quoted strings;
+    -1 when it never closes."""
+    opening, closing = pair
+    depth = 0
+    for j, c in _unquoted(s, i):
+        if c == opening:
             depth += 1
         elif c == closing:
             depth -= 1
@@ -68,23 +81,18 @@ def _match_paren(s: str, i: int) -> int:
 def _split_top_level(s: str, separator_at: Callable[[str, int], int]) -> list[str]:
     """``s`` split where ``separator_at(s, i)`` (the separator's length, 0 for none) finds one outside quotes and
     brackets; parts stripped."""
-    parts, depth, quote, start, i = [], 0, None, 0, 0
-    while i < len(s):
-        c = s[i]
-        if quote:
-            if c == quote:
-                quote = None
-        elif c in "'\"":
-            quote = c
-        elif c in "([":
+    parts: list[str] = []
+    depth = start = 0
+    for i, c in _unquoted(s):
+        if i < start:  # inside the separator just found
+            continue
+        if c in "([":
             depth += 1
         elif c in ")]":
             depth -= 1
         elif depth == 0 and (n := separator_at(s, i)):
             parts.append(s[start:i].strip())
-            i = start = i + n
-            continue
-        i += 1
+            start = i + n
     parts.append(s[start:].strip())
     return parts
 
@@ -426,7 +434,9 @@ def _patch_parser() -> None:
 def install() -> bool:
     """Apply the speed-ups (items 1-4 above) to this process's trafilatura (idempotent); True when installed now."""
     global _INSTALLED
-    if _INSTALLED:
+    if _INSTALLED or not version_tested(
+        "trafilatura", TESTED_VERSIONS, "trafilatura speed-ups (filters/patches)"
+    ):
         return False
     _patch_xpaths()
     _patch_parser()

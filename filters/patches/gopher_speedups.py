@@ -26,6 +26,10 @@ from typing import Any
 import numpy as np
 from datatrove.pipeline.filters import gopher_repetition_filter as _datatrove
 
+from filters.patches import version_tested
+
+#: datatrove releases these helpers were checked on (tests/filters/test_cc_steps.py compares them with datatrove's)
+TESTED_VERSIONS = ("0.10.1",)
 _INSTALLED = False
 _LAST: dict[str, tuple[list[str], Any]] = {}
 #: datatrove's own helpers, taken before install() replaces them
@@ -113,7 +117,9 @@ def find_all_duplicate(words: list[str], n: int) -> int:
 def install() -> bool:
     """Swap the helpers in datatrove's gopher_repetition_filter module (idempotent); True when installed now."""
     global _INSTALLED
-    if _INSTALLED:
+    if _INSTALLED or not version_tested(
+        "datatrove", TESTED_VERSIONS, "Gopher n-gram speed-ups (filters/patches)"
+    ):
         return False
     mod = _datatrove
     mod.get_n_grams = get_n_grams

@@ -1,14 +1,19 @@
-"""filters/trafilatura_speedups.py must not change a single extracted character (the bench shows the gain)."""
+"""filters/patches/trafilatura_speedups.py must not change a single extracted character (the bench shows the gain),
+and every patch skips itself with a WARNING on a library version it was not tested on."""
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import pickle
 import subprocess
 import sys
 
-from filters.trafilatura_speedups import compile_python, guard_regex_tests
+import pytest
+
+from filters.patches.trafilatura_speedups import compile_python, guard_regex_tests
 from tests.helpers.paths import REPO, corpus_path
 
 
@@ -30,14 +35,14 @@ def test_rewritten_and_python_xpaths_select_the_same_elements_on_real_pages():
     from trafilatura import xpaths
     from trafilatura.utils import load_html
 
-    from filters.trafilatura_speedups import _REGEXP_NS, original
+    from filters.patches.trafilatura_speedups import _REGEXP_NS, original
 
     # trafilatura's own expressions, also when an earlier test in this process installed the speed-ups
     exprs = [original(x) for v in vars(xpaths).values() if isinstance(v, list) for x in v]
     exprs = [x for x in exprs if isinstance(x, XPath)]
     guarded = [x for x in exprs if "re:test(" in x.path]
     compiled = {id(x): compile_python(x) for x in exprs}
-    assert len(guarded) >= 10, "trafilatura's XPaths changed: review filters/trafilatura_speedups.py"
+    assert len(guarded) >= 10, "trafilatura's XPaths changed: review filters/patches/trafilatura_speedups.py"
     assert sum(c is not None for c in compiled.values()) >= 8, (
         "trafilatura's XPaths changed: review the compiler"
     )
@@ -61,7 +66,7 @@ def _select(xpath: str, html: str) -> tuple[list[str], list[str]]:
     from lxml import html as lhtml
     from lxml.etree import XPath
 
-    from filters.trafilatura_speedups import _REGEXP_NS
+    from filters.patches.trafilatura_speedups import _REGEXP_NS
 
     tree = lhtml.fromstring(html)
     x = XPath(xpath, namespaces={"re": _REGEXP_NS})
@@ -111,9 +116,26 @@ def _pages() -> list[str]:
     return [body.decode("utf-8", errors="replace") for _, body, _ in real_pages()]
 
 
-def test_extraction_is_identical_with_the_speedups_on_every_real_page(tmp_path):
-    pages = _pages()
-    assert len(pages) > 300
+def repository_pages() -> list[str]:
+    """The HTML pages inside the repository: the responses of the CommonCrawl fixture WARCs and tests/fixtures/html."""
+    from warcio.archiveiterator import ArchiveIterator
+
+    pages = []
+    for path in sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "commoncrawl", "*.warc.gz"))):
+        with open(path, "rb") as f:
+            for record in ArchiveIterator(f):
+                if record.rec_type == "response" and "html" in (
+                    record.http_headers.get_header("Content-Type") or ""
+                ):
+                    pages.append(record.content_stream().read().decode("utf-8", errors="replace"))
+    for path in sorted(glob.glob(os.path.join(REPO, "tests", "fixtures", "html", "*.html"))):
+        with open(path, encoding="utf-8") as f:
+            pages.append(f.read())
+    return pages
+
+
+def compare_in_fresh_interpreter(pages: list[str], tmp_path) -> dict:
+    """Extract ``pages`` without and with the speed-ups (tests/helpers/speedups_check.py); its JSON verdict."""
     src = tmp_path / "pages.pkl"
     src.write_bytes(pickle.dumps(pages))
     proc = subprocess.run(
@@ -125,10 +147,63 @@ def test_extraction_is_identical_with_the_speedups_on_every_real_page(tmp_path):
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    verdict = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_extraction_is_identical_with_the_speedups_on_the_repository_pages(tmp_path):
+    pages = repository_pages()
+    assert len(pages) >= 16
+    verdict = compare_in_fresh_interpreter(pages, tmp_path)
+    assert verdict["installed"], "the speed-ups did not install: is trafilatura at a tested version?"
+    assert verdict["extracted"] >= 12
+    assert verdict["differ"] == [], f"pages whose text changed: {verdict['differ']}"
+
+
+def test_extraction_is_identical_with_the_speedups_on_every_real_page(tmp_path):
+    pages = _pages()
+    assert len(pages) > 300
+    verdict = compare_in_fresh_interpreter(pages, tmp_path)
     print(
         f"\ntrafilatura speed-ups on {verdict['pages']} real pages: CPU {verdict['cpu_before']} s -> "
         f"{verdict['cpu_after']} s, {len(verdict['differ'])} pages differ"
     )
     assert verdict["extracted"] > 250
     assert verdict["differ"] == [], f"pages whose text changed: {verdict['differ'][:20]}"
+
+
+@pytest.fixture
+def untested_versions(monkeypatch):
+    """Every patch believes it was tested only on version 0.0.1 (so the installed library is 'untested')."""
+    import filters.patches as patches
+    from filters.patches import gopher_speedups, trafilatura_speedups, word_tokenizer
+
+    for module in (gopher_speedups, trafilatura_speedups, word_tokenizer):
+        monkeypatch.setattr(module, "TESTED_VERSIONS", ("0.0.1",))
+    monkeypatch.setattr(gopher_speedups, "_INSTALLED", False)
+    monkeypatch.setattr(trafilatura_speedups, "_INSTALLED", False)
+    monkeypatch.setattr(word_tokenizer, "_SHARED_TOKENIZERS", {})
+    monkeypatch.setattr(patches, "_WARNED", set())
+
+
+def test_each_patch_skips_itself_with_a_warning_on_an_untested_version(untested_versions, caplog):
+    import trafilatura.htmlprocessing as htmlprocessing
+    from datatrove.pipeline.filters import gopher_repetition_filter as datatrove_gopher
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    from filters.patches import gopher_speedups, trafilatura_speedups, word_tokenizer
+
+    prune, ngrams = htmlprocessing.prune_unwanted_nodes, datatrove_gopher.get_n_grams
+    with caplog.at_level(logging.WARNING, logger="filters.patches"):
+        assert trafilatura_speedups.install() is False
+        assert gopher_speedups.install() is False
+        tok = word_tokenizer.shared_word_tokenizer("en")
+    assert (
+        htmlprocessing.prune_unwanted_nodes is prune and datatrove_gopher.get_n_grams is ngrams
+    )  # untouched
+    assert type(tok) is type(load_word_tokenizer("en"))  # datatrove's own tokenizer, not the caching wrapper
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert any(
+        "trafilatura speed-ups" in w and "tested on trafilatura 0.0.1, installed 2." in w for w in warnings
+    )
+    assert all("unpatched" in w for w in warnings)
