@@ -105,6 +105,8 @@ models-lid: $(STAMP)
 cron: $(STAMP)
 	$(BIN)/winnow cron --output $(OUTPUT) $(CRON_ARGS)
 
-# CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md
+# CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md;
+# MinHash dedup at 50k and 200k documents (driver memory, files, recall): the "dedup-scale" section
 scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_dedup_scale.py
