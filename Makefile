@@ -28,9 +28,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 MODELS ?= models
-# The CommonCrawl recipe scores with the quality models: train them first when they are missing (seconds on the
-# sample corpora, plus a one-off KenLM build).
-pipeline: $(STAMP) $(if $(filter commoncrawl,$(SOURCE)),$(MODELS)/.complete)
+# The CommonCrawl recipe scores with the small models shipped in classifiers/default_models: nothing to train.
+pipeline: $(STAMP)
 	$(BIN)/winnow run $(RUN_ARGS)
 
 # KenLM's lmplz is built once into .cache/kenlm (from the kenlm sdist; ~1 minute the first time) so that CI trains
@@ -81,26 +80,33 @@ dedup: $(STAMP)
 	@test -n "$(INPUT)" || (echo "usage: make dedup INPUT=<dir of Parquet docs> OUTPUT=<dir> [DEDUP_ARGS=...]"; exit 2)
 	$(BIN)/winnow dedup --input "$(INPUT)" --output $(OUTPUT) $(DEDUP_ARGS)
 
-# Quality models (issue 4): KenLM (lmplz built once into .cache/kenlm), fastText wiki-reference, RoBERTa.
+# Retrain the quality models from your own text into $(MODELS)/ (the shipped defaults in classifiers/default_models
+# need no training): REFERENCE= folder of reference text (Wikipedia dump XML or its Parquet/JSONL output, books,
+# papers), WEB= folder of web pages (WARC/HTML/JSONL/Parquet), optional LABELS= JSONL text,label from a larger model.
+# KenLM's lmplz is built once into .cache/kenlm.  With nothing to read it stops and says what to give.
 REFERENCE ?=
+WEB ?=
+LABELS ?=
 .PHONY: models models-lid
 models: $(STAMP)
+	@test -n "$(REFERENCE)$(WEB)$(LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] (the shipped models in classifiers/default_models need no training)"; exit 2)
 	$(KENLM_BUILD)
-	$(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)")
-	touch $(MODELS)/.complete
+	nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)")
 
-$(MODELS)/.complete:
-	$(MAKE) models MODELS=$(MODELS)
-
+# LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>
+TSV ?=
 models-lid: $(STAMP)
-	$(BIN)/winnow models lid-eval --per-language
+	@test -n "$(TSV)" || (echo "make models-lid: give TSV=<Tatoeba TSV (language, sentence)>"; exit 2)
+	$(BIN)/winnow models lid-eval --tsv "$(TSV)" --per-language
 
 # Unattended runs (issue 7): every source, then mixtures and report; logs to $(OUTPUT)/_cron/cron.log, exit 1 on any
 # failure, and nothing is redone when no input or setting changed.  CRON_ARGS: e.g. --config-dir my-configs --wait
 .PHONY: cron scale
-cron: $(STAMP) $(MODELS)/.complete
+cron: $(STAMP)
 	$(BIN)/winnow cron --output $(OUTPUT) $(CRON_ARGS)
 
-# CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md
+# CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md;
+# MinHash dedup at 50k and 200k documents (driver memory, files, recall): the "dedup-scale" section
 scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py
+	$(BIN)/python bench/bench_dedup_scale.py

@@ -22,7 +22,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import machine, md_table, write_section  # noqa: E402
-from classifiers.corpora import FIXTURES, jsonl_docs  # noqa: E402
+from classifiers.corpora import jsonl_docs  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(REPO, "tests", "fixtures", "quality")
+SHARED_CORPUS = os.path.join(os.environ.get("WINNOW_SHARED", os.path.join(REPO, "..", "shared")), "corpus")
 
 N = int(os.environ.get("BENCH_MODELS_DOCS", "48"))
 
@@ -38,12 +42,19 @@ def _docs(n: int) -> list[str]:
 def real_web_docs(n: int) -> list[str]:
     """The first ``n`` documents of ../shared/corpus's web text (HTML pages extracted by trafilatura and CCNet JSONL,
     in path order; natural lengths), or [] without it."""
-    from classifiers.corpora import SHARED_CORPUS, corpus_files, read_file
+    import glob
+
+    from classifiers.corpora import read_file
 
     if not os.path.isdir(SHARED_CORPUS):
         return []
     out: list[str] = []
-    for path in (f for f in corpus_files("web") if not f.endswith(".warc.gz")):
+    web = os.path.join(SHARED_CORPUS, "commoncrawl")
+    files = sorted(
+        glob.glob(f"{web}/text/**/*.jsonl", recursive=True)
+        + glob.glob(f"{web}/html/**/*.html", recursive=True)
+    )
+    for path in files:
         for doc in read_file(path):
             out.append(doc.text)
             if len(out) == n:
@@ -221,7 +232,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     from classifiers.perplexity import PerplexityModel
     from classifiers.roberta import train_bpe_tokenizer
-    from classifiers.steps import model_path
+    from classifiers.steps import locate_model
     from classifiers.wikiref import wiki_probability
     from filters.langid import lid_model_path, load_fasttext, predict_languages
 
@@ -236,7 +247,7 @@ def main() -> None:
             "",
         ]
     )
-    wikiref = model_path("models/wikiref/model.bin")
+    wikiref = locate_model(None, "wikiref")  # the shipped models
     if os.path.exists(wikiref):
         rows.append(
             [
@@ -246,7 +257,7 @@ def main() -> None:
                 "",
             ]
         )
-    kenlm_dir = model_path("models/kenlm/en")
+    kenlm_dir = os.path.join(locate_model(None, "perplexity"), "en")
     if os.path.exists(kenlm_dir):
         lm = PerplexityModel.load(kenlm_dir)
         rows.append(

@@ -5,30 +5,23 @@ Reference-quality text (the positives of the wiki-reference classifier, the KenL
 preamble dropped) and the top-scored StackExchange answers (scores compared as integers, not strings).  Web text (the
 negatives, and the sample that sets the perplexity buckets): extracted pages from WARC/HTML files and CCNet JSONL.
 
-Every reader yields :class:`Doc` (text, origin, language) and knows nothing about models.  ``corpus_files`` lists the
-files a corpus would read, so the trainers can fingerprint their inputs and skip work that is up to date.
+Every reader yields :class:`Doc` (text, origin, language) and knows nothing about models; nothing here has a
+default corpus: the caller names the files (:mod:`classifiers.dataset` walks the user's folders).
 """
 
 from __future__ import annotations
 
 import bz2
-import glob
 import html
 import json
 import logging
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(REPO, "tests", "fixtures", "quality")
-SHARED_CORPUS = os.path.abspath(
-    os.path.join(os.environ.get("WINNOW_SHARED", os.path.join(REPO, "..", "shared")), "corpus")
-)
 
 
 @dataclass
@@ -207,7 +200,7 @@ def warc_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
     table = pa.table(
         {"text": [r.get("text") or "" for r in rows], "content_format": [r["content_format"] for r in rows]}
     )
-    step = ExtractText(timeout_s=5.0)
+    step = ExtractText(timeout_s=120.0)  # training text must not depend on machine load
     result = step(table)
     for text, why in zip(result.table.column("text").to_pylist(), result.reasons or [], strict=True):
         if why is None and text and len(text) >= min_chars:
@@ -224,39 +217,6 @@ def html_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
 
 
 # -- corpora -------------------------------------------------------------------------------------------------------
-def _files(base: str, patterns: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for p in patterns:
-        out += glob.glob(os.path.join(base, p), recursive=True)
-    return sorted(set(out))
-
-
-def corpus_files(kind: str, shared: str | None = None, reference: str | None = None) -> list[str]:
-    """Files a corpus reads: ``kind`` is ``reference`` or ``web``.  ``reference`` (a folder) replaces the defaults
-    for the reference text; without ../shared/corpus the fixtures in tests/fixtures/quality are used."""
-    shared = shared or SHARED_CORPUS
-    if kind == "reference" and reference:
-        return _files(
-            reference, ["**/*.xml", "**/*.bz2", "**/*.txt", "**/*.tex", "**/*.jsonl", "**/Posts.xml"]
-        )
-    if not os.path.isdir(shared):
-        return _files(FIXTURES, [f"{kind}*.jsonl"])
-    if kind == "reference":
-        return _files(
-            shared,
-            [
-                "wikipedia/*.xml",
-                "wikipedia/*.bz2",
-                "books/*.txt",
-                "arxiv/**/*.tex",
-                "stackexchange/**/Posts.xml",
-            ],
-        )
-    return _files(
-        shared, ["commoncrawl/text/**/*.jsonl", "commoncrawl/html/**/*.html", "commoncrawl/warc/**/*.warc.gz"]
-    )
-
-
 def read_file(path: str) -> Iterator[Doc]:
     """Dispatch on the file's kind (by name and folder)."""
     name = os.path.basename(path)
@@ -286,8 +246,3 @@ def read_corpus(files: list[str]) -> list[Doc]:
         except Exception as exc:  # noqa: BLE001 - a broken file is reported and skipped
             log.warning("skipping %s: %s", path, exc)
     return docs
-
-
-def files_fingerprint(files: list[str]) -> list[list[object]]:
-    """(path, size, mtime) per file: part of a model's fingerprint."""
-    return [[f, os.path.getsize(f), int(os.path.getmtime(f))] for f in files]

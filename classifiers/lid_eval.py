@@ -1,4 +1,4 @@
-"""LID evaluation on Tatoeba (``../shared/corpus/langid``): Winnow's batched lid.176 step vs datatrove's filter.
+"""LID evaluation on a Tatoeba TSV (given by the caller): Winnow's batched lid.176 step vs datatrove's filter.
 
 Both read the same lid.176.ftz (datatrove's ``FT176LID`` is pointed at it, so nothing downloads); the difference
 to measure is speed (one batched ``predict`` vs one call per document) and that the two agree.  Tatoeba labels
@@ -12,8 +12,6 @@ import os
 import time
 from collections import Counter, defaultdict
 from typing import Any
-
-from classifiers.corpora import SHARED_CORPUS
 
 #: Tatoeba (ISO 639-3) → lid.176 where Babel's alias table does not say it (individual vs macro-languages)
 OVERRIDES = {
@@ -50,11 +48,11 @@ def to_lid176(code: str, labels: set[str]) -> str | None:
     return code if code in labels else None
 
 
-def load_tatoeba(path: str | None = None) -> list[tuple[str, str]]:
-    path = path or os.path.join(SHARED_CORPUS, "langid", "tatoeba_laser_v1_part1.tsv")
+def load_tatoeba(path: str) -> list[tuple[str, str]]:
+    """(language, sentence) rows of a Tatoeba/LASER TSV."""
     if not os.path.exists(path):
         raise FileNotFoundError(
-            f"{path} not found: give --tsv or set WINNOW_SHARED to the folder holding corpus/"
+            f"{path} not found: give --tsv <Tatoeba TSV with language and sentence columns>"
         )
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -77,7 +75,7 @@ def datatrove_predictor(model_path: str) -> Any:
     return lf
 
 
-def evaluate(tsv: str | None = None, limit: int | None = None) -> dict[str, Any]:
+def evaluate(tsv: str, limit: int | None = None) -> dict[str, Any]:
     """Per-language and overall accuracy, agreement and docs/s for both implementations."""
     from datatrove.data import Document
 

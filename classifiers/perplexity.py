@@ -91,14 +91,23 @@ def train_sentencepiece(lines: list[str], out_prefix: str, vocab_size: int = 800
     return out_prefix + ".model"
 
 
-def train_kenlm(piece_lines: list[str], out_path: str, order: int = 5, memory: str = "1G") -> str:
-    """``lmplz -o order --discount_fallback`` on space-separated pieces, then ``build_binary`` for fast loading."""
+def train_kenlm(
+    piece_lines: list[str],
+    out_path: str,
+    order: int = 5,
+    memory: str = "1G",
+    prune: list[int] | None = None,
+    quantize_bits: int | None = None,
+) -> str:
+    """``lmplz -o order --discount_fallback [--prune ...]`` on space-separated pieces, then ``build_binary`` (a
+    trie with ``quantize_bits``-bit probabilities when given: the shipped model is a fraction of the probing size)."""
     lmplz = lmplz_path()
+    extra = ["--prune", *map(str, prune)] if prune else []
     with tempfile.TemporaryDirectory() as tmp:
         arpa = os.path.join(tmp, "lm.arpa")
         with open(arpa, "wb") as out:
             proc = subprocess.run(
-                [lmplz, "-o", str(order), "--discount_fallback", "-S", memory, "-T", tmp],
+                [lmplz, "-o", str(order), "--discount_fallback", "-S", memory, "-T", tmp, *extra],
                 input="\n".join(piece_lines).encode("utf-8"),
                 stdout=out,
                 stderr=subprocess.PIPE,
@@ -108,7 +117,8 @@ def train_kenlm(piece_lines: list[str], out_path: str, order: int = 5, memory: s
             raise RuntimeError(f"lmplz failed: {proc.stderr.decode(errors='replace')[-2000:]}")
         build_binary = os.path.join(os.path.dirname(lmplz), "build_binary")
         if os.path.exists(build_binary):
-            subprocess.run([build_binary, arpa, out_path], check=True, capture_output=True)
+            fmt = ["-q", str(quantize_bits), "-b", str(quantize_bits), "trie"] if quantize_bits else []
+            subprocess.run([build_binary, *fmt, arpa, out_path], check=True, capture_output=True)
         else:
             shutil.copy(arpa, out_path)
     return out_path
@@ -168,8 +178,12 @@ def train_perplexity_model(
     vocab_size: int = 8000,
     order: int = 5,
     seed: int = 0,
+    prune: list[int] | None = None,
+    quantize_bits: int | None = None,
+    percentiles: tuple[float, float] = (30.0, 60.0),
 ) -> dict[str, Any]:
-    """Train SentencePiece + KenLM on ``reference`` texts, set bucket cut-offs from ``web``; returns the metadata."""
+    """Train SentencePiece + KenLM on ``reference`` texts, set the bucket cut-offs at ``percentiles`` of the
+    perplexity of ``web``; returns the metadata."""
     os.makedirs(model_dir, exist_ok=True)
     lines = [n for t in reference for x in t.split("\n") if (n := normalize(x))]
     if len(lines) < 20:
@@ -182,15 +196,24 @@ def train_perplexity_model(
 
     sp = spm.SentencePieceProcessor(model_file=tmp_prefix + ".model")
     piece_lines = [" ".join(p) for p in sp.encode(lines, out_type=str)]
-    train_kenlm(piece_lines, os.path.join(model_dir, "lm.binary"), order=order)
+    train_kenlm(
+        piece_lines,
+        os.path.join(model_dir, "lm.binary"),
+        order=order,
+        prune=prune,
+        quantize_bits=quantize_bits,
+    )
     model = PerplexityModel.load(model_dir)
     web_ppl = np.array([model.perplexity(t) for t in web]) if web else np.array([])
     web_ppl = web_ppl[~np.isnan(web_ppl)]
     cutoffs = (
-        [float(np.percentile(web_ppl, 30)), float(np.percentile(web_ppl, 60))] if len(web_ppl) >= 10 else None
+        [float(np.percentile(web_ppl, percentiles[0])), float(np.percentile(web_ppl, percentiles[1]))]
+        if len(web_ppl) >= 10
+        else None
     )
     meta = {
         "cutoffs": cutoffs,
+        "percentiles": list(percentiles),
         "order": order,
         "vocab_size": sp.get_piece_size(),
         "reference_lines": len(lines),

@@ -188,6 +188,9 @@ class RobertaScorer:
         if num_threads:
             torch.set_num_threads(num_threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar in every worker's log
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.model = (

@@ -4,6 +4,10 @@ Score steps only add columns; ``filters.thresholds.ScoreFilter`` reads one and r
 recipe they form a cascade: KenLM and fastText (thousands of docs/s) run first, their filters drop what they
 reject, and the RoBERTa step only sees the survivors.  A missing model file fails at ``setup`` with a message that
 says to run ``make models``.
+
+Model locations default to ``None``: the models shipped in ``classifiers/default_models``, found relative to this
+package when the step is set up, so they travel with the code to Ray workers.  A relative path a user gives is
+made absolute on the driver when the step is built (the workers may run in another directory).
 """
 
 from __future__ import annotations
@@ -15,13 +19,27 @@ from typing import ClassVar
 
 import pyarrow as pa
 
-from pipelines.core.paths import resolve_path
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
+DEFAULT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_models")
+#: where each score step finds its shipped model, under DEFAULT_MODELS
+DEFAULT_LOCATIONS = {
+    "perplexity": "kenlm",
+    "wikiref": os.path.join("wikiref", "model.ftz"),
+    "roberta": "roberta",
+}
 
-def model_path(path: str) -> str:
-    """Relative model paths are relative to the working directory, else to the repository."""
-    return resolve_path(path)
+
+def absolute_path(path: str | None) -> str | None:
+    """A user's relative path, made absolute on the driver (from its working directory) when the step is built."""
+    if path is None or os.path.isabs(path) or "://" in path:
+        return path
+    return os.path.abspath(path)
+
+
+def locate_model(path: str | None, model: str) -> str:
+    """The configured location, or the shipped default of ``model`` (resolved where the step runs)."""
+    return path if path is not None else os.path.join(DEFAULT_MODELS, DEFAULT_LOCATIONS[model])
 
 
 @dataclass
@@ -32,9 +50,14 @@ class Perplexity(Step):
     language without a model gets null scores (set ``languages`` to the ones you trained)."""
 
     kind: ClassVar[str] = "score"
-    model_dir: str = "models/kenlm"
+    #: None: the shipped model (classifiers/default_models/kenlm); `make models` writes models/kenlm
+    model_dir: str | None = None
     #: languages to score; others get nulls.  The document's ``lang`` column picks the model when present.
     languages: list[str] = field(default_factory=lambda: ["en"])
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.model_dir = absolute_path(self.model_dir)
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"perplexity": pa.float32(), "ppl_bucket": pa.string()}
@@ -42,7 +65,7 @@ class Perplexity(Step):
     def setup(self) -> None:
         from classifiers.perplexity import PerplexityModel
 
-        base = model_path(self.model_dir)
+        base = locate_model(self.model_dir, "perplexity")
         self._models = {lang: PerplexityModel.load(os.path.join(base, lang)) for lang in self.languages}
 
     def process(self, batch: pa.Table) -> StepResult:
@@ -67,7 +90,12 @@ class WikiRefScore(Step):
     """Adds ``wikiref_prob``: the fastText wiki-reference classifier's P(reference-like)."""
 
     kind: ClassVar[str] = "score"
-    model_path: str = "models/wikiref/model.bin"
+    #: None: the shipped model (classifiers/default_models/wikiref/model.ftz)
+    model_path: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.model_path = absolute_path(self.model_path)
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"wikiref_prob": pa.float32()}
@@ -75,7 +103,7 @@ class WikiRefScore(Step):
     def setup(self) -> None:
         from filters.langid import load_fasttext
 
-        path = model_path(self.model_path)
+        path = locate_model(self.model_path, "wikiref")
         if not os.path.exists(path):
             raise FileNotFoundError(f"wiki-reference model {path} is missing: run `make models` to train it")
         self._model = load_fasttext(path)
@@ -96,7 +124,8 @@ class RobertaQuality(Step):
 
     kind: ClassVar[str] = "score"
     resources: ClassVar[dict[str, float]] = {"num_gpus": 1}
-    model_dir: str = "models/roberta"
+    #: None: the shipped model (classifiers/default_models/roberta); or any local HF checkpoint directory
+    model_dir: str | None = None
     #: documents per forward pass at max_length tokens; shorter ones pack more (None: 4 on a CPU, 128 on a GPU)
     batch_size: int | None = None
     max_length: int = 512
@@ -107,6 +136,10 @@ class RobertaQuality(Step):
     #: "int8": dynamic int8 quantization on CPU (~1.5x faster at base size, scores within ~0.01); null: float32
     quantize: str | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.model_dir = absolute_path(self.model_dir)
+
     def adds(self) -> dict[str, pa.DataType]:
         return {"quality_prob": pa.float32()}
 
@@ -114,7 +147,7 @@ class RobertaQuality(Step):
         from classifiers.roberta import RobertaScorer
 
         self._scorer = RobertaScorer(
-            model_path(self.model_dir),
+            locate_model(self.model_dir, "roberta"),
             batch_size=self.batch_size,
             max_length=self.max_length,
             num_threads=self.num_threads,

@@ -1,215 +1,211 @@
-"""``make models``: read the local corpora once, then train each model whose fingerprint changed.
+"""``winnow models train`` / ``make models``: train KenLM, the fastText wiki-reference and the RoBERTa classifier
+from the user's reference text and web sample (or a label file), and measure each on held-out documents.
 
-A model's fingerprint is a hash of its input files (path, size, mtime), its settings and a format version; it is
-written next to the model, and a rerun with the same fingerprint skips that model.
+Nothing is read unless named: no default corpus, no fallback to test fixtures.  The split is by document
+(:mod:`classifiers.dataset`); each model's ``quality.json`` records its held-out AUC, the bar, whether it meets it,
+the split rule and the held-out document keys, and the settings, so the filter gate and the tests can read them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
-import subprocess
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from classifiers.corpora import Doc, corpus_files, files_fingerprint, read_corpus
+import numpy as np
+
+from classifiers.dataset import SPLIT_RULE, Piece, chunk_text, load_labelled, split
+from classifiers.evaluate import eval_set, measure, model_location, write_quality
 
 log = logging.getLogger(__name__)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FORMAT = 1
+MODELS = ("kenlm", "wikiref", "roberta")
 
 
 @dataclass
 class TrainSettings:
     models_dir: str = "models"
-    reference: str | None = None
-    shared: str | None = None
+    #: folders (or files) of reference-quality text: Wikipedia dump XML, Gutenberg .txt, arXiv .tex, JSONL/Parquet
+    reference: list[str] = field(default_factory=list)
+    #: folders of web pages: WARC, HTML, JSONL/Parquet with a ``text`` column
+    web: list[str] = field(default_factory=list)
+    #: JSONL (text, label) from a larger model (as LLaMA-3): added to the training text of both classifiers
+    labels: str | None = None
+    lang: str = "en"
     seed: int = 0
     kenlm_order: int = 5
+    #: lmplz --prune: drop singleton 3-, 4- and 5-grams
+    kenlm_prune: list[int] = field(default_factory=lambda: [0, 0, 1])
+    kenlm_quantize_bits: int = 8
     sp_vocab: int = 8000
-    #: a language gets a KenLM model when it has this many reference documents
-    min_lang_docs: int = 20
-    roberta_layers: int = 4
-    roberta_hidden: int = 256
-    roberta_epochs: int = 2
-    roberta_max_docs: int = 800
-    roberta_max_length: int = 256
+    ppl_percentiles: tuple[float, float] = (30.0, 60.0)
+    roberta_layers: int = 2
+    roberta_hidden: int = 128
+    roberta_vocab: int = 4000
+    roberta_epochs: int = 3
+    roberta_max_length: int = 128
+    #: examples per class at most (a seeded sample): keeps training to minutes on a small CPU
+    roberta_max_per_class: int = 1000
     #: local HF checkpoint to fine-tune instead of training from scratch
     roberta_init: str | None = None
-    #: JSONL (text, label) to train RoBERTa on instead of the fastText-distilled labels
-    roberta_labels: str | None = None
-    only: list[str] = field(default_factory=lambda: ["kenlm", "wikiref", "roberta"])
+    only: list[str] = field(default_factory=lambda: list(MODELS))
 
 
-def fingerprint(files: list[str], settings: dict[str, Any]) -> str:
-    blob = json.dumps(
-        {"files": files_fingerprint(files), "settings": settings, "format": FORMAT}, sort_keys=True
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+def label_pieces(path: str, lang: str) -> list[Piece]:
+    from classifiers.roberta import read_label_file
+
+    texts, labels = read_label_file(path)
+    name = os.path.basename(path)
+    return [
+        Piece(t, f"{name}#{i}", "labels", y, lang) for i, (t, y) in enumerate(zip(texts, labels, strict=True))
+    ]
 
 
-def up_to_date(model_dir: str, fp: str) -> bool:
-    path = os.path.join(model_dir, "fingerprint")
-    return os.path.exists(path) and open(path).read().strip() == fp
-
-
-def mark(model_dir: str, fp: str, meta: dict[str, Any]) -> None:
-    with open(os.path.join(model_dir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
-    with open(os.path.join(model_dir, "fingerprint"), "w") as f:
-        f.write(fp)
-
-
-def ensure_lmplz() -> None:
-    """Build KenLM's trainer into the cache when it is missing (apt-get + cmake; about a minute)."""
-    from classifiers.perplexity import KENLM_CACHE
-
-    if os.path.exists(os.path.join(KENLM_CACHE, "bin", "lmplz")):
-        return
-    log.warning("building KenLM's lmplz into %s (once)", KENLM_CACHE)
-    script = os.path.join(REPO, "classifiers", "build_kenlm.sh")
-    venv_python = os.path.join(REPO, ".venv", "bin", "python")
-    subprocess.run(
-        ["bash", script, KENLM_CACHE, venv_python if os.path.exists(venv_python) else "python3"], check=True
-    )
-
-
-def tag_languages(docs: list[Doc]) -> list[Doc]:
-    """Set each web document's language with lid.176 (the pages are multilingual)."""
-    from filters.langid import lid_model_path, load_fasttext, predict_languages
-
-    langs, _ = predict_languages(load_fasttext(lid_model_path()), [d.text for d in docs])
-    return [Doc(d.text, d.origin, row[0] if row else "unknown") for d, row in zip(docs, langs, strict=True)]
-
-
-def train_all(s: TrainSettings, force: bool = False) -> dict[str, Any]:
-    """Train what is out of date; returns {model: report} (``skipped: true`` for models already up to date)."""
-    ref_files = corpus_files("reference", s.shared, s.reference)
-    web_files = corpus_files("web", s.shared)
-    if not ref_files or not web_files:
+def load_training_text(s: TrainSettings) -> list[Piece]:
+    """The labelled pieces in the model language; fails with what to give when there is nothing to train on."""
+    if not s.reference and not s.web and not s.labels:
         raise FileNotFoundError(
-            f"no training text found (reference: {len(ref_files)} files, web: {len(web_files)}); "
-            "give REFERENCE=<dir> or restore tests/fixtures/quality"
+            "nothing to train on: give REFERENCE=<folder of reference text> and WEB=<folder of web pages> "
+            "(and optionally LABELS=<JSONL text,label>); the shipped models in classifiers/default_models are "
+            "used when you train nothing"
         )
-    settings = asdict(s)
-    plans = {
-        "kenlm": fingerprint(
-            ref_files + web_files,
-            {k: settings[k] for k in ("seed", "kenlm_order", "sp_vocab", "min_lang_docs")},
-        ),
-        "wikiref": fingerprint(ref_files + web_files, {"seed": s.seed}),
-    }
-    plans["roberta"] = fingerprint(
-        ref_files + web_files + ([s.roberta_labels] if s.roberta_labels else []),
-        {k: v for k, v in settings.items() if k.startswith("roberta")}
-        | {"seed": s.seed, "wikiref": plans["wikiref"]},
+    pieces = load_labelled(s.reference, s.web) + (label_pieces(s.labels, s.lang) if s.labels else [])
+    pieces = [p for p in pieces if p.lang == s.lang]
+    n_ref, n_web = sum(p.label for p in pieces), sum(1 - p.label for p in pieces)
+    if n_ref < 20 or n_web < 10:
+        raise ValueError(
+            f"too little {s.lang} training text: {n_ref} reference pieces and {n_web} web pages found under "
+            f"reference={s.reference} web={s.web} labels={s.labels}; need at least 20 and 10"
+        )
+    return pieces
+
+
+def classifier_examples(
+    train: list[Piece], seed: int, max_per_class: int | None = None
+) -> list[tuple[str, int]]:
+    """Reference chunks and web pages cut to the same chunk size (at most ``max_per_class`` of each, a seeded
+    sample); the smaller class repeated to balance."""
+    rng = random.Random(seed)
+    pos = [(p.text, 1) for p in train if p.label == 1]
+    neg = [(c, 0) for p in train if p.label == 0 for c in chunk_text(p.text)]
+    if max_per_class:
+        pos, neg = (rng.sample(x, min(len(x), max_per_class)) for x in (pos, neg))
+    small, large = sorted((pos, neg), key=len)
+    small = small * max(1, round(len(large) / max(1, len(small))))
+    rows = small + large
+    rng.shuffle(rows)
+    return rows
+
+
+def train_all(s: TrainSettings) -> dict[str, Any]:
+    """Train every model in ``s.only``; returns {model: quality record}."""
+    pieces = load_training_text(s)
+    train, held = split(pieces)
+    texts, y = eval_set(held, s.lang)
+    heldout_keys = sorted({f"{p.kind}:{p.key}" for p in held})
+    log.info(
+        "%d training pieces, held out %d documents (%d texts)", len(train), len(heldout_keys), len(texts)
     )
-    todo = [m for m in s.only if force or not up_to_date(os.path.join(s.models_dir, m), plans[m])]
-    reports: dict[str, Any] = {m: {"skipped": True} for m in s.only if m not in todo}
-    if not todo:
-        return reports
-    ref = read_corpus(ref_files)
-    web = tag_languages(read_corpus(web_files))
-    log.info("read %d reference and %d web documents", len(ref), len(web))
-    for name in todo:
+    common = {
+        "split_rule": SPLIT_RULE,
+        "heldout_documents": heldout_keys,
+        "train_pieces": len(train),
+        "train_documents": len({(p.kind, p.key) for p in train}),
+        # folders by name only: where the text lay on the training machine is no part of the model
+        "settings": {k: v for k, v in asdict(s).items() if k not in ("only",)}
+        | {k: [os.path.basename(os.path.normpath(f)) for f in getattr(s, k)] for k in ("reference", "web")}
+        | {"labels": os.path.basename(s.labels) if s.labels else None},
+    }
+    reports: dict[str, Any] = {}
+    for name in s.only:
         out = os.path.join(s.models_dir, name)
+        shutil.rmtree(out, ignore_errors=True)  # a retrain never leaves a stale file of the previous one
         os.makedirs(out, exist_ok=True)
-        reports[name] = {
-            "kenlm": train_kenlm_models,
-            "wikiref": train_wikiref_model,
-            "roberta": train_roberta_model,
-        }[name](s, ref, web, out)
-        reports[name]["files"] = len(ref_files) + len(web_files)
-        mark(out, plans[name], reports[name])
+        extra = {"kenlm": train_kenlm, "wikiref": train_wikiref, "roberta": train_roberta}[name](
+            s, train, out
+        )
+        model = "perplexity" if name == "kenlm" else name
+        location = model_location(model, s.models_dir, s.lang)
+        metrics = measure(model, location, texts, y)
+        if name == "kenlm":
+            extra["heldout_web_buckets"] = web_buckets(location, [p.text for p in held if p.label == 0])
+        extra["files"] = {
+            os.path.relpath(os.path.join(d, f), out): os.path.getsize(os.path.join(d, f))
+            for d, _, fs in os.walk(out)
+            for f in fs
+        }
+        reports[name] = write_quality(out, model, metrics, common | extra)
     return reports
 
 
-def train_kenlm_models(s: TrainSettings, ref: list[Doc], web: list[Doc], out: str) -> dict[str, Any]:
-    """One model per language with enough reference text; Wikipedia text is preferred when present (as CCNet)."""
-    import numpy as np
+def train_kenlm(s: TrainSettings, train: list[Piece], out: str) -> dict[str, Any]:
+    """SentencePiece + pruned, quantised KenLM on the reference pieces; bucket cut-offs from the web pages."""
+    from classifiers.perplexity import train_perplexity_model
 
-    from classifiers.perplexity import PerplexityModel, train_perplexity_model
-
-    ensure_lmplz()
-    report: dict[str, Any] = {}
-    for lang in sorted({d.lang for d in ref}):
-        docs = [d.text for d in ref if d.lang == lang]
-        wiki = [d.text for d in ref if d.lang == lang and d.origin.startswith("wikipedia")]
-        pool = wiki if len(wiki) >= s.min_lang_docs else docs
-        if len(pool) < s.min_lang_docs:
-            continue
-        random.Random(s.seed).shuffle(pool)
-        k = max(2, len(pool) // 10)
-        held, train = pool[:k], pool[k:]
-        web_lang = [d.text for d in web if d.lang == lang]
-        meta = train_perplexity_model(
-            train, web_lang, os.path.join(out, lang), vocab_size=s.sp_vocab, order=s.kenlm_order, seed=s.seed
-        )
-        model = PerplexityModel.load(os.path.join(out, lang))
-        meta["median_ppl_heldout_reference"] = round(float(np.median([model.perplexity(t) for t in held])), 1)
-        if web_lang:
-            meta["median_ppl_web"] = round(float(np.median([model.perplexity(t) for t in web_lang])), 1)
-        report[lang] = meta
-    return report
-
-
-def train_wikiref_model(s: TrainSettings, ref: list[Doc], web: list[Doc], out: str) -> dict[str, Any]:
-    from classifiers.wikiref import train_wikiref
-
-    pos = [d.text for d in ref if d.lang == "en"]
-    neg = [d.text for d in web if d.lang == "en"]
-    return train_wikiref(pos, neg, out, seed=s.seed) | {"positives": len(pos), "negatives": len(neg)}
-
-
-def train_roberta_model(s: TrainSettings, ref: list[Doc], web: list[Doc], out: str) -> dict[str, Any]:
-    """Labels distilled from the wiki-reference classifier (or the user's file); source labels kept as truth."""
-    import numpy as np
-
-    from classifiers.roberta import SmallConfig, read_label_file, train_roberta
-
-    if s.roberta_labels:
-        texts, labels = read_label_file(s.roberta_labels)
-        truth = None
-    else:
-        from classifiers.wikiref import wiki_probability
-        from filters.langid import load_fasttext
-
-        wikiref = os.path.join(s.models_dir, "wikiref", "model.bin")
-        if not os.path.exists(wikiref):
-            raise FileNotFoundError(
-                f"{wikiref} is missing: train the wiki-reference model first (make models)"
-            )
-        rng = random.Random(s.seed)
-        neg = [d.text for d in web if d.lang == "en"]
-        pos = [d.text for d in ref if d.lang == "en"]
-        neg = rng.sample(neg, min(len(neg), s.roberta_max_docs // 2))
-        pos = rng.sample(pos, min(len(pos), s.roberta_max_docs - len(neg)))
-        texts = pos + neg
-        truth = [1] * len(pos) + [0] * len(neg)
-        from filters import langid
-
-        langid._MODELS.pop(wikiref, None)
-        labels = [int(p >= 0.5) for p in wiki_probability(load_fasttext(wikiref), texts)]
-    size = SmallConfig(
-        hidden_size=s.roberta_hidden,
-        num_hidden_layers=s.roberta_layers,
-        num_attention_heads=max(1, s.roberta_hidden // 64),
-        intermediate_size=4 * s.roberta_hidden,
-    )
-    meta = train_roberta(
-        texts,
-        labels,
-        out,
-        init_from=s.roberta_init,
-        size=size,
-        epochs=s.roberta_epochs,
-        max_length=s.roberta_max_length,
+    ref = [p.text for p in train if p.label == 1]
+    web = [p.text for p in train if p.label == 0]
+    meta = train_perplexity_model(
+        ref,
+        web,
+        os.path.join(out, s.lang),
+        vocab_size=s.sp_vocab,
+        order=s.kenlm_order,
         seed=s.seed,
-        truth=truth,
+        prune=s.kenlm_prune,
+        quantize_bits=s.kenlm_quantize_bits,
+        percentiles=s.ppl_percentiles,
     )
-    meta["label_balance"] = round(float(np.mean(labels)), 3)
-    return meta
+    return {"kenlm": meta}
+
+
+def web_buckets(location: str, pages: list[str]) -> dict[str, float]:
+    """Share of held-out web pages per perplexity bucket (compare with the configured percentiles)."""
+    from classifiers.perplexity import PerplexityModel
+
+    model = PerplexityModel.load(location)
+    buckets = [model.bucket(model.perplexity(t)) for t in pages]
+    return {b: round(buckets.count(b) / max(1, len(buckets)), 3) for b in ("head", "middle", "tail")}
+
+
+def train_wikiref(s: TrainSettings, train: list[Piece], out: str) -> dict[str, Any]:
+    from classifiers.wikiref import train_fasttext
+
+    rows = classifier_examples(train, s.seed)
+    train_fasttext(rows, os.path.join(out, "model.ftz"), seed=s.seed, quantize=True)
+    return {"train_examples": len(rows), "positives": sum(y for _, y in rows)}
+
+
+def train_roberta(s: TrainSettings, train: list[Piece], out: str) -> dict[str, Any]:
+    """A small RoBERTa from scratch (BPE vocabulary learnt on the training text), saved in float16."""
+    import torch
+    from transformers import AutoTokenizer, RobertaForSequenceClassification
+
+    from classifiers.roberta import SmallConfig, build_model, fine_tune, train_bpe_tokenizer
+
+    torch.set_num_threads(1)  # the same float sums on every machine, and no oversubscription on a shared one
+    rows = classifier_examples(train, s.seed, s.roberta_max_per_class)
+    texts, labels = [t for t, _ in rows], [y for _, y in rows]
+    if s.roberta_init:
+        tokenizer = AutoTokenizer.from_pretrained(s.roberta_init, local_files_only=True)
+        model = RobertaForSequenceClassification.from_pretrained(
+            s.roberta_init, local_files_only=True, num_labels=2
+        )
+    else:
+        tokenizer = train_bpe_tokenizer(sorted(set(texts)), out, s.roberta_vocab)
+        size = SmallConfig(
+            hidden_size=s.roberta_hidden,
+            num_hidden_layers=s.roberta_layers,
+            num_attention_heads=max(1, s.roberta_hidden // 64),
+            intermediate_size=4 * s.roberta_hidden,
+            vocab_size=s.roberta_vocab,
+        )
+        model = build_model(tokenizer, size, s.seed)
+    losses = fine_tune(
+        model, tokenizer, texts, labels, epochs=s.roberta_epochs, max_length=s.roberta_max_length, seed=s.seed
+    )
+    model.half().save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return {"train_examples": len(rows), "losses": losses, "label_balance": round(float(np.mean(labels)), 3)}

@@ -48,8 +48,10 @@ def train_fasttext(
     dim: int = 64,
     word_ngrams: int = 2,
     lr: float = 0.5,
+    quantize: bool = False,
 ) -> str:
-    """fastText supervised training (one thread: deterministic for a seed)."""
+    """fastText supervised training (one thread: deterministic for a seed); ``quantize``: product-quantised
+    ``.ftz`` (retrained on the same text), a small fraction of the ``.bin`` size."""
     import fasttext
 
     os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
@@ -69,6 +71,8 @@ def train_fasttext(
             seed=seed,
             verbose=0,
         )
+        if quantize:
+            model.quantize(input=name, qnorm=True, retrain=True, cutoff=100_000, thread=1, verbose=0)
     finally:
         os.unlink(name)
     model.save_model(out_path)

@@ -3,7 +3,7 @@
     winnow dedup lines --input DOCS --counts DIR [--bucket-docs N] [--normalization ccnet|datatrove]
                                                         (line counts for the `line_dedup` step's mode: counts)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
-                 [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor local|process|ray]
+                 [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor auto|local|process|ray]
 
 Writes survivors to ``OUT/docs/``, clusters to ``OUT/duplicates/`` (id, cluster_id, kept, ...) and ``OUT/dedup.json``;
 ``winnow query --output OUT --sql "SELECT * FROM duplicates"`` reads them.
@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from pipelines.core.commands import add_command
+from pipelines.core.executor import get_executor
 from pipelines.core.layout import write_json_atomic
 from pipelines.core.locks import run_lock
 
@@ -39,13 +40,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ngram", type=int, default=5)
     p.add_argument("--no-verify", action="store_true", help="skip the exact-Jaccard check of candidate pairs")
     p.add_argument(
-        "--score-column", default=None, help="survivor: highest value of this column, then smallest id"
+        "--score-column",
+        default=None,
+        help="survivor: best value of this column (--score-order), then the longest text, then the smallest id",
     )
+    p.add_argument("--score-order", choices=["max", "min"], default="max", help="which score value is best")
     p.add_argument(
         "--reference", action="append", default=[], help="Parquet docs matched against, never removed"
     )
-    p.add_argument("--partitions", type=int, default=16)
-    p.add_argument("--executor", choices=["local", "process", "ray"], default="process")
+    p.add_argument("--partitions", type=int, default=16, help="R: hash partitions of every shuffle")
+    p.add_argument("--tasks", type=int, default=16, help="M: signature tasks over groups of input files")
+    p.add_argument(
+        "--executor",
+        choices=["auto", "local", "process", "ray"],
+        default="auto",
+        help="who runs the passes (auto: Ray when RAY_ADDRESS is set, else a process pool)",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     lines_sub = p.add_subparsers(dest="dedup_command", metavar="[lines]")
     lines = add_command(
@@ -109,31 +119,36 @@ def run_dedup(args: argparse.Namespace) -> int:
     try:
         with run_lock(out):
             work_root = os.path.join(out, "_work")
+            executor = get_executor(args.executor, args.workers)
             if args.kind == "minhash":
                 cfg = MinHashConfig(
                     ngram=args.ngram,
                     threshold=args.threshold,
                     verify=not args.no_verify,
                     score_column=args.score_column,
+                    score_order=args.score_order,
                     references=args.reference,
                     partitions=args.partitions,
+                    tasks=args.tasks,
                     executor=args.executor,
                     workers=args.workers,
                 )
                 if args.bands is not None or args.rows is not None:
                     cfg = MinHashConfig(**{**cfg.__dict__, "bands": args.bands or 0, "rows": args.rows or 0})
-                res = find_near_duplicates(args.input, work_root, cfg)
+                res = find_near_duplicates(args.input, work_root, cfg, executor=executor)
             else:
                 ecfg = ExactConfig(
                     mode="md5" if args.kind == "md5" else "normalized",
                     score_column=args.score_column,
+                    score_order=args.score_order,
                     references=args.reference,
                     partitions=args.partitions,
+                    tasks=args.tasks,
                     executor=args.executor,
                     workers=args.workers,
                 )
-                res = find_exact_duplicates(args.input, work_root, ecfg)
-            summary = {**res.stats, **write_survivors(res.duplicates, res.files, out, res.work)}
+                res = find_exact_duplicates(args.input, work_root, ecfg, executor=executor)
+            summary = {**res.stats, **write_survivors(res, out, executor)}
             write_json_atomic(os.path.join(out, "dedup.json"), summary)
     except (FileNotFoundError, ValueError) as exc:
         print(f"winnow dedup: {exc}", file=sys.stderr)

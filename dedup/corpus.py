@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,14 +20,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from dedup.text import mix64
+from pipelines.core.executor import get_executor
+
 ROW_BITS = 32
 
 
 @dataclass(frozen=True)
 class InputFile:
+    """An input of a workflow, with its size and mtime as listed when the workflow started (the fingerprint uses
+    them, so a stage resuming its removal, which rewrites the file, still finds its work folder)."""
+
     index: int
     path: str
     protected: bool = False
+    size: int = -1
+    mtime_ns: int = -1
 
     @property
     def key(self) -> str:
@@ -58,7 +65,8 @@ def build_inputs(inputs: list[str], references: list[str] | None = None) -> list
         if path in seen:
             continue
         seen.add(path)
-        out.append(InputFile(len(out), path, protected))
+        st = os.stat(path)
+        out.append(InputFile(len(out), path, protected, st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -66,8 +74,11 @@ def fingerprint(files: list[InputFile], settings: dict[str, Any]) -> str:
     """Names the work folder: same inputs (path, size, mtime) and settings → same folder → resumable."""
     h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     for f in files:
-        st = os.stat(f.path)
-        h.update(f"{f.path}|{st.st_size}|{st.st_mtime_ns}|{f.protected}\n".encode())
+        size, mtime = f.size, f.mtime_ns
+        if size < 0:
+            st = os.stat(f.path)
+            size, mtime = st.st_size, st.st_mtime_ns
+        h.update(f"{f.path}|{size}|{mtime}|{f.protected}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -132,6 +143,10 @@ def doc_table(
     )
 
 
+#: a pair of documents (``a < b``), as every pass after the buckets writes them
+PAIR_SCHEMA = pa.schema([("a", pa.uint64()), ("b", pa.uint64())])
+
+
 def split_gid(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     g = g.astype(np.uint64)
     return (g >> np.uint64(ROW_BITS)).astype(np.int64), (g & np.uint64(2**ROW_BITS - 1)).astype(np.int64)
@@ -156,21 +171,42 @@ def read_rows(path: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
 
 
 def pmap(fn: Callable[[Any], Any], items: list[Any], workers: int = 1, executor: str = "local") -> list[Any]:
-    """Run ``fn`` over ``items``: in this process, in a process pool, or as Ray tasks (the only Ray code here)."""
-    if not items:
-        return []
-    if executor == "ray":
-        import ray
+    """Kept for callers not yet moved to :mod:`pipelines.core.executor` (line dedup): the executor named."""
+    return get_executor(executor, workers).map(fn, items)
 
-        from pipelines.core.executor import init_ray
 
-        init_ray()
-        task = ray.remote(fn).options(max_retries=2)
-        return ray.get([task.remote(it) for it in items])
-    if executor == "process" and workers > 1 and len(items) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(items))) as ex:
-            return list(ex.map(fn, items))
-    return [fn(it) for it in items]
+def part_of(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """Hash partition (int64) of uint64 keys; keys are mixed first, since gids are structured numbers."""
+    return (mix64(keys.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
+
+
+def file_groups(files: list[InputFile], tasks: int) -> list[list[InputFile]]:
+    """``files`` cut into at most ``tasks`` contiguous groups of nearly equal size (one pass task per group)."""
+    n = max(1, min(tasks, len(files)))
+    bounds = np.linspace(0, len(files), n + 1).round().astype(int)
+    return [files[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
+
+
+def group_of_files(groups: list[list[InputFile]]) -> np.ndarray:
+    """int64[file index] -> group number."""
+    out = np.zeros(sum(len(g) for g in groups), np.int64)
+    for gi, g in enumerate(groups):
+        for f in g:
+            out[f.index] = gi
+    return out
+
+
+def read_folder(folder: str, columns: list[str] | None = None) -> pa.Table | None:
+    """Every Parquet file of ``folder`` (a partition written by several tasks), concatenated; None when empty."""
+    if not os.path.isdir(folder):
+        return None
+    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet"))
+    tables = [pq.read_table(p, columns=columns) for p in paths]
+    return pa.concat_tables(tables) if tables else None
+
+
+def unit(i: int) -> str:
+    return f"{i:05d}"
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
@@ -182,6 +218,59 @@ def write_parquet_atomic(table: pa.Table, path: str) -> None:
     os.replace(tmp, path)
 
 
+class PartitionWriter:
+    """One Parquet file per partition, ``<root>/<partition>/<name>.parquet``, fed in pieces and committed at once.
+
+    A task's rows are spread over R partitions as they come; pieces are buffered up to ``flush_rows`` rows in all,
+    then appended as row groups, so a task holds one buffer however much it writes.  ``close`` renames every file
+    into place (an empty partition gets an empty file, so a reader finds all M files of each partition).
+    """
+
+    def __init__(self, root: str, name: str, partitions: int, schema: pa.Schema, flush_rows: int = 1_000_000):
+        from pipelines.core.layout import tmp_name
+
+        self.paths = [os.path.join(root, unit(p), f"{name}.parquet") for p in range(partitions)]
+        self.tmps = [tmp_name(p) for p in self.paths]
+        self.schema, self.flush_rows = schema, flush_rows
+        self.buffers: list[list[pa.Table]] = [[] for _ in range(partitions)]
+        self.writers: list[pq.ParquetWriter | None] = [None] * partitions
+        self.buffered = 0
+
+    def add(self, partition: int, table: pa.Table) -> None:
+        if table.num_rows:
+            self.buffers[partition].append(table)
+            self.buffered += table.num_rows
+            if self.buffered >= self.flush_rows:
+                self.flush()
+
+    def add_split(self, table: pa.Table, part: np.ndarray) -> None:
+        """Rows of ``table`` to partitions ``part`` (int64 per row)."""
+        order = np.argsort(part, kind="stable")
+        bounds = np.searchsorted(part[order], np.arange(len(self.paths) + 1))
+        for p in np.flatnonzero(np.diff(bounds)).tolist():
+            self.add(p, table.take(pa.array(order[bounds[p] : bounds[p + 1]])))
+
+    def _writer(self, p: int) -> pq.ParquetWriter:
+        if self.writers[p] is None:
+            os.makedirs(os.path.dirname(self.tmps[p]), exist_ok=True)
+            self.writers[p] = pq.ParquetWriter(self.tmps[p], self.schema, compression="zstd")
+        return self.writers[p]  # type: ignore[return-value]
+
+    def flush(self) -> None:
+        for p, parts in enumerate(self.buffers):
+            if parts:
+                self._writer(p).write_table(pa.concat_tables(parts).cast(self.schema))
+                self.buffers[p] = []
+        self.buffered = 0
+
+    def close(self) -> None:
+        self.flush()
+        for p, w in enumerate(self.writers):
+            if w is not None:
+                w.close()
+                os.replace(self.tmps[p], self.paths[p])
+
+
 def marker(work: str, stage: str, unit: str) -> str:
     return os.path.join(work, "_done", stage, f"{unit}.json")
 
@@ -191,9 +280,16 @@ def is_done(work: str, stage: str, unit: str) -> bool:
 
 
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
-    from pipelines.core.layout import write_json_atomic
+    """A unit's marker, renamed into place after its outputs.  No fsync (the outputs have none either): a machine
+    crash may lose a marker, and the unit then simply runs again; a pass has hundreds of units."""
+    from pipelines.core.layout import tmp_name
 
-    write_json_atomic(marker(work, stage, unit), info or {})
+    path = marker(work, stage, unit)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(info or {}, f)
+    os.replace(tmp, path)
 
 
 def read_marker(work: str, stage: str, unit: str) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """MinHash signatures, LSH band keys and candidate pairs: the first two passes of the near-duplicate workflow.
 
-Pass 1 (per input file, parallel): signatures of every document, vectorised over all shingles of a batch with the
-multiply-shift family ``h_i(x) = (a_i * x + b_i) mod 2^64 >> 32``; each band's ``rows`` values are mixed into one
-64-bit key, and ``(band, key, gid)`` rows go to ``bands/<partition>/<file>.parquet`` with ``partition = key % P``.
-Pass 2 (per partition, parallel): sort the partition's rows by ``(band, key)``; every bucket with two or more
-documents yields candidate pairs.  Only one partition is in memory at a time, and ``P`` grows with the corpus
-(:func:`partitions_for`) so that a partition holds at most ``partition_rows`` band rows.
+Pass 1 (one task per group of input files, M groups): signatures of every document, vectorised over all shingles of
+a batch with the multiply-shift family ``h_i(x) = (a_i * x + b_i) mod 2^64 >> 32``; each band's ``rows`` values are
+mixed into one 64-bit key, and ``(band, key, gid)`` rows go to ``bands/<p>/<group>.parquet`` with
+``p = key % R``, streamed (:class:`~dedup.corpus.PartitionWriter`), and the group's per-document facts to
+``doctable/<group>.parquet``.  M and R are settings (``tasks``, ``partitions``), so the pass leaves M x R files
+whatever the corpus size.
+Pass 2 (one task per partition, R tasks): sort the partition's rows by ``(band, key)``; every bucket with two or
+more documents yields candidate pairs, written to ``pairs/<q>/<p>.parquet`` with ``q`` a hash of the pair, so each
+pair found in several bands (several partitions) meets its copies in one verify partition.
 """
 
 from __future__ import annotations
@@ -16,19 +19,25 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     DOC_TABLE_SCHEMA,
+    PAIR_SCHEMA,
     InputFile,
+    PartitionWriter,
     doc_table,
     gids,
     is_done,
     iter_batches,
     mark_done,
+    part_of,
+    read_folder,
+    read_marker,
+    unit,
     write_parquet_atomic,
 )
 from dedup.text import _POS_MULT, mix64, shingle_hashes
+from pipelines.core.executor import NAMES
 
 _U64 = np.uint64
 
@@ -47,22 +56,25 @@ class MinHashConfig:
     threshold: float = 0.8
     #: check each candidate pair by exact Jaccard of its shingle sets before clustering
     verify: bool = True
-    #: survivor of a cluster: highest value of this column (if set), then smallest id
+    #: survivor of a cluster: a reference document, then the best value of this column (if set; ``score_order``
+    #: "max" or "min", e.g. "min" for perplexity), then the longest text, then the smallest id
     score_column: str | None = None
+    score_order: str = "max"
     seed: int = 1
-    #: bucket partitions (at least; more when the corpus has over ``partition_rows`` band rows per partition)
+    #: R: hash partitions of every shuffle (bands, pairs, verification, components); with ``tasks`` (M, the
+    #: signature tasks over groups of input files) they fix the number of intermediate files (~M x R).  A
+    #: partition's share of the corpus is what one task holds: raise R with the corpus, or from the cluster size
     partitions: int = 16
-    partition_rows: int = 1_000_000
+    tasks: int = 16
     batch_rows: int = 2000
-    #: characters of text per verify partition (its documents' texts and shingle sets are what a worker holds)
-    verify_chars: int = 32_000_000
     #: buckets up to this size emit all their pairs; larger ones a star around their smallest member
     all_pairs_max_bucket: int = 8
     text_column: str = "text"
     id_column: str = "id"
-    #: parallel passes: "local" (this process), "process" (a process pool of `workers`) or "ray"
-    executor: str = "local"
-    workers: int = 2
+    #: who runs the passes (pipelines.core.executor): "local" (this process), "process" (a pool of `workers`),
+    #: "ray", or "auto": Ray when RAY_ADDRESS names a cluster, else a process pool
+    executor: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: documents of these Parquet dirs/globs are matched against but never removed (cross-source dedup)
     references: list[str] = field(default_factory=list)
 
@@ -71,8 +83,7 @@ class MinHashConfig:
             self.bands, self.rows = choose_bands(self.threshold, 112, self.verify)
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"minhash threshold must be in (0, 1], got {self.threshold}")
-        if self.executor not in ("local", "process", "ray"):
-            raise ValueError(f"minhash executor must be local, process or ray, got {self.executor!r}")
+        check_settings(self.executor, self.score_order, self.partitions, self.tasks)
 
     @property
     def num_perm(self) -> int:
@@ -89,8 +100,10 @@ class MinHashConfig:
                 "threshold",
                 "verify",
                 "score_column",
+                "score_order",
                 "seed",
                 "partitions",
+                "tasks",
                 "all_pairs_max_bucket",
                 "text_column",
                 "id_column",
@@ -98,9 +111,14 @@ class MinHashConfig:
         }
 
 
-def partitions_for(docs: int, keys_per_doc: int, minimum: int, partition_rows: int) -> int:
-    """Bucket partitions for ``docs`` documents: ``minimum``, or more so that none holds over ``partition_rows`` keys."""
-    return max(minimum, -(-docs * keys_per_doc // max(1, partition_rows)))
+def check_settings(executor: str, score_order: str, partitions: int, tasks: int) -> None:
+    """Fail early, naming the setting, on values no pass could use."""
+    if executor not in NAMES:
+        raise ValueError(f"dedup executor must be one of {', '.join(NAMES)}, got {executor!r}")
+    if score_order not in ("max", "min"):
+        raise ValueError(f"score_order must be 'max' or 'min', got {score_order!r}")
+    if partitions < 1 or tasks < 1:
+        raise ValueError(f"partitions and tasks must be >= 1, got {partitions} and {tasks}")
 
 
 def choose_bands(threshold: float, num_perm: int, verify: bool = True) -> tuple[int, int]:
@@ -151,96 +169,95 @@ def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return mix64(acc)
 
 
-def signature_task(args: tuple[InputFile, MinHashConfig, str]) -> dict[str, Any]:
-    """Pass 1 for one input file: band keys to ``bands/<p>/<file>.parquet`` and a doc table; resumable."""
-    f, cfg, work = args
-    if is_done(work, "signatures", f.key):
-        return {"file": f.key, "skipped": True}
+BAND_SCHEMA = pa.schema([("band", pa.uint8()), ("key", pa.uint64()), ("gid", pa.uint64())])
+
+
+def signature_task(args: tuple[int, list[InputFile], MinHashConfig, str]) -> dict[str, Any]:
+    """Pass 1 for one group of input files: band keys to ``bands/<p>/<group>.parquet``, doc facts; resumable."""
+    group, files, cfg, work = args
+    name = unit(group)
+    if is_done(work, "signatures", name):
+        return read_marker(work, "signatures", name)
     cols = [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
-    parts: list[list[np.ndarray]] = [[] for _ in range(cfg.partitions)]
-    pband: list[list[np.ndarray]] = [[] for _ in range(cfg.partitions)]
-    pgid: list[list[np.ndarray]] = [[] for _ in range(cfg.partitions)]
+    out = PartitionWriter(os.path.join(work, "bands"), name, cfg.partitions, BAND_SCHEMA)
     doc_tables = []
     docs = empty = 0
-    for first, t in iter_batches(f.path, cols, cfg.batch_rows):
-        texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
-        sig, ok = signatures(texts, cfg)
-        g = gids(f.index, first, t.num_rows)
-        keys = band_keys(sig[ok], cfg.bands, cfg.rows)
-        gk = np.repeat(g[ok], cfg.bands)
-        bk = np.tile(np.arange(cfg.bands, dtype=np.uint8), int(ok.sum()))
-        flat = keys.reshape(-1)
-        p = (flat % _U64(cfg.partitions)).astype(np.int64)
-        order = np.argsort(p, kind="stable")
-        bounds = np.searchsorted(p[order], np.arange(cfg.partitions + 1))
-        for i in range(cfg.partitions):
-            sel = order[bounds[i] : bounds[i + 1]]
-            parts[i].append(flat[sel])
-            pband[i].append(bk[sel])
-            pgid[i].append(gk[sel])
-        doc_tables.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
-        docs += t.num_rows
-        empty += int((~ok).sum())
-    for i in range(cfg.partitions):
-        cat = lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt)  # noqa: E731
-        table = pa.table(
-            {"band": cat(pband[i], np.uint8), "key": cat(parts[i], _U64), "gid": cat(pgid[i], _U64)}
-        )
-        write_parquet_atomic(table, os.path.join(work, "bands", f"{i:04d}", f"{f.key}.parquet"))
+    for f in files:
+        for first, t in iter_batches(f.path, cols, cfg.batch_rows):
+            texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
+            sig, ok = signatures(texts, cfg)
+            g = gids(f.index, first, t.num_rows)
+            flat = band_keys(sig[ok], cfg.bands, cfg.rows).reshape(-1)
+            rows = pa.table(
+                {
+                    "band": np.tile(np.arange(cfg.bands, dtype=np.uint8), int(ok.sum())),
+                    "key": flat,
+                    "gid": np.repeat(g[ok], cfg.bands),
+                },
+                schema=BAND_SCHEMA,
+            )
+            out.add_split(rows, (flat % _U64(cfg.partitions)).astype(np.int64))
+            doc_tables.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
+            docs += t.num_rows
+            empty += int((~ok).sum())
+    out.close()
     facts = pa.concat_tables(doc_tables) if doc_tables else DOC_TABLE_SCHEMA.empty_table()
-    write_parquet_atomic(facts, os.path.join(work, "doctable", f"{f.key}.parquet"))
-    info = {"file": f.key, "path": f.path, "docs": docs, "no_shingles": empty}
-    mark_done(work, "signatures", f.key, info)
+    write_parquet_atomic(facts, os.path.join(work, "doctable", f"{name}.parquet"))
+    info = {"group": group, "files": len(files), "docs": docs, "no_shingles": empty}
+    mark_done(work, "signatures", name, info)
     return info
 
 
+def _bucket_pairs(t: pa.Table, all_pairs_max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs ``(a, b)`` of one partition's band rows: a star around each bucket's smallest gid, and
+    every pair of small buckets (so one false member cannot hide a true pair)."""
+    band = t.column("band").to_numpy()
+    key = t.column("key").to_numpy()
+    gid = t.column("gid").to_numpy()
+    order = np.lexsort((gid, key, band))
+    band, key, gid = band[order], key[order], gid[order]
+    new = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
+    starts = np.flatnonzero(new)
+    sizes = np.diff(np.r_[starts, len(key)])
+    multi = sizes > 1
+    grp = np.repeat(np.arange(len(starts)), sizes)
+    root = gid[starts][grp]
+    member = ~new & multi[grp]
+    a_out, b_out = [root[member]], [gid[member]]
+    small = multi & (sizes <= all_pairs_max_bucket) & (sizes > 2)
+    for s, z in zip(starts[small].tolist(), sizes[small].tolist(), strict=True):
+        g = gid[s + 1 : s + z]
+        i, j = np.triu_indices(len(g), 1)
+        a_out.append(g[i])
+        b_out.append(g[j])
+    a, b = np.concatenate(a_out), np.concatenate(b_out)
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One uint64 per pair, to partition pairs (the same pair always lands in the same partition)."""
+    return mix64(a.astype(_U64)) ^ b.astype(_U64)
+
+
 def bucket_task(args: tuple[int, MinHashConfig, str]) -> dict[str, Any]:
-    """Pass 2 for one partition: candidate pairs ``(a, b)`` with ``a < b`` from every shared band key."""
+    """Pass 2 for one partition: candidate pairs ``a < b`` to ``pairs/<q>/<p>.parquet`` (q: hash of the pair)."""
     part, cfg, work = args
-    unit = f"{part:04d}"
-    if is_done(work, "buckets", unit):
-        return {"partition": part, "skipped": True}
-    folder = os.path.join(work, "bands", unit)
-    files = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet"))
-    t = pa.concat_tables([pq.read_table(p) for p in files]) if files else None
-    a_out: list[np.ndarray] = []
-    b_out: list[np.ndarray] = []
+    name = unit(part)
+    if is_done(work, "buckets", name):
+        return read_marker(work, "buckets", name)
+    t = read_folder(os.path.join(work, "bands", name))
+    out = PartitionWriter(os.path.join(work, "pairs"), name, cfg.partitions, PAIR_SCHEMA)
+    pairs = rows = 0
     if t is not None and t.num_rows:
-        band = t.column("band").to_numpy()
-        key = t.column("key").to_numpy()
-        gid = t.column("gid").to_numpy()
-        order = np.lexsort((gid, key, band))
-        band, key, gid = band[order], key[order], gid[order]
-        new = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
-        starts = np.flatnonzero(new)
-        sizes = np.diff(np.r_[starts, len(key)])
-        multi = sizes > 1
-        # star edges: smallest gid of each bucket to every other member
-        grp = np.repeat(np.arange(len(starts)), sizes)
-        root = gid[starts][grp]
-        member = ~new & multi[grp]
-        a_out.append(root[member])
-        b_out.append(gid[member])
-        # small buckets: also every other pair, so one false member cannot hide a true pair
-        for s, z in zip(
-            starts[multi & (sizes <= cfg.all_pairs_max_bucket) & (sizes > 2)],
-            sizes[multi & (sizes <= cfg.all_pairs_max_bucket) & (sizes > 2)],
-            strict=True,
-        ):
-            g = gid[s + 1 : s + z]
-            i, j = np.triu_indices(len(g), 1)
-            a_out.append(g[i])
-            b_out.append(g[j])
-    a = np.concatenate(a_out) if a_out else np.zeros(0, _U64)
-    b = np.concatenate(b_out) if b_out else np.zeros(0, _U64)
-    pairs = (
-        np.unique(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1), axis=0)
-        if len(a)
-        else np.zeros((0, 2), _U64)
-    )
-    write_parquet_atomic(
-        pa.table({"a": pairs[:, 0], "b": pairs[:, 1]}), os.path.join(work, "pairs", f"{unit}.parquet")
-    )
-    info = {"partition": part, "rows": 0 if t is None else t.num_rows, "pairs": len(pairs)}
-    mark_done(work, "buckets", unit, info)
+        rows = t.num_rows
+        a, b = _bucket_pairs(t, cfg.all_pairs_max_bucket)
+        del t
+        if len(a):
+            ab = np.unique(np.stack([a, b], axis=1), axis=0)
+            pairs = len(ab)
+            table = pa.table({"a": ab[:, 0], "b": ab[:, 1]}, schema=PAIR_SCHEMA)
+            out.add_split(table, part_of(pair_key(ab[:, 0], ab[:, 1]), cfg.partitions))
+    out.close()
+    info = {"partition": part, "rows": rows, "pairs": pairs}
+    mark_done(work, "buckets", name, info)
     return info

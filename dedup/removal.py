@@ -1,5 +1,8 @@
 """Removal passes: apply a duplicates table to the documents, with every removed row accounted for.
 
+One task per input file (executor), each reading only its file group's ``removed/<g>/*`` rows and leaving a marker,
+so a removal killed half-way resumes with the files not yet done; the driver holds the list of files.
+
 * :func:`write_survivors` (standalone ``winnow dedup``): copies each input minus its removed rows to
   ``OUTPUT/docs/`` and the clusters to ``OUTPUT/duplicates/``.
 * :func:`move_to_rejected` (a recipe's corpus stage): moves removed rows from ``docs/<key>.parquet`` to
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections import Counter
@@ -20,29 +24,67 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from dedup.corpus import InputFile, is_done, mark_done, split_gid, write_parquet_atomic
+from dedup.corpus import (
+    InputFile,
+    is_done,
+    mark_done,
+    read_folder,
+    read_marker,
+    split_gid,
+    unit,
+    write_parquet_atomic,
+)
+from pipelines.core.executor import Executor
 from pipelines.core.layout import write_json_atomic
 from pipelines.core.schema import conform
 
 PUBLIC_COLUMNS = ["id", "cluster_id", "kept", "cluster_size", "reason", "input"]
 
 
-def removed_rows(dups: pa.Table, files: list[InputFile]) -> dict[int, np.ndarray]:
-    """Row numbers to remove, per file index (protected files never appear)."""
-    gone = dups.filter(pc.invert(dups.column("kept")))
-    fidx, rows = split_gid(gone.column("gid").to_numpy())
-    out: dict[int, np.ndarray] = {}
-    for f in np.unique(fidx).tolist():
-        if not files[f].protected:
-            out[f] = np.sort(rows[fidx == f])
-    return out
+def removed_rows(work: str, group: int, f: InputFile) -> pa.Table:
+    """``(row, cluster_id, reason)`` of the rows of ``f`` to remove, sorted by row (never for protected files)."""
+    t = read_folder(os.path.join(work, "removed", unit(group)))
+    if f.protected or t is None or not t.num_rows:
+        return pa.table(
+            {
+                "row": pa.array([], pa.int64()),
+                "cluster_id": pa.array([], pa.string()),
+                "reason": pa.array([], pa.string()),
+            }
+        )
+    fidx, rows = split_gid(t.column("gid").to_numpy())
+    mine = fidx == f.index
+    t = t.filter(pa.array(mine)).append_column("row", pa.array(rows[mine]))
+    return t.select(["row", "cluster_id", "reason"]).sort_by("row")
 
 
-def public_duplicates(dups: pa.Table, files: list[InputFile]) -> pa.Table:
-    fidx, _ = split_gid(dups.column("gid").to_numpy())
-    paths = [files[i].path for i in fidx.tolist()]
-    t = dups.append_column("input", pa.array(paths, pa.string()))
-    return t.select(PUBLIC_COLUMNS)
+def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
+    """The public cluster table (``PUBLIC_COLUMNS``) as one Parquet file, streamed partition by partition."""
+    work, files, path = args
+    from pipelines.core.layout import tmp_name
+
+    paths = sorted(glob.glob(os.path.join(work, "duplicates", "*.parquet")))
+    names = np.array([f.path for f in files], dtype=object)
+    schema = pa.schema(
+        [
+            (c, pa.bool_() if c == "kept" else pa.int64() if c == "cluster_size" else pa.string())
+            for c in PUBLIC_COLUMNS
+        ]
+    )
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    rows = 0
+    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+        for p in paths:
+            t = pq.read_table(p).sort_by(
+                [("cluster_id", "ascending"), ("kept", "descending"), ("id", "ascending")]
+            )
+            fidx, _ = split_gid(t.column("gid").to_numpy())
+            t = t.append_column("input", pa.array(names[fidx].tolist(), pa.string()))
+            w.write_table(t.select(PUBLIC_COLUMNS).cast(schema))
+            rows += t.num_rows
+    os.replace(tmp, path)
+    return {"rows": rows}
 
 
 def output_names(files: list[InputFile]) -> dict[int, str]:
@@ -55,54 +97,55 @@ def output_names(files: list[InputFile]) -> dict[int, str]:
     }
 
 
-def write_survivors(dups: pa.Table, files: list[InputFile], output: str, work: str) -> dict[str, Any]:
+def survivors_task(args: tuple[str, int, InputFile, str]) -> dict[str, Any]:
+    """Standalone removal of one input: ``OUTPUT/docs/<name>`` without its removed rows; resumable."""
+    work, group, f, dest = args
+    if is_done(work, "removal", f.key):
+        return read_marker(work, "removal", f.key)
+    gone = removed_rows(work, group, f).column("row").to_numpy()
+    t = pq.read_table(f.path)
+    mask = np.ones(t.num_rows, dtype=bool)
+    mask[gone] = False
+    write_parquet_atomic(t.filter(pa.array(mask)), dest)
+    info = {"read": t.num_rows, "kept": int(mask.sum()), "removed": int((~mask).sum())}
+    mark_done(work, "removal", f.key, info)
+    return info
+
+
+def write_survivors(res: Any, output: str, executor: Executor) -> dict[str, Any]:
     """Standalone removal: ``OUTPUT/docs/<input name>`` without removed rows, ``OUTPUT/duplicates/part-0.parquet``."""
-    remove = removed_rows(dups, files)
-    names = output_names(files)
-    kept = removed = 0
-    for f in files:
-        if f.protected:
-            continue
-        if is_done(work, "removal", f.key):
-            info = json.load(open(os.path.join(work, "_done", "removal", f"{f.key}.json"), encoding="utf-8"))
-        else:
-            t = pq.read_table(f.path)
-            mask = np.ones(t.num_rows, dtype=bool)
-            mask[remove.get(f.index, np.zeros(0, np.int64))] = False
-            write_parquet_atomic(t.filter(pa.array(mask)), os.path.join(output, "docs", names[f.index]))
-            info = {"read": t.num_rows, "kept": int(mask.sum()), "removed": int((~mask).sum())}
-            mark_done(work, "removal", f.key, info)
-        kept += info["kept"]
-        removed += info["removed"]
-    write_parquet_atomic(public_duplicates(dups, files), os.path.join(output, "duplicates", "part-0.parquet"))
-    return {"kept": kept, "removed": removed}
+    names = output_names(res.files)
+    items = [
+        (res.work, g, f, os.path.join(output, "docs", names[f.index]))
+        for g, fs in enumerate(res.groups)
+        for f in fs
+        if not f.protected
+    ]
+    infos = executor.map(survivors_task, items, "dedup: write survivors")
+    executor.map(publish_task, [(res.work, res.files, os.path.join(output, "duplicates", "part-0.parquet"))])
+    return {"kept": sum(i["kept"] for i in infos), "removed": sum(i["removed"] for i in infos)}
 
 
-def move_to_rejected(
-    dups: pa.Table, files: list[InputFile], source_dir: str, rejected_by: str
-) -> dict[str, Any]:
-    """Pipeline removal: move removed rows of ``<source>/docs/<key>.parquet`` to ``rejected/<key>.parquet``."""
-    remove = removed_rows(dups, files)
-    by_gid = np.argsort(dups.column("gid").to_numpy(), kind="stable")  # a gid's row in `dups`: binary search
-    sorted_gid = dups.column("gid").to_numpy()[by_gid]
-    moved = 0
-    for fi, rows in remove.items():
-        f = files[fi]
+def move_task(args: tuple[str, int, InputFile, str, str]) -> dict[str, Any]:
+    """Pipeline removal of one docs file: its removed rows move to ``rejected/<key>.parquet``; resumable."""
+    work, group, f, source_dir, rejected_by = args
+    if is_done(work, "removal", f.key):
+        return read_marker(work, "removal", f.key)
+    gone_rows = removed_rows(work, group, f)
+    rows = gone_rows.column("row").to_numpy()
+    if len(rows):
         key = os.path.basename(f.path)[: -len(".parquet")]
         rej_path = os.path.join(source_dir, "rejected", f"{key}.parquet")
         docs = pq.read_table(f.path)
         gone = docs.take(pa.array(rows))
-        gids = (np.uint64(fi) << np.uint64(32)) | rows.astype(np.uint64)
-        at = pa.array(by_gid[np.searchsorted(sorted_gid, gids)])
-        reasons = dups.column("reason").take(at).to_pylist()
         meta = [
             _with_cluster(m, c)
             for m, c in zip(
-                gone.column("meta").to_pylist(), dups.column("cluster_id").take(at).to_pylist(), strict=True
+                gone.column("meta").to_pylist(), gone_rows.column("cluster_id").to_pylist(), strict=True
             )
         ]
         gone = gone.set_column(gone.schema.get_field_index("meta"), "meta", pa.array(meta, pa.string()))
-        gone = gone.append_column("reason", pa.array(reasons, pa.string()))
+        gone = gone.append_column("reason", gone_rows.column("reason"))
         gone = gone.append_column("rejected_by", pa.array([rejected_by] * len(rows), pa.string()))
         old = pq.read_table(rej_path) if os.path.exists(rej_path) else None
         if old is not None:
@@ -111,8 +154,7 @@ def move_to_rejected(
                 value_set=old.filter(pc.equal(old.column("rejected_by"), rejected_by)).column("id"),
             )
             gone = gone.filter(pc.invert(already))
-            schema = old.schema
-            new_rej = pa.concat_tables([old, conform(gone, schema)])
+            new_rej = pa.concat_tables([old, conform(gone, old.schema)])
         else:
             new_rej = gone
         if gone.num_rows:
@@ -122,9 +164,22 @@ def move_to_rejected(
         write_parquet_atomic(
             docs.filter(pa.array(mask)), f.path
         )  # 2) then docs; a rerun finds nothing to move
-        moved += len(rows)
         _rewrite_stats(source_dir, key)
-    return {"moved_to_rejected": moved}
+    info = {"moved": int(len(rows))}
+    mark_done(work, "removal", f.key, info)
+    return info
+
+
+def move_to_rejected(res: Any, source_dir: str, rejected_by: str, executor: Executor) -> dict[str, Any]:
+    """Pipeline removal, one task per docs file: removed rows move from ``docs/`` to ``rejected/``."""
+    items = [
+        (res.work, g, f, source_dir, rejected_by)
+        for g, fs in enumerate(res.groups)
+        for f in fs
+        if not f.protected
+    ]
+    infos = executor.map(move_task, items, "dedup: removal")
+    return {"moved_to_rejected": sum(i["moved"] for i in infos)}
 
 
 def _with_cluster(meta: str | None, cluster: str) -> str:

@@ -3,7 +3,8 @@
 Removed documents move from ``<source>/docs/`` to ``<source>/rejected/`` with a reason (``dedup:minhash``,
 ``dedup:exact_md5``, ``dedup:book``) and their cluster id in ``meta.dedup_cluster``; the per-input stats are
 recounted so ``read = kept + rejected`` holds.  The clusters are written to ``<source>/duplicates/<stage>.parquet``.
-A stage that already ran over the current docs (same files, sizes, mtimes) is skipped.
+A stage that already ran over the current docs (same files, sizes, mtimes) is skipped; one killed at any point
+resumes (the passes from their markers, the removal from the listing recorded before it started).
 
 Use in a recipe::
 
@@ -13,38 +14,65 @@ Use in a recipe::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dedup.corpus import build_inputs, fingerprint
+from dedup.corpus import InputFile, build_inputs, fingerprint
 from dedup.minhash import MinHashConfig
-from dedup.removal import move_to_rejected, public_duplicates
+from dedup.removal import move_to_rejected, publish_task
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core.executor import Executor, get_executor
 from pipelines.core.layout import write_json_atomic
 
+#: detection over the listed input files, in a work root: ``(files, work_root) -> DedupResult``
+Detect = Callable[[list[InputFile], str], DedupResult]
 
-def _apply(name: str, source_dir: str, result_fn: Any, references: list[str]) -> dict[str, Any]:
+
+def _read(path: str) -> dict[str, Any] | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _apply(
+    name: str, source_dir: str, detect: Detect, references: list[str], executor: Executor
+) -> dict[str, Any]:
+    """fingerprint -> skip -> detect -> removal -> state, resumable at every point.
+
+    Before removal rewrites ``docs/``, the listing the detection ran on (paths, sizes, mtimes) is recorded in
+    ``_dedup/<name>.removing.json``; a rerun after a kill finds it, rebuilds the same work folder name from it (so no
+    pass runs again) and finishes the removal tasks that have no marker.
+    """
     docs = os.path.join(source_dir, "docs")
     state_path = os.path.join(source_dir, "_dedup", f"{name}.json")
-    current = fingerprint(build_inputs([docs], references), {"stage": name})
-    if os.path.exists(state_path):
-        with open(state_path, encoding="utf-8") as f:
-            state = json.load(f)
-        if state.get("fingerprint") == current:
-            return {**state["stats"], "up_to_date": True}
-    res: DedupResult = result_fn(docs, os.path.join(source_dir, "_dedup"))
-    moved = move_to_rejected(res.duplicates, res.files, source_dir, rejected_by=name)
-    from dedup.corpus import write_parquet_atomic
-
-    write_parquet_atomic(
-        public_duplicates(res.duplicates, res.files),
-        os.path.join(source_dir, "duplicates", f"{name}.parquet"),
+    removing_path = os.path.join(source_dir, "_dedup", f"{name}.removing.json")
+    listed = build_inputs([docs], references)
+    current = fingerprint(listed, {"stage": name})
+    state = _read(state_path)
+    if state and state.get("fingerprint") == current:
+        return {**state["stats"], "up_to_date": True}
+    removing = _read(removing_path)
+    files = [InputFile(**f) for f in removing["files"]] if removing else listed
+    res = detect(files, os.path.join(source_dir, "_dedup"))
+    if not removing:
+        write_json_atomic(removing_path, {"work": res.work, "files": [dataclasses.asdict(f) for f in files]})
+    moved = move_to_rejected(res, source_dir, name, executor)
+    executor.map(
+        publish_task, [(res.work, res.files, os.path.join(source_dir, "duplicates", f"{name}.parquet"))]
     )
     stats = {k: v for k, v in res.stats.items() if k != "work"} | moved
-    after = fingerprint(build_inputs([docs], references), {"stage": name})
-    write_json_atomic(state_path, {"fingerprint": after, "stats": stats})
+    after = build_inputs([docs], references)
+    same = [f.path for f in after] == [f.path for f in files]
+    # inputs added since the detection started were not deduplicated: leave the state stale so a rerun does them
+    write_json_atomic(
+        state_path, {"fingerprint": fingerprint(after, {"stage": name}) if same else "", "stats": stats}
+    )
+    os.remove(removing_path)
     return stats
 
 
@@ -61,11 +89,13 @@ class MinHashDedupStage:
 
     def run(self, source_dir: str) -> dict[str, Any]:
         cfg = self.config()
+        executor = get_executor(cfg.executor, cfg.workers)
         return _apply(
             self.name,
             source_dir,
-            lambda docs, work: find_near_duplicates([docs], work, cfg, self.reason),
+            lambda files, work: find_near_duplicates([], work, cfg, self.reason, executor, files),
             cfg.references,
+            executor,
         )
 
 
@@ -77,14 +107,20 @@ class ExactDedupStage:
     name: str = "exact"
     score_column: str | None = None
     references: list[str] = field(default_factory=list)
+    #: further :class:`ExactConfig` fields (score_order, partitions, tasks, executor, workers)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def run(self, source_dir: str) -> dict[str, Any]:
-        cfg = ExactConfig(mode=self.mode, score_column=self.score_column, references=self.references)
+        cfg = ExactConfig(
+            mode=self.mode, score_column=self.score_column, references=self.references, **self.settings
+        )
+        executor = get_executor(cfg.executor, cfg.workers)
         return _apply(
             self.name,
             source_dir,
-            lambda docs, work: find_exact_duplicates([docs], work, cfg),
+            lambda files, work: find_exact_duplicates([], work, cfg, None, executor, files),
             self.references,
+            executor,
         )
 
 

@@ -9,43 +9,62 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 
-from dedup.cluster import build_clusters, verify_pairs
+from dedup.cluster import verify_pairs
+from dedup.components import components
 from dedup.corpus import (
+    DOC_TABLE_SCHEMA,
     InputFile,
+    PartitionWriter,
     build_inputs,
     check_columns,
     doc_table,
+    file_groups,
     fingerprint,
     gids,
+    group_of_files,
     is_done,
     iter_batches,
     mark_done,
-    pmap,
+    read_marker,
+    unit,
     write_parquet_atomic,
 )
-from dedup.minhash import MinHashConfig, bucket_task, partitions_for, signature_task
+from dedup.minhash import BAND_SCHEMA, MinHashConfig, bucket_task, check_settings, signature_task
+from dedup.survivors import choose_survivors, read_duplicates
 from dedup.text import simplify_text
+from pipelines.core.executor import Executor, get_executor
 
 log = logging.getLogger(__name__)
-#: on-disk layout of the work folder (part of its name): 2 = verify partitions, doc tables with text length
-LAYOUT = 2
+#: on-disk layout of the work folder (part of its name): 3 = file groups x hash partitions, distributed components
+LAYOUT = 3
 
 
 @dataclass
 class DedupResult:
+    """A finished detection: the work folder holds ``duplicates/<q>.parquet`` and ``removed/<g>/<q>.parquet``."""
+
     work: str
     files: list[InputFile]
-    duplicates: pa.Table
     stats: dict[str, Any]
+    tasks: int = 1
+
+    @property
+    def duplicates(self) -> pa.Table:
+        """Every cluster member, loaded at once (small corpora, tests); removal reads the partitions instead."""
+        return read_duplicates(self.work)
+
+    @property
+    def groups(self) -> list[list[InputFile]]:
+        return file_groups(self.files, self.tasks)
 
 
 def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
@@ -54,19 +73,67 @@ def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
     return now
 
 
+def _finish(
+    work: str,
+    groups: list[list[InputFile]],
+    cfg: Any,
+    reason: str,
+    threshold: float,
+    ngram: int,
+    verify: bool,
+    executor: Executor,
+    stats: dict[str, Any],
+    t0: float,
+) -> None:
+    """The passes after the keys: buckets, verification, components, survivors (each resumable)."""
+    gof = group_of_files(groups)
+    buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
+    stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
+    _drop(work, "bands")  # every bucket unit has its marker: no pass reads the band keys again
+    t0 = _timed(stats, "buckets", t0)
+    stats.update(
+        verify_pairs(work, groups, gof, cfg.partitions, threshold, cfg.text_column, ngram, verify, executor)
+    )
+    _drop(work, "pairs", "verify")  # verified/ keeps every pair's Jaccard
+    t0 = _timed(stats, "verify", t0)
+    stats.update(components(work, cfg.partitions, gof, executor))
+    _drop(work, os.path.join("_done", "cc_seed"), os.path.join("_done", "cc_step"))
+    t0 = _timed(stats, "components", t0)
+    stats.update(choose_survivors(work, cfg.partitions, gof, reason, cfg.score_order, executor))
+    _drop(work, "labels", "members")
+    _timed(stats, "clusters", t0)
+
+
+def _drop(work: str, *folders: str) -> None:
+    """Intermediates of a finished pass (its units' markers let a rerun skip it), so the work folder stays small."""
+    for folder in folders:
+        shutil.rmtree(os.path.join(work, folder), ignore_errors=True)
+
+
 def find_near_duplicates(
-    inputs: list[str], work_root: str, cfg: MinHashConfig, reason: str = "dedup:minhash"
+    inputs: list[str],
+    work_root: str,
+    cfg: MinHashConfig,
+    reason: str = "dedup:minhash",
+    executor: Executor | None = None,
+    files: list[InputFile] | None = None,
 ) -> DedupResult:
-    """Run the MinHash passes over Parquet ``inputs`` (plus ``cfg.references``) in ``work_root/minhash-<fp>``."""
-    files = build_inputs(inputs, cfg.references)
+    """Run the MinHash passes over Parquet ``inputs`` (plus ``cfg.references``) in ``work_root/minhash-<fp>``.
+
+    ``executor`` defaults to the one ``cfg.executor`` names.  ``files`` (the inputs as listed before, e.g. by a
+    stage resuming its removal) replaces the listing of ``inputs``.
+    """
+    executor = executor or get_executor(cfg.executor, cfg.workers)
+    files = files if files is not None else build_inputs(inputs, cfg.references)
+    ident = {**cfg.identity(), "reason": reason, "layout": LAYOUT}
+    work = os.path.join(work_root, f"minhash-{fingerprint(files, ident)}")
+    if is_done(work, "workflow", "stats"):  # finished: no input is read again
+        return DedupResult(work, files, read_marker(work, "workflow", "stats"), cfg.tasks)
     for f in files:
         check_columns(
             f.path, [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
         )
-    docs = sum(pq.ParquetFile(f.path).metadata.num_rows for f in files)
-    cfg = replace(cfg, partitions=partitions_for(docs, cfg.bands, cfg.partitions, cfg.partition_rows))
-    ident = {**cfg.identity(), "reason": reason, "layout": LAYOUT}
-    work = os.path.join(work_root, f"minhash-{fingerprint(files, ident)}")
+    groups = file_groups(files, cfg.tasks)
     stats: dict[str, Any] = {
         "work": work,
         "bands": cfg.bands,
@@ -74,31 +141,18 @@ def find_near_duplicates(
         "threshold": cfg.threshold,
         "verify": cfg.verify,
         "partitions": cfg.partitions,
+        "tasks": len(groups),
+        "executor": executor.name,
     }
     t0 = time.perf_counter()
-    sig = pmap(signature_task, [(f, cfg, work) for f in files], cfg.workers, cfg.executor)
-    stats["docs"] = sum(s.get("docs", 0) for s in sig if not s.get("skipped"))
-    t0 = _timed(stats, "signatures", t0)
-    buckets = pmap(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], cfg.workers, cfg.executor)
-    stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
-    t0 = _timed(stats, "buckets", t0)
-    stats.update(
-        verify_pairs(
-            work,
-            files,
-            cfg.threshold,
-            cfg.text_column,
-            cfg.ngram,
-            cfg.verify,
-            cfg.verify_chars,
-            cfg.workers,
-            cfg.executor,
-        )
+    sig = executor.map(
+        signature_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "dedup: minhash signatures"
     )
-    t0 = _timed(stats, "verify", t0)
-    stats.update(build_clusters(work, files, reason))
-    _timed(stats, "clusters", t0)
-    return DedupResult(work, files, pq.read_table(os.path.join(work, "duplicates.parquet")), stats)
+    stats["docs"] = sum(s.get("docs", 0) for s in sig)
+    t0 = _timed(stats, "signatures", t0)
+    _finish(work, groups, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0)
+    mark_done(work, "workflow", "stats", stats)
+    return DedupResult(work, files, stats, cfg.tasks)
 
 
 @dataclass
@@ -106,20 +160,25 @@ class ExactConfig:
     """Exact document dedup: ``normalized`` (datatrove-style simplified text) or ``md5`` (raw bytes, RedPajama)."""
 
     mode: str = "normalized"
+    #: survivor: reference first, then the best of this column (``score_order``), the longest text, the smallest id
     score_column: str | None = None
+    score_order: str = "max"
     text_column: str = "text"
     id_column: str = "id"
-    #: hash partitions (at least; more when the corpus has over ``partition_rows`` documents per partition)
+    #: R hash partitions and M hashing tasks (over groups of input files): ~M x R intermediate files
     partitions: int = 16
-    partition_rows: int = 1_000_000
+    tasks: int = 16
     batch_rows: int = 5000
-    executor: str = "local"
-    workers: int = 2
+    executor: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     references: list[str] | None = None
+    #: read by the bucket pass (one key per document: a star per bucket is enough)
+    all_pairs_max_bucket: int = 2
 
     def __post_init__(self) -> None:
         if self.mode not in ("normalized", "md5"):
             raise ValueError(f"exact dedup mode must be 'normalized' or 'md5', got {self.mode!r}")
+        check_settings(self.executor, self.score_order, self.partitions, self.tasks)
 
 
 def _doc_hash(text: str, mode: str) -> int:
@@ -130,63 +189,68 @@ def _doc_hash(text: str, mode: str) -> int:
     return xxhash.xxh3_64_intdigest(simplify_text(text).encode("utf-8", "surrogatepass"))
 
 
-def exact_hash_task(args: tuple[InputFile, ExactConfig, str]) -> dict[str, Any]:
-    """Hash pass for one file: ``(band=0, key=hash, gid)`` rows partitioned like MinHash band keys."""
-    f, cfg, work = args
-    if is_done(work, "signatures", f.key):
-        return {"file": f.key, "skipped": True}
+def exact_hash_task(args: tuple[int, list[InputFile], ExactConfig, str]) -> dict[str, Any]:
+    """Hash pass for one group of files: ``(band=0, key=hash, gid)`` rows partitioned like MinHash band keys."""
+    group, files, cfg, work = args
+    name = unit(group)
+    if is_done(work, "signatures", name):
+        return read_marker(work, "signatures", name)
     cols = [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
-    keys, gl, docs = [], [], []
-    for first, t in iter_batches(f.path, cols, cfg.batch_rows):
-        texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
-        keys.append(np.fromiter((_doc_hash(x, cfg.mode) for x in texts), np.uint64, len(texts)))
-        g = gids(f.index, first, t.num_rows)
-        gl.append(g)
-        docs.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
-    key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
-    gid = np.concatenate(gl) if gl else np.zeros(0, np.uint64)
-    part = (key % np.uint64(cfg.partitions)).astype(np.int64)
-    for i in range(cfg.partitions):
-        m = part == i
-        write_parquet_atomic(
-            pa.table({"band": np.zeros(int(m.sum()), np.uint8), "key": key[m], "gid": gid[m]}),
-            os.path.join(work, "bands", f"{i:04d}", f"{f.key}.parquet"),
-        )
-    if docs:
-        write_parquet_atomic(pa.concat_tables(docs), os.path.join(work, "doctable", f"{f.key}.parquet"))
-    info = {"file": f.key, "docs": int(len(gid))}
-    mark_done(work, "signatures", f.key, info)
+    out = PartitionWriter(os.path.join(work, "bands"), name, cfg.partitions, BAND_SCHEMA)
+    docs = []
+    n = 0
+    for f in files:
+        for first, t in iter_batches(f.path, cols, cfg.batch_rows):
+            texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
+            key = np.fromiter((_doc_hash(x, cfg.mode) for x in texts), np.uint64, len(texts))
+            g = gids(f.index, first, t.num_rows)
+            rows = pa.table({"band": np.zeros(len(key), np.uint8), "key": key, "gid": g}, schema=BAND_SCHEMA)
+            out.add_split(rows, (key % np.uint64(cfg.partitions)).astype(np.int64))
+            docs.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
+            n += t.num_rows
+    out.close()
+    facts = pa.concat_tables(docs) if docs else DOC_TABLE_SCHEMA.empty_table()
+    write_parquet_atomic(facts, os.path.join(work, "doctable", f"{name}.parquet"))
+    info = {"group": group, "docs": n}
+    mark_done(work, "signatures", name, info)
     return info
 
 
 def find_exact_duplicates(
-    inputs: list[str], work_root: str, cfg: ExactConfig, reason: str | None = None
+    inputs: list[str],
+    work_root: str,
+    cfg: ExactConfig,
+    reason: str | None = None,
+    executor: Executor | None = None,
+    files: list[InputFile] | None = None,
 ) -> DedupResult:
+    """Exact duplicates: the MinHash machinery with one "band" whose key is the document hash, no verification."""
+    executor = executor or get_executor(cfg.executor, cfg.workers)
     reason = reason or ("dedup:exact_md5" if cfg.mode == "md5" else "dedup:exact")
-    files = build_inputs(inputs, cfg.references)
-    for f in files:
-        check_columns(
-            f.path, [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
-        )
-    docs = sum(pq.ParquetFile(f.path).metadata.num_rows for f in files)
-    cfg = replace(cfg, partitions=partitions_for(docs, 1, cfg.partitions, cfg.partition_rows))
+    files = files if files is not None else build_inputs(inputs, cfg.references)
     ident = {
         "layout": LAYOUT,
         "mode": cfg.mode,
         "score": cfg.score_column,
+        "order": cfg.score_order,
         "text": cfg.text_column,
         "p": cfg.partitions,
+        "m": cfg.tasks,
         "reason": reason,
     }
     work = os.path.join(work_root, f"exact-{fingerprint(files, ident)}")
-    stats: dict[str, Any] = {"work": work, "mode": cfg.mode}
+    if is_done(work, "workflow", "stats"):
+        return DedupResult(work, files, read_marker(work, "workflow", "stats"), cfg.tasks)
+    for f in files:
+        check_columns(
+            f.path, [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
+        )
+    groups = file_groups(files, cfg.tasks)
+    stats: dict[str, Any] = {"work": work, "mode": cfg.mode, "executor": executor.name}
     t0 = time.perf_counter()
-    pmap(exact_hash_task, [(f, cfg, work) for f in files], cfg.workers, cfg.executor)
+    sig = executor.map(exact_hash_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "dedup: hashes")
+    stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "hashes", t0)
-    # identical hashes: star edges inside each bucket, no verification needed
-    mh = replace(MinHashConfig(), partitions=cfg.partitions, all_pairs_max_bucket=2, verify=False)
-    pmap(bucket_task, [(p, mh, work) for p in range(cfg.partitions)], cfg.workers, cfg.executor)
-    stats.update(verify_pairs(work, files, 1.0, cfg.text_column, 1, verify=False))
-    stats.update(build_clusters(work, files, reason))
-    _timed(stats, "clusters", t0)
-    return DedupResult(work, files, pq.read_table(os.path.join(work, "duplicates.parquet")), stats)
+    _finish(work, groups, cfg, reason, 1.0, 1, False, executor, stats, t0)
+    mark_done(work, "workflow", "stats", stats)
+    return DedupResult(work, files, stats, cfg.tasks)

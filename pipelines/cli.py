@@ -19,7 +19,7 @@ from pipelines.core.logs import setup_logging
 COMMAND_MODULES = (
     "pipelines.commands",  # run, steps, query
     "dedup.cli",  # dedup, dedup lines
-    "classifiers.cli",  # models train | lid-eval
+    "classifiers.cli",  # models train | eval | lid-eval, score
     "mixtures.cli",  # mixture, report
     "mixtures.benchmarks",  # benchmarks add | list
     "pipelines.cron",  # cron

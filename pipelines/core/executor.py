@@ -1,20 +1,174 @@
-"""Where work runs: Ray start-up (embedded, or joining ``RAY_ADDRESS`` with this repository as the job's
-working_dir).  The one ``map(fn, items)`` executor of issue #13/#14 grows here; nothing else in Winnow starts Ray."""
+"""One way to run independent tasks: ``executor.map(fn, items) -> results``, in order.
+
+Three implementations with the same contract, so a pass never knows where it runs:
+
+Pick one by name with :func:`get_executor` (``auto``: Ray when ``RAY_ADDRESS`` names a cluster, else a process pool).
+
+* :class:`LocalExecutor`: in this process, one item after another (tests, debugging, tiny inputs);
+* :class:`ProcessExecutor`: a pool of worker processes on this machine; a worker that dies (out of memory, a
+  signal) breaks the pool: the pool is rebuilt and the items that had not finished run again;
+* :class:`RayExecutor`: one Ray task per item, spread over the cluster (``SPREAD``: tasks are independent and
+  I/O-heavy), retried by Ray when their worker or node dies (``max_retries``), with the object-store credentials of
+  this process forwarded to the workers and a progress bar.
+
+Contract: ``fn`` and the items must pickle (a module-level function, plain data); a task's work must be idempotent
+(it writes its results atomically and a marker last), since a retried item runs again from the start.  An exception
+raised by ``fn`` is not retried: every item still runs, then :class:`TaskFailed` names each failed item and chains
+the first error.  This module imports nothing outside ``pipelines.core``, so every floor may use it.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol, TypeVar
 
+from pipelines.core import storage
 from pipelines.core.paths import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: what stays behind when the repository (``REPO_ROOT``) is shipped to a Ray cluster as the job's working_dir
 RUNTIME_EXCLUDES = [".venv/", "output/", "models/", ".git/", "bench/generated/", ".cache/", "**/__pycache__/"]
+NAMES = ("auto", "local", "process", "ray")
+
+
+class TaskFailed(RuntimeError):
+    """One or more items failed; ``failures`` is ``[(item description, exception), ...]``."""
+
+    def __init__(self, desc: str, failures: list[tuple[str, BaseException]]):
+        self.failures = failures
+        lines = "\n".join(f"  {item}: {type(e).__name__}: {e}" for item, e in failures)
+        super().__init__(f"{desc}: {len(failures)} item(s) failed (a rerun retries them):\n{lines}")
+
+
+class Executor(Protocol):
+    """Runs ``fn`` over ``items``; results in the order of ``items``."""
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]: ...
+
+
+def describe(item: Any, limit: int = 160) -> str:
+    """A short name of an item for error reports (its repr, cut)."""
+    text = repr(item)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def forwarded_env() -> dict[str, str]:
+    """The object-store settings of this process that Ray workers need (``storage.ENV_VARS``: AWS_* credentials,
+    region and endpoint, GOOGLE_APPLICATION_CREDENTIALS, emulator hosts), the same set the runner forwards.
+
+    ``WINNOW_FORWARD_STORAGE_ENV=0`` forwards nothing (nodes with their own credentials, e.g. instance roles).  Only
+    these names travel: any other variable would give the tasks a runtime env of their own, and Ray would start a
+    second set of workers for it.
+    """
+    if os.environ.get("WINNOW_FORWARD_STORAGE_ENV", "1") == "0":
+        return {}
+    return storage.forwarded_env()
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc or "tasks",
+        disable=not enabled,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        leave=False,
+    )
+
+
+def _raise_failures(desc: str, items: Sequence[Any], failed: dict[int, BaseException]) -> None:
+    if failed:
+        order = sorted(failed)
+        raise TaskFailed(desc or "map", [(describe(items[i]), failed[i]) for i in order]) from failed[
+            order[0]
+        ]
+
+
+class LocalExecutor:
+    """Every item in this process, in order."""
+
+    name = "local"
+
+    def __init__(self, progress: bool = False):
+        self.progress = progress
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]:
+        results: list[Any] = [None] * len(items)
+        failed: dict[int, BaseException] = {}
+        with _progress(len(items), desc, self.progress) as bar:
+            for i, item in enumerate(items):
+                try:
+                    results[i] = fn(item)
+                except Exception as exc:  # noqa: BLE001 - every item runs, then all failures are reported
+                    failed[i] = exc
+                bar.update(1)
+        _raise_failures(desc, items, failed)
+        return results
+
+
+class ProcessExecutor:
+    """A process pool of ``workers``; items whose worker died run again in a fresh pool (``retries`` times)."""
+
+    name = "process"
+
+    def __init__(self, workers: int | None = None, retries: int = 2, progress: bool = False):
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.retries = retries
+        self.progress = progress
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]:
+        if self.workers == 1 or len(items) <= 1:
+            return LocalExecutor(self.progress).map(fn, items, desc)
+        results: list[Any] = [None] * len(items)
+        failed: dict[int, BaseException] = {}
+        attempts = [0] * len(items)
+        todo = list(range(len(items)))
+        with _progress(len(items), desc, self.progress) as bar:
+            while todo:
+                died: list[int] = []
+                with ProcessPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
+                    futures = {pool.submit(fn, items[i]): i for i in todo}
+                    pending = set(futures)
+                    while pending:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            i = futures[fut]
+                            attempts[i] += 1
+                            try:
+                                results[i] = fut.result()
+                            except BrokenProcessPool as exc:
+                                if attempts[i] > self.retries:
+                                    failed[i] = exc
+                                else:
+                                    died.append(i)
+                                    continue
+                            except Exception as exc:  # noqa: BLE001
+                                failed[i] = exc
+                            bar.update(1)
+                if died:
+                    log.warning(
+                        "%s: a worker died; %d item(s) run again in a new pool", desc or "map", len(died)
+                    )
+                todo = sorted(died)
+        _raise_failures(desc, items, failed)
+        return results
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a private embedded Ray, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repo as
+    """Start a private embedded Ray, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repository as
     working_dir."""
     import ray
 
@@ -31,3 +185,86 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         from pipelines.core import embedded_ray
 
         embedded_ray.start(num_cpus)
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+class RayExecutor:
+    """One Ray task per item: SPREAD over the nodes, ``max_retries`` on worker or node death, credentials forwarded.
+
+    ``resources`` are Ray task options (``{"num_cpus": 1}`` by default; memory-hungry passes may ask for more).
+    """
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        max_retries: int = 3,
+        resources: dict[str, Any] | None = None,
+        progress: bool = True,
+        env: dict[str, str] | None = None,
+    ):
+        self.address = address
+        self.max_retries = max_retries
+        self.resources = dict(resources or {})
+        self.progress = progress
+        self.env = env
+
+    def options(self) -> dict[str, Any]:
+        """The Ray options of every task (the runner's per-input tasks use the same)."""
+        opts: dict[str, Any] = {
+            "max_retries": self.max_retries,
+            "retry_exceptions": False,
+            "scheduling_strategy": "SPREAD",
+            **self.resources,
+        }
+        env = forwarded_env() if self.env is None else self.env
+        if env:
+            opts["runtime_env"] = {"env_vars": env}
+        return opts
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]:
+        if not items:
+            return []
+        import ray
+
+        init_ray(self.address)
+        task = ray.remote(_call).options(**self.options())
+        fn_ref = ray.put(fn)
+        refs = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
+        results: list[Any] = [None] * len(items)
+        failed: dict[int, BaseException] = {}
+        with _progress(len(items), desc, self.progress) as bar:
+            remaining = list(refs)
+            while remaining:
+                done, remaining = ray.wait(remaining, num_returns=min(len(remaining), 64), timeout=1.0)
+                for ref in done:
+                    i = refs[ref]
+                    try:
+                        results[i] = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - report every failed item, then fail
+                        failed[i] = getattr(exc, "cause", None) or exc
+                    bar.update(1)
+        _raise_failures(desc, items, failed)
+        return results
+
+
+def get_executor(spec: str | Executor | None = None, workers: int | None = None, **kwargs: Any) -> Executor:
+    """An executor from a name (``local``, ``process``, ``ray``) or an executor object (returned as is).
+
+    ``auto`` (or None) chooses Ray when ``RAY_ADDRESS`` names a cluster, a process pool of this machine otherwise.
+    """
+    if spec is None or spec == "auto":
+        spec = "ray" if os.environ.get("RAY_ADDRESS") else "process"
+    if not isinstance(spec, str):
+        return spec
+    if spec == "local":
+        return LocalExecutor(**kwargs)
+    if spec == "process":
+        return ProcessExecutor(workers, **kwargs)
+    if spec == "ray":
+        return RayExecutor(**kwargs)
+    raise ValueError(f"executor must be one of {', '.join(NAMES)} (or an executor object), got {spec!r}")

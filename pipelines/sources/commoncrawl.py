@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
@@ -59,16 +60,18 @@ STEPS = {
 }
 
 
-#: the steps that need `make models`
+#: the steps that use the quality models (shipped in classifiers/default_models, or your own from `make models`)
 MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
 
 
 def without_models() -> dict[str, Any]:
-    """A config override that switches the model steps off (tests, benchmarks, clusters without shared models)."""
+    """A config override that switches the model steps off (tests and benchmarks of the other steps)."""
     return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
+    # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
+    config = gate_model_filters(config, "commoncrawl")
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
     stages = [s for s in (minhash, lines) if s is not None]

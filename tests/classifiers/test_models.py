@@ -9,12 +9,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from classifiers.corpora import FIXTURES, jsonl_docs
+from classifiers.corpora import jsonl_docs
 from classifiers.perplexity import KENLM_CACHE, normalize
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.wikiref import binary_metrics, roc_auc, train_wikiref
 from filters.thresholds import ScoreFilter
 from pipelines.core.process import run_steps
+from tests.helpers.paths import FIXTURES as TEST_FIXTURES
+
+FIXTURES = os.path.join(TEST_FIXTURES, "quality")
 
 REF = [d.text for d in jsonl_docs(os.path.join(FIXTURES, "reference.jsonl"), "reference")]
 WEB = [d.text for d in jsonl_docs(os.path.join(FIXTURES, "web.jsonl"), "web")]
@@ -222,15 +225,6 @@ def test_label_file_errors_name_the_line(tmp_path):
     p.write_text(json.dumps({"text": "a", "label": 1}) + "\n" + json.dumps({"text": "b"}) + "\n")
     with pytest.raises(ValueError, match=":2:"):
         read_label_file(str(p))
-
-
-def test_train_all_on_fixtures_skips_when_up_to_date(tmp_path):
-    from classifiers.train import TrainSettings, train_all
-
-    s = TrainSettings(models_dir=str(tmp_path), shared=str(tmp_path / "no-corpus"), only=["wikiref"])
-    first = train_all(s)
-    assert first["wikiref"]["heldout"]["auc"] >= 0.9 and first["wikiref"]["positives"] == len(REF)
-    assert train_all(s) == {"wikiref": {"skipped": True}}
 
 
 @pytest.mark.integration

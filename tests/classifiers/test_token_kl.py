@@ -81,3 +81,18 @@ def test_build_reference_writes_counts_and_a_cut(tmp_path):
     assert meta["kl_percentiles"]["50"] <= meta["cut"] <= meta["kl_percentiles"]["99"]
     with pytest.raises(FileNotFoundError, match="winnow models token-kl"):
         load_reference(str(tmp_path / "missing"))
+
+
+def test_winnow_models_token_kl_builds_a_reference_from_parquet_docs(tmp_path, capsys):
+    import pyarrow.parquet as pq
+
+    from tests.helpers.cli import command
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    texts = _prose() * 10
+    pq.write_table(pa.table({"id": [str(i) for i in range(len(texts))], "text": texts}), docs / "a.parquet")
+    out = tmp_path / "ref"
+    assert command("models")(["token-kl", "--input", str(docs), "--out", str(out), "--percentile", "95"]) == 0
+    assert f"steps.token_kl_filter.max: {json.load(open(out / 'reference.json'))['cut']}" in capsys.readouterr().out
+    assert command("models")(["token-kl", "--input", str(tmp_path / "empty-nothing")]) == 2  # no text: exit 2

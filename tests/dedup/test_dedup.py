@@ -12,7 +12,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dedup.cluster import connected_components
 from dedup.evalset import exact_jaccard_pairs, make_documents, pair_metrics, real_paragraphs
 from dedup.minhash import MinHashConfig, signatures
 from dedup.text import jaccard, shingle_set, simplify_text, words_of
@@ -86,15 +85,6 @@ def test_minhash_estimate_tracks_exact_jaccard_and_datasketch():
         ds.append(m)
     assert abs(est - exact) < 0.08
     assert abs(ds[0].jaccard(ds[1]) - exact) < 0.08
-
-
-def test_connected_components_streams_edges():
-    a = np.array([5, 6, 100, 7], dtype=np.uint64)
-    b = np.array([6, 7, 101, 8], dtype=np.uint64)
-    nodes, label = connected_components(a, b)
-    comp = dict(zip(nodes.tolist(), label.tolist(), strict=True))
-    assert comp[5] == comp[6] == comp[7] == comp[8]
-    assert comp[100] == comp[101] != comp[5]
 
 
 @pytest.mark.integration
@@ -189,7 +179,7 @@ def test_score_column_and_reference_decide_survivors(tmp_path):
 def test_resumed_minhash_run_gives_same_survivors(tmp_path, paragraphs, monkeypatch):
     docs = make_documents(paragraphs, 600, dup_frac=0.3, seed=5)
     _write_docs(str(tmp_path / "in"), docs, parts=3)
-    cfg = MinHashConfig(partitions=4)
+    cfg = MinHashConfig(partitions=4, executor="local")  # in this process: the kill is a patched function
     fresh = find_near_duplicates([str(tmp_path / "in")], str(tmp_path / "fresh"), cfg)
     # a run killed in the bucket pass: signatures done, 2 of 4 partitions done, nothing after
     import dedup.minhash as mh
@@ -323,9 +313,9 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
 
     monkeypatch.setattr(removal, "write_parquet_atomic", dying)
     with pytest.raises(KeyboardInterrupt):
-        MinHashDedupStage().run(str(src))
+        MinHashDedupStage(settings={"executor": "local"}).run(str(src))
     monkeypatch.setattr(removal, "write_parquet_atomic", real)
-    MinHashDedupStage().run(str(src))
+    MinHashDedupStage(settings={"executor": "local"}).run(str(src))
     docs = pq.read_table(src / "docs" / "k.parquet").column("id").to_pylist()
     rejected = pq.read_table(src / "rejected" / "k.parquet").to_pydict()
     assert docs == ["x1", "x3"]
@@ -335,5 +325,7 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
     assert stats["kept"] + stats["rejected"] == stats["read"] == 4
     assert stats["rejected_by_reason"] == {"dedup:minhash": 1, "lang:not_en": 1}
     shutil.rmtree(src / "_dedup")
-    again = MinHashDedupStage().run(str(src))  # a full rerun over the deduplicated docs removes nothing
+    again = MinHashDedupStage(settings={"executor": "local"}).run(
+        str(src)
+    )  # a full rerun over the deduplicated docs removes nothing
     assert again["removed"] == 0

@@ -13,7 +13,7 @@ import pytest
 
 from dedup.corpus import split_gid
 from dedup.evalset import make_documents
-from dedup.minhash import MinHashConfig, partitions_for
+from dedup.minhash import MinHashConfig
 from dedup.text import jaccard, shingle_set
 from dedup.workflow import find_near_duplicates
 
@@ -49,22 +49,31 @@ def _verified(work: str) -> list[tuple]:
     return list(zip(*(t.column(c).to_pylist() for c in ("a", "b", "jaccard", "kept")), strict=True))
 
 
-def test_verify_partitions_give_the_same_pairs_and_clusters_as_one(tmp_path):
+def _files(work: str, folder: str) -> int:
+    return sum(len(names) for _, _, names in os.walk(os.path.join(work, folder)))
+
+
+def test_partitions_and_tasks_change_the_files_not_the_pairs_nor_the_clusters(tmp_path):
     folder = str(tmp_path / "in")
     docs = _planted(folder)
-    one = find_near_duplicates([folder], str(tmp_path / "one"), MinHashConfig(partitions=4))
+    one = find_near_duplicates([folder], str(tmp_path / "one"), MinHashConfig(partitions=1, tasks=1))
     assert one.stats["verify_partitions"] == 1
     assert one.stats["removed"] > 80 and one.stats["largest_cluster"] >= 12
     reference = _verified(one.work)
-    # tiny budgets: whole components packed a few to a partition, or every component cut pair by pair
-    for budget in (6000, 1):
+    for r, m in ((4, 3), (7, 2)):
         cut = find_near_duplicates(
-            [folder], str(tmp_path / f"cut{budget}"), MinHashConfig(partitions=4, verify_chars=budget)
+            [folder], str(tmp_path / f"cut{r}x{m}"), MinHashConfig(partitions=r, tasks=m)
         )
-        assert cut.stats["verify_partitions"] > 5
+        assert (cut.stats["verify_partitions"], cut.stats["tasks"]) == (r, m)
+        # files fixed by the settings, not by the documents: removed rows by (file group x partition), one doc
+        # table per group, verified pairs and clusters per partition, and the units' markers
+        assert _files(cut.work, "doctable") == m and _files(cut.work, "removed") <= m * r
+        assert _files(cut.work, "") <= m * r + 4 * m + 8 * r + 4
+        assert not {"bands", "pairs", "labels", "members"} & set(os.listdir(cut.work))  # finished passes: gone
         assert _verified(cut.work) == reference
         assert cut.duplicates.select(KEY).to_pylist() == one.duplicates.select(KEY).to_pylist()
         assert not os.path.exists(os.path.join(cut.work, "verify", "texts"))  # text copies removed when done
+        assert not os.path.exists(os.path.join(cut.work, "cc"))  # component rounds removed when done
     # each partition read the right texts: its Jaccards are those of the documents' own shingle sets
     files = sorted(glob.glob(os.path.join(folder, "*.parquet")))
     text = [pq.read_table(p).column("text").to_pylist() for p in files]
@@ -79,7 +88,7 @@ def test_a_run_killed_between_verify_units_resumes_to_the_same_survivors(tmp_pat
 
     folder = str(tmp_path / "in")
     _planted(folder)
-    cfg = MinHashConfig(partitions=4, verify_chars=6000)
+    cfg = MinHashConfig(partitions=4, executor="local")  # in this process: the kills are patched functions
     fresh = find_near_duplicates([folder], str(tmp_path / "fresh"), cfg)
 
     def dying_after(real, n):
@@ -113,25 +122,12 @@ def test_a_run_killed_between_verify_units_resumes_to_the_same_survivors(tmp_pat
     assert _verified(work) == _verified(fresh.work)
 
 
-def test_bucket_partitions_grow_with_the_corpus_and_change_nothing(tmp_path):
-    assert partitions_for(400_000, 14, 16, 1_000_000) == 16
-    assert partitions_for(10_000_000, 14, 16, 1_000_000) == 140
-    folder = str(tmp_path / "in")
-    _planted(folder, n=200, parts=2, seed=5)
-    few = find_near_duplicates([folder], str(tmp_path / "few"), MinHashConfig(partitions=2))
-    many = find_near_duplicates(
-        [folder], str(tmp_path / "many"), MinHashConfig(partitions=2, partition_rows=500)
-    )
-    assert (few.stats["partitions"], many.stats["partitions"]) == (2, -(-212 * many.stats["bands"] // 500))
-    assert many.duplicates.select(KEY).to_pylist() == few.duplicates.select(KEY).to_pylist()
-
-
 def test_ray_executor_finds_the_same_duplicates_as_local(tmp_path, ray_local):
     folder = str(tmp_path / "in")
     _planted(folder, n=200, parts=2, seed=3)
     local = find_near_duplicates([folder], str(tmp_path / "local"), MinHashConfig(partitions=4))
     remote = find_near_duplicates(
-        [folder], str(tmp_path / "ray"), MinHashConfig(partitions=4, verify_chars=20_000, executor="ray")
+        [folder], str(tmp_path / "ray"), MinHashConfig(partitions=4, executor="ray")
     )
     assert remote.stats["verify_partitions"] > 1  # the verify units ran as Ray tasks too
     assert local.stats["removed"] > 30

@@ -1,0 +1,168 @@
+"""Connected components of the verified pairs, distributed: alternating large-star / small-star steps.
+
+The algorithm of Kiveris et al., "Connected Components in MapReduce and Beyond" (SoCC 2014): every step is one
+map-reduce over the edge list, and alternating the two steps turns each component into a star around its smallest
+node in O(log^2 n) steps (in practice a handful on duplicate clusters, whose diameter is small).  Here each step is
+R executor tasks: task ``p`` reads the edges keyed at its nodes (``cc/<step>/<p>/*.parquet``, each undirected
+edge stored at both ends), groups them by node, and writes the new edges to ``cc/<step+1>/<p'>/<p>.parquet``
+(p' the partition of the node it is keyed at).  So a step leaves R x R files whatever the graph.
+
+* large-star: for node u with neighbours N(u) and m = min(N(u) + u), link every neighbour v > u to m;
+* small-star: for node u with smaller neighbours S(u) and m = min(S(u) + u), link every v in S(u) + u to m.
+
+Convergence is checked without collecting edges: each task returns the count and an order-free 64-bit digest of
+the distinct edges it read; when a large-star step reads the same edge set as the previous one, the graph is a set
+of stars and the last pass writes ``labels/<g>/<p>.parquet`` (node, root) by the file group of the node.  The
+driver holds two integers per step.  Every step's tasks leave markers; a step's inputs are deleted once the step
+after it is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dedup.corpus import (
+    PartitionWriter,
+    is_done,
+    mark_done,
+    part_of,
+    read_folder,
+    read_marker,
+    split_gid,
+    unit,
+)
+from dedup.text import mix64
+from pipelines.core.executor import Executor
+
+_U64 = np.uint64
+EDGE_SCHEMA = pa.schema([("u", pa.uint64()), ("v", pa.uint64())])
+LABEL_SCHEMA = pa.schema([("gid", pa.uint64()), ("root", pa.uint64())])
+#: a bound on steps, far above what any real graph needs (the check that it converged)
+MAX_STEPS = 200
+
+
+def _write_edges(out: PartitionWriter, x: np.ndarray, y: np.ndarray, partitions: int) -> None:
+    """Undirected edges ``{x, y}``, stored at both ends."""
+    u, v = np.concatenate([x, y]), np.concatenate([y, x])
+    out.add_split(pa.table({"u": u, "v": v}, schema=EDGE_SCHEMA), part_of(u, partitions))
+
+
+def seed_task(args: tuple[int, str, int]) -> dict[str, Any]:
+    """Step 0: the kept pairs of ``verified/<q>.parquet`` as edges keyed at both ends."""
+    q, work, partitions = args
+    if is_done(work, "cc_seed", unit(q)):
+        return read_marker(work, "cc_seed", unit(q))
+    out = PartitionWriter(os.path.join(work, "cc", unit(0)), unit(q), partitions, EDGE_SCHEMA)
+    t = None
+    path = os.path.join(work, "verified", f"{unit(q)}.parquet")
+    if os.path.exists(path):
+        t = pq.read_table(path, columns=["a", "b", "kept"])
+        t = t.filter(t.column("kept"))
+        _write_edges(out, t.column("a").to_numpy(), t.column("b").to_numpy(), partitions)
+    out.close()
+    info = {"edges": 0 if t is None else t.num_rows}
+    mark_done(work, "cc_seed", unit(q), info)
+    return info
+
+
+def _grouped(work: str, step: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct edges keyed at partition ``p``'s nodes sorted by (u, v): ``(u, v, first row of each node, node
+    number of each row)``."""
+    t = read_folder(os.path.join(work, "cc", unit(step), unit(p)))
+    if t is None or not t.num_rows:
+        z = np.zeros(0, _U64)
+        return z, z, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    uv = np.unique(np.stack([t.column("u").to_numpy(), t.column("v").to_numpy()], axis=1), axis=0)
+    u, v = uv[:, 0].copy(), uv[:, 1].copy()
+    first = np.flatnonzero(np.r_[True, u[1:] != u[:-1]])
+    grp = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(u)]))
+    return u, v, first, grp
+
+
+def _min_by_node(x: np.ndarray, first: np.ndarray) -> np.ndarray:
+    return np.minimum.reduceat(x, first) if len(x) else np.zeros(0, _U64)
+
+
+def step_task(args: tuple[int, int, str, int, str, np.ndarray]) -> dict[str, Any]:
+    """One large-star / small-star step (or the final labels) over partition ``p``; returns the digest of the edges
+    it read."""
+    step, p, work, partitions, kind, group_of_file = args
+    name = f"{unit(step)}-{unit(p)}-{kind}"
+    if is_done(work, "cc_step", name):
+        return read_marker(work, "cc_step", name)
+    u, v, first, grp = _grouped(work, step, p)
+    once = u < v  # every undirected edge is stored at both ends: count it at its smaller one
+    digest = int(np.bitwise_xor.reduce(mix64(mix64(u[once]) ^ v[once]))) if once.any() else 0
+    node = u[first]
+    if kind == "labels":  # a star forest: a node's root is the smallest of itself and its neighbours
+        groups = int(group_of_file.max()) + 1
+        out = PartitionWriter(os.path.join(work, "labels"), unit(p), groups, LABEL_SCHEMA)
+        root = np.minimum(node, _min_by_node(v, first))
+        out.add_split(
+            pa.table({"gid": node, "root": root}, schema=LABEL_SCHEMA), group_of_file[split_gid(node)[0]]
+        )
+    else:
+        out = PartitionWriter(os.path.join(work, "cc", unit(step + 1)), unit(p), partitions, EDGE_SCHEMA)
+        if kind == "large":  # link each larger neighbour to m = min(N(u) + u)
+            m = np.minimum(node, _min_by_node(v, first))[grp]
+            sel = v > u
+            _write_edges(out, v[sel], m[sel], partitions)
+        else:  # link each smaller neighbour, and u itself, to m = min(S(u) + u)
+            smaller = v < u
+            m_node = np.minimum(node, _min_by_node(np.where(smaller, v, np.iinfo(np.uint64).max), first))
+            m = m_node[grp]
+            sel = smaller & (v != m)
+            _write_edges(out, v[sel], m[sel], partitions)
+            moved = m_node != node
+            _write_edges(out, node[moved], m_node[moved], partitions)
+    out.close()
+    info = {"edges": int(once.sum()), "digest": digest}
+    mark_done(work, "cc_step", name, info)
+    return info
+
+
+def components(work: str, partitions: int, group_of_file: np.ndarray, executor: Executor) -> dict[str, Any]:
+    """Labels every node of the verified graph with its component's smallest gid (``labels/<g>/<p>.parquet``)."""
+    if is_done(work, "components", "all"):
+        return read_marker(work, "components", "all")
+    seeds = executor.map(seed_task, [(q, work, partitions) for q in range(partitions)], "dedup: components")
+    step, last = 0, None
+    if not sum(s["edges"] for s in seeds):  # no duplicate at all: nothing to label
+        info = {"cc_steps": 0, "edges": 0}
+        mark_done(work, "components", "all", info)
+        return info
+    while True:
+        if step >= MAX_STEPS:
+            raise RuntimeError(f"connected components did not converge in {MAX_STEPS} steps ({work})")
+        kind = "large" if step % 2 == 0 else "small"
+        infos = executor.map(
+            step_task,
+            [(step, p, work, partitions, kind, group_of_file) for p in range(partitions)],
+            f"dedup: cc step {step}",
+        )
+        digest = 0
+        for i in infos:
+            digest ^= i["digest"]
+        seen = (sum(i["edges"] for i in infos), digest)
+        if step >= 2:  # the inputs of step - 1 are no longer needed (step's outputs are complete)
+            shutil.rmtree(os.path.join(work, "cc", unit(step - 1)), ignore_errors=True)
+        if kind == "large" and seen == last:
+            break
+        if kind == "large":
+            last = seen
+        step += 1
+    executor.map(
+        step_task,
+        [(step, p, work, partitions, "labels", group_of_file) for p in range(partitions)],
+        "dedup: component labels",
+    )
+    info = {"cc_steps": step + 1, "edges": int(sum(s["edges"] for s in seeds))}
+    mark_done(work, "components", "all", info)
+    shutil.rmtree(os.path.join(work, "cc"), ignore_errors=True)
+    return info
