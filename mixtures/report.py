@@ -18,16 +18,13 @@ import duckdb
 import numpy as np
 
 from mixtures import plots
+from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("lang_score", "perplexity", "wikiref_prob", "quality_prob", "roberta_prob")
 CLUSTER_COLUMNS = ("cluster", "cluster_id", "component", "component_id", "group", "group_id")
 MAX_HIST_VALUES = 200_000
-
-
-def _q(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> str:
@@ -79,19 +76,19 @@ def funnel_section(output: str, source: str, folder: str) -> str:
 def score_section(con: duckdb.DuckDBPyConnection, output: str, sources: list[str], folder: str) -> str:
     values: dict[str, dict[str, np.ndarray]] = {}
     for src in sources:
-        files = os.path.join(output, src, "docs", "*.parquet")
-        if not glob.glob(files):
+        files = parquet_files_sql(os.path.join(output, src, "docs", "*.parquet"))  # damaged files left out
+        if not files:
             continue
         cols = {
             r[0]
             for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({_q(files)}, union_by_name=true)"
+                f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name=true)"
             ).fetchall()
         }
         wanted = [c for c in cols if c in SCORE_COLUMNS or c.endswith("_prob")]
         for c in wanted:
             v = con.execute(
-                f'SELECT "{c}"::DOUBLE FROM read_parquet({_q(files)}, union_by_name=true) '
+                f'SELECT "{c}"::DOUBLE FROM read_parquet({files}, union_by_name=true) '
                 f'WHERE "{c}" IS NOT NULL USING SAMPLE {MAX_HIST_VALUES} ROWS (reservoir, 1)'
             ).fetchall()
             if v:
@@ -110,14 +107,14 @@ def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> s
     parts = []
     for d in dirs:
         name = os.path.relpath(d, output)
-        files = os.path.join(d, "**", "*.parquet")
-        if not glob.glob(files, recursive=True):
+        files = parquet_files_sql(os.path.join(d, "**", "*.parquet"))
+        if not files:
             parts.append(f"<p>{html.escape(name)}: no Parquet files</p>")
             continue
         cols = [
             r[0]
             for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({_q(files)}, union_by_name=true)"
+                f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name=true)"
             ).fetchall()
         ]
         key = next((c for c in CLUSTER_COLUMNS if c in cols), None)
@@ -130,7 +127,7 @@ def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> s
             [
                 r[0]
                 for r in con.execute(
-                    f'SELECT count(*) FROM read_parquet({_q(files)}, union_by_name=true) GROUP BY "{key}"'
+                    f'SELECT count(*) FROM read_parquet({files}, union_by_name=true) GROUP BY "{key}"'
                 ).fetchall()
             ]
         )

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from pipelines.core.layout import tmp_name
+from pipelines.core.layout import readable_parquet, tmp_name
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,8 @@ def ensure_token_counts(docs_file: str, counter: TokenCounter, batch_size: int =
 
 def ensure_source_tokens(source_dir: str, counter: TokenCounter) -> tuple[list[str], list[str], int]:
     """Token sidecars for every docs file of a source: (docs files, sidecar files, docs counted now)."""
-    docs = sorted(glob.glob(os.path.join(source_dir, "docs", "*.parquet")))
+    # a truncated docs file (a crashed copy) is left out with a WARNING naming it; the pipeline's rerun redoes it
+    docs = readable_parquet(sorted(glob.glob(os.path.join(source_dir, "docs", "*.parquet"))))
     sidecars, total = [], 0
     for d in docs:
         p, n = ensure_token_counts(d, counter)

@@ -12,6 +12,8 @@ import os
 
 import duckdb
 
+from pipelines.core.layout import parquet_files_sql
+
 _STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+[\\/][^\\/]+$', 1)"
 
 
@@ -20,11 +22,11 @@ def _q(path: str) -> str:
 
 
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
-    shards = os.path.join(output, "mixtures", "*", "shards", "*.parquet")
-    if glob.glob(shards):
+    shards = parquet_files_sql(os.path.join(output, "mixtures", "*", "shards", "*.parquet"))
+    if shards:
         con.execute(
             f"CREATE VIEW mixture_docs AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
-            f"FROM read_parquet({_q(shards)}, filename=true)"
+            f"FROM read_parquet({shards}, filename=true)"
         )
     manifests = os.path.join(output, "mixtures", "*", "manifest.json")
     if glob.glob(manifests):
@@ -35,16 +37,16 @@ def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
             f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({_q(manifests)}, union_by_name=true, "
             "maximum_object_size=67108864))"
         )
-    decontam = os.path.join(output, "mixtures", "*", "decontamination", "*.parquet")
-    if glob.glob(decontam):
+    decontam = parquet_files_sql(os.path.join(output, "mixtures", "*", "decontamination", "*.parquet"))
+    if decontam:
         con.execute(
             f"CREATE VIEW decontamination AS SELECT * EXCLUDE (filename), {_STAGE} AS stage "
-            f"FROM read_parquet({_q(decontam)}, filename=true)"
+            f"FROM read_parquet({decontam}, filename=true)"
         )
-    tokens = os.path.join(output, "*", "tokens", "*.parquet")
-    if glob.glob(tokens):
+    tokens = parquet_files_sql(os.path.join(output, "*", "tokens", "*.parquet"))
+    if tokens:
         con.execute(
             "CREATE VIEW token_counts AS SELECT * EXCLUDE (filename), "
             r"regexp_extract(filename, '([^\\/]+)[\\/]tokens[\\/][^\\/]+$', 1) AS source "
-            f"FROM read_parquet({_q(tokens)}, filename=true)"
+            f"FROM read_parquet({tokens}, filename=true)"
         )

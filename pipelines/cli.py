@@ -63,10 +63,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except Exception as exc:
         from pipelines.core.locks import LockedError
+        from pipelines.runner import InputsFailed
 
         if isinstance(exc, LockedError | FileNotFoundError | ValueError):
             print(f"winnow: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, InputsFailed):  # the rest of the run completed; a rerun retries these
+            print(f"winnow: {exc}", file=sys.stderr)
+            return 1
         raise
 
 

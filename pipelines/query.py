@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import glob
 import importlib
+import logging
 import os
 from typing import Any
 
 import duckdb
 
 from pipelines.core import storage
+from pipelines.core.errors import is_environment_error
+from pipelines.core.layout import parquet_files_sql
+
+log = logging.getLogger(__name__)
 
 
 def _q(path: str) -> str:
@@ -43,16 +48,14 @@ def _local_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     sources = sorted(d for d in os.listdir(output) if os.path.isdir(os.path.join(output, d))) if os.path.isdir(
         output) else []
     for view, pattern in families.items():
-        paths = []
+        names = []
         for src in sources:
-            files = glob.glob(os.path.join(output, src, pattern))
+            files = parquet_files_sql(os.path.join(output, src, pattern))
             if files:
-                paths.append(os.path.join(output, src, pattern))
-                con.execute(f"CREATE VIEW {src}_{view} AS SELECT * FROM read_parquet({_q(paths[-1])}, "
-                            "union_by_name=true)")
-        if paths:
-            listing = "[" + ", ".join(_q(p) for p in paths) + "]"
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({listing}, union_by_name=true)")
+                names.append(f"{src}_{view}")
+                con.execute(f"CREATE VIEW {names[-1]} AS SELECT * FROM read_parquet({files}, union_by_name=true)")
+        if names:
+            con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names))
     stats = [os.path.join(output, s, "stats", "*.json") for s in sources
              if glob.glob(os.path.join(output, s, "stats", "*.json"))]
     if stats:
@@ -76,9 +79,20 @@ def _parquet_dataset(uris: list[str]) -> Any:
 
     fs, _ = storage.resolve(uris[0])
     paths = [storage.resolve(u)[1] for u in uris]
+
+    def schema_of(path: str) -> pa.Schema | None:
+        try:
+            return pq.read_schema(path, filesystem=fs)
+        except Exception as exc:  # noqa: BLE001 - a damaged object is named and left out, the view still works
+            if is_environment_error(exc):
+                raise
+            log.warning("skipping unreadable Parquet object %s: %s", path, exc)
+            return None
+
     with ThreadPoolExecutor(max_workers=16) as pool:
-        schemas = list(pool.map(lambda p: pq.read_schema(p, filesystem=fs), paths))
-    schema = pa.unify_schemas(schemas, promote_options="permissive")
+        schemas = list(pool.map(schema_of, paths))
+    paths = [p for p, s in zip(paths, schemas, strict=True) if s is not None]
+    schema = pa.unify_schemas([s for s in schemas if s is not None], promote_options="permissive")
     return ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
 
 

@@ -1,9 +1,10 @@
-"""The runner: the only module that knows about Ray.
+"""The runner: the only module that knows about Ray (start-up in ``pipelines.core.executor``).
 
-One Ray task per pending input (``process_input``); completed inputs are skipped, so a killed cron job restarts
-where it stopped.  Ray runs embedded by default (``num_cpus`` = cores) and joins a cluster when ``RAY_ADDRESS`` is
-set, shipping the code as the job's ``working_dir``.  Steps that declare ``resources`` (a GPU) run as an actor pool
-when the cluster has that resource, and inside the tasks otherwise.
+One Ray task per pending input (``process_input``), largest first; completed inputs are skipped, so a killed cron
+job restarts where it stopped, and a completed input whose Parquet file was found damaged is redone.  Ray runs
+embedded by default (``num_cpus`` = cores; its own instance even when another Ray runs on the machine) and joins a
+cluster when ``RAY_ADDRESS`` is set, shipping the code as the job's ``working_dir``.  Steps that declare
+``resources`` (a GPU) run as an actor pool when the cluster has that resource, and inside the tasks otherwise.
 
 Why Ray tasks over input files rather than a Ray Data graph: an input is the unit of resume, and its outputs must be
 named from it and written atomically with a marker; per-input tasks give that directly, while Ray Data would
@@ -26,8 +27,16 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.core import storage
+from pipelines.core.errors import describe
 from pipelines.core.executor import init_ray
-from pipelines.core.layout import SourceLayout, clean_tmp_files, input_key, write_json_atomic
+from pipelines.core.inputs import largest_first
+from pipelines.core.layout import (
+    SourceLayout,
+    clean_tmp_files,
+    input_key,
+    quarantine_damaged,
+    write_json_atomic,
+)
 from pipelines.core.locks import run_lock
 from pipelines.core.logs import setup_logging
 from pipelines.core.process import process_input
@@ -36,6 +45,21 @@ from pipelines.core.steps import Step, StepResult
 
 log = logging.getLogger(__name__)
 
+
+
+class InputsFailed(RuntimeError):
+    """Some inputs failed (an environment error, a dead worker): they have no marker, so a rerun retries them.
+
+    The other inputs completed and ``summary.json`` covers them; corpus stages wait for a run where every input
+    completed.  ``failures`` maps each failed input to why."""
+
+    def __init__(self, source: str, failures: dict[str, str]):
+        self.source, self.failures = source, failures
+        lines = "\n".join(f"  {path}: {why}" for path, why in sorted(failures.items()))
+        super().__init__(
+            f"{source}: {len(failures)} input(s) failed and were not marked done; fix the cause and rerun to retry "
+            f"them (completed inputs are kept):\n{lines}"
+        )
 
 
 @dataclass
@@ -192,25 +216,35 @@ def run_recipe(
         for kind in ("docs", "rejected", "stats", "_done"):
             clean_tmp_files(layout.dir(kind))
         pending = _pending(layout, inputs)
+        done = sorted(set(inputs) - set(pending))
+        redo = set(quarantine_damaged(layout, [input_key(p) for p in done]))
+        pending = largest_first(pending + [p for p in done if input_key(p) in redo])
         log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
+        failures: dict[str, str] = {}
         if pending:
             if executor == "local":
-                _run_local(recipe, pending, out_root, progress)
+                failures = _run_local(recipe, pending, out_root, progress)
             else:
-                actor_steps = _run_ray(recipe, pending, out_root, progress, ray_address)
+                actor_steps, failures = _run_ray(recipe, pending, out_root, progress, ray_address)
             for kind in ("docs", "rejected", "stats", "_done"):  # partial files of worker attempts that died
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
-        # summary is merged after them
-        stage_results = run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending))
-        stats = _read_stats(layout, inputs)
+        # summary is merged after them; they wait until every input is done
+        stage_results = (
+            run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending)) if not failures else {}
+        )
+        stats = _read_stats(layout, [p for p in inputs if p not in failures])
         summary = merge_stats(stats)
+        if failures:
+            summary["failed"] = dict(sorted(failures.items()))
         if stage_results:
             summary["corpus_stages"] = stage_results
         if actor_steps:  # model steps that ran as Ray actor pools in this run (e.g. on GPUs)
             summary["actor_steps"] = actor_steps
         summary["source"] = recipe.source
         write_json_atomic(storage.join(layout.base, "summary.json"), summary)
+    if failures:
+        raise InputsFailed(recipe.source, failures)
     return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
                      round(time.perf_counter() - t0, 3), summary)
 
@@ -306,13 +340,20 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="input", desc="inputs", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
-def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> None:
+def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> dict[str, str]:
+    """Process the inputs one after the other; an input that fails is reported and the others still run."""
     kept = 0
+    failures: dict[str, str] = {}
     with _progress(len(pending), progress) as bar:
         for path in pending:
-            kept += process_input(recipe, path, out_root)["kept"]
+            try:
+                kept += process_input(recipe, path, out_root)["kept"]
+            except Exception as exc:  # noqa: BLE001 - reported with the others at the end; no marker was written
+                failures[path] = describe(exc)
+                log.error("input %s failed (no marker: a rerun retries it): %s", path, failures[path])
             bar.set_postfix(kept=kept)
             bar.update(1)
+    return failures
 
 
 def _forward_storage_env(pending: list[str], out_root: str) -> bool:
@@ -326,8 +367,9 @@ def _forward_storage_env(pending: list[str], out_root: str) -> bool:
 
 def _run_ray(
     recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None
-) -> dict[str, dict[str, Any]]:
-    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools."""
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools and the
+    inputs that failed (with why)."""
     import ray
 
     init_ray(address)
@@ -342,7 +384,7 @@ def _run_ray(
     out_root = storage.absolute(out_root)
     refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
     kept = 0
-    failures: list[str] = []
+    failures: dict[str, str] = {}
     with _progress(len(pending), progress) as bar:
         remaining = list(refs)
         while remaining:
@@ -351,9 +393,9 @@ def _run_ray(
                 try:
                     kept += ray.get(ref)["kept"]
                 except Exception as exc:  # noqa: BLE001 - report every failed input, then fail the run
-                    failures.append(f"{refs[ref]}: {exc}")
+                    cause = getattr(exc, "cause", None)
+                    failures[refs[ref]] = describe(cause if isinstance(cause, BaseException) else exc)
+                    log.error("input %s failed (no marker: a rerun retries it): %s", refs[ref], failures[refs[ref]])
                 bar.set_postfix(kept=kept)
                 bar.update(1)
-    if failures:
-        raise RuntimeError(f"{len(failures)} input(s) failed (rerun to retry them):\n" + "\n".join(failures))
-    return placements
+    return placements, failures

@@ -168,7 +168,8 @@ class ProcessExecutor:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start Ray embedded, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repository as working_dir."""
+    """Start a private embedded Ray, or connect to ``address`` / ``RAY_ADDRESS`` and ship this repository as
+    working_dir."""
     import ray
 
     if ray.is_initialized():
@@ -180,14 +181,10 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             runtime_env={"working_dir": REPO_ROOT, "excludes": RUNTIME_EXCLUDES},
             log_to_driver=True,
         )
-    else:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=True,
-            logging_level=logging.WARNING,
-            configure_logging=True,
-        )
+    else:  # never joins another Ray on this machine; see pipelines.core.embedded_ray
+        from pipelines.core import embedded_ray
+
+        embedded_ray.start(num_cpus)
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:

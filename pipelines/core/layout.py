@@ -7,6 +7,7 @@
     OUTPUT/<source>/stats/<key>.json         per-input counts (read, kept, rejected by reason, per step)
     OUTPUT/<source>/_done/<key>.json         completion marker, written last
     OUTPUT/<source>/summary.json             merged stats of every completed input
+    OUTPUT/<source>/_quarantine/             damaged Parquet files found by a later run (their inputs redone)
     OUTPUT/<source>/.lock                    held (flock) while a run writes here
 
 ``key`` is a hash of the input's absolute path (of its full URI on object storage), so names never depend on run
@@ -19,13 +20,18 @@ final names (no temporary name, no rename), the marker last, and the lock is an 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
+import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core import storage
+
+log = logging.getLogger(__name__)
 
 
 def path_bytes(path: str) -> bytes:
@@ -121,3 +127,115 @@ def clean_tmp_files(folder: str) -> int:
     return n
 
 
+#: the 4 bytes that open and close every Parquet file
+PARQUET_MAGIC = b"PAR1"
+
+
+def parquet_problem(path: str, size: int | None = None) -> str | None:
+    """Why the Parquet file ``path`` cannot be read, or None when its ends are sound: header and footer magic and a
+    footer length that fits (a file cut by a killed copy, a full disk or a crashed host fails this).  Reads 12 bytes
+    locally; on object storage only ``size`` from a listing is judged (objects are uploaded whole).
+
+    Environment errors (EIO, permissions) propagate: they say nothing about the file."""
+    if storage.is_uri(path):
+        size = storage.getsize(path) if size is None else size
+        return None if size >= 12 else f"{size} bytes, shorter than any Parquet file"
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size < 12:
+                return f"{size} bytes, shorter than any Parquet file"
+            f.seek(0)
+            if f.read(4) != PARQUET_MAGIC:
+                return "no Parquet header"
+            f.seek(size - 8)
+            tail = f.read(8)
+    except FileNotFoundError:
+        return "missing"
+    if tail[4:] != PARQUET_MAGIC:
+        return f"no Parquet footer ({size:,} bytes: truncated?)"
+    if int.from_bytes(tail[:4], "little") > size - 12:
+        return "footer length exceeds the file (truncated?)"
+    return None
+
+
+def readable_parquet(paths: list[str]) -> list[str]:
+    """``paths`` without the files whose Parquet ends are broken; each one left out is logged at WARNING by name, so
+    a query or a mixture still runs over the rest and the user learns which file to look at."""
+    good = []
+    for path in paths:
+        problem = parquet_problem(path)
+        if problem:
+            log.warning("skipping unreadable Parquet file %s: %s", path, problem)
+        else:
+            good.append(path)
+    return good
+
+
+def quarantine_damaged(layout: SourceLayout, keys: list[str]) -> list[str]:
+    """Check the docs/ and rejected/ files of completed inputs (``keys``); each damaged or missing one is moved to
+    ``_quarantine/`` (named in a WARNING) and its input's marker removed, so this run redoes it.  Returns the keys
+    to redo.  Local files cost a 12-byte read each; on object storage one listing per folder."""
+    sizes: dict[str, int] = {}
+    if storage.is_uri(layout.base):
+        for kind in ("docs", "rejected"):
+            sizes.update({o.uri: o.size for o in storage.list_files(layout.dir(kind))})
+    redo = []
+    for key in keys:
+        problems = []
+        for kind in ("docs", "rejected"):
+            path = layout.path(kind, key, "parquet")
+            if storage.is_uri(path):
+                problem = "missing" if path not in sizes else parquet_problem(path, sizes[path])
+            else:
+                problem = parquet_problem(path)
+            if problem:
+                problems.append((kind, path, problem))
+        if not problems:
+            continue
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for kind, path, problem in problems:
+            moved = storage.join(layout.dir("_quarantine"), f"{kind}-{key}-{stamp}.parquet")
+            if problem != "missing":
+                _move(path, moved)
+            log.warning("%s is damaged (%s): %s; its input is redone", path, problem,
+                        f"moved to {moved}" if problem != "missing" else "nothing to move")
+        _remove(layout.done_path(key))
+        redo.append(key)
+    return redo
+
+
+def _move(src: str, dest: str) -> None:
+    if storage.is_uri(src):  # a server-side copy, then the damaged object goes
+        filesystem, src_path = storage.resolve(src)
+        filesystem.copy_file(src_path, storage.resolve(dest)[1])
+        storage.delete(src)
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    os.replace(src, dest)
+
+
+def _remove(path: str) -> None:
+    if storage.is_uri(path):
+        storage.delete(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
+def _q(path: str) -> str:
+    return "'" + path.replace("'", "''") + "'"
+
+
+def parquet_files_sql(*patterns: str) -> str | None:
+    """The argument of DuckDB's ``read_parquet`` for the files matching the glob ``patterns``, leaving out (with a
+    WARNING naming each) files whose Parquet ends are broken, so one truncated file does not fail every view,
+    mixture or report; None when no readable file matches.  The patterns themselves when every file is sound."""
+    files = [f for p in patterns for f in sorted(glob.glob(p, recursive=True))]
+    good = readable_parquet(files)
+    if not good:
+        return None
+    if len(good) == len(files):
+        used = [p for p in patterns if glob.glob(p, recursive=True)]
+        return _q(used[0]) if len(used) == 1 else "[" + ", ".join(_q(p) for p in used) + "]"
+    return "[" + ", ".join(_q(f) for f in good) + "]"

@@ -8,6 +8,7 @@ uploaded under its final name when complete (the object appears whole or not at 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -23,10 +24,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipelines.core import storage
+from pipelines.core.errors import describe, is_environment_error
 from pipelines.core.layout import SourceLayout, input_key, printable_path, tmp_name, write_json_atomic
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
-from pipelines.core.steps import Step, check_kind
+from pipelines.core.steps import Step, StepResult, check_kind
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +99,16 @@ class _ParquetSink:
 
 
 def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> Iterator[pa.Table]:
-    """Read ``path`` into Arrow batches; a reader exception ends the input but keeps what was read before it."""
+    """Read ``path`` into Arrow batches; a reader's data error ends the input but keeps what was read before it.
+
+    An environment error (``pipelines.core.errors``) propagates: the input fails without a marker and a rerun reads it
+    again once the problem (a missing module, permissions, a full disk...) is fixed."""
     base_schema = recipe.schema()
     rows: list[Mapping[str, Any]] = []
     size = recipe.reader.batch_size
-    held = 0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
+    held = (
+        0  # characters of text in `rows`: a batch is also cut by size, so 256 huge books never sit together
+    )
     try:
         for item in _read(recipe.reader, path):
             if isinstance(item, Skip):
@@ -110,17 +117,14 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
             rows.append(item)
             held += len(item.get("text") or "")
             if len(rows) >= size or held >= MAX_BATCH_CHARS:
-                yield _rows_to_table(rows, base_schema, recipe.source)
-                rows, held = [], 0
-    except storage.StorageError:  # the store failed, not the input: fail the task, leave no marker, redo it later
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader failure is recorded, never fatal to the run
+                batch, rows, held = rows, [], 0
+                yield _rows_to_table(batch, base_schema, recipe.source)
+    except Exception as exc:  # noqa: BLE001 - a reader's data error is recorded, never fatal to the run
+        if is_environment_error(exc):
+            raise
         reason = f"read_error:{type(exc).__name__}"
         skipped[reason] += 1
-        message = str(exc)
-        # hostile input ends up in messages (warcio quotes the whole first "line" of a bomb)
-        if len(message) > 1000:
-            message = f"{message[:1000]}... ({len(message):,} chars)"
+        message = describe(exc).split(": ", 1)[-1]
         errors.append(f"{reason}: {message}")
         log.warning("input %s: %s after %d rows in the last batch: %s", path, reason, len(rows), message)
         log.debug("%s", traceback.format_exc())
@@ -139,8 +143,57 @@ def _read(reader: Any, path: str) -> Iterator[Mapping[str, Any] | Skip]:
 
 
 def _rows_to_table(rows: list[Mapping[str, Any]], schema: pa.Schema, source: str) -> pa.Table:
+    """The reader's rows as a batch (with the reader's ``reason`` column); a row that cannot become Arrow (a lone
+    surrogate in a string, an integer out of range) becomes a rejected row ``schema:invalid_<column>`` with that value
+    made representable, and the rest of the batch goes on."""
     full = pa.schema(list(schema) + [pa.field("reason", pa.string())])
-    return table_from_rows(({"source": source, **r} for r in rows), full)
+    rows = [{"source": source, **r} for r in rows]
+    try:
+        return table_from_rows(rows, full)
+    except Exception as exc:  # noqa: BLE001 - find the bad rows below
+        if is_environment_error(exc):
+            raise
+    tables = []
+    for row in rows:
+        try:
+            tables.append(table_from_rows([row], full))
+        except Exception as exc:  # noqa: BLE001 - one row's values, recorded as its rejection
+            if is_environment_error(exc):
+                raise
+            tables.append(table_from_rows([_representable(row, full)], full))
+    return pa.concat_tables(tables)
+
+
+def _representable(row: Mapping[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """``row`` with each value Arrow refuses replaced (strings: the bad characters backslash-escaped; others: null),
+    rejected for the first such column."""
+    out = dict(row)
+    bad: list[str] = []
+    for col in schema:
+        value = out.get(col.name)
+        if value is None or col.name == "reason":
+            continue
+        try:
+            table_from_rows([{col.name: value}], pa.schema([col.with_nullable(True)]))
+            continue
+        except Exception as exc:  # noqa: BLE001 - this column is the bad one
+            if is_environment_error(exc):
+                raise
+        bad.append(col.name)
+        fixed = _escape(value)
+        out[col.name] = fixed if fixed is not None or col.nullable else f"invalid:{_escape(repr(value))}"
+    out["reason"] = f"schema:invalid_{bad[0]}" if bad else "schema:invalid_row"
+    return out
+
+
+def _escape(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):  # ``meta``: ASCII JSON escapes what UTF-8 cannot hold
+        return json.dumps(value, ensure_ascii=True, sort_keys=True, default=str)
+    return None
 
 
 def _split(table: pa.Table, reasons: list[str | None]) -> tuple[pa.Table, pa.Table, list[str]]:
@@ -157,9 +210,8 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
         if batch.num_rows == 0:
             break
         t0 = time.perf_counter()
-        result = step(batch)
+        result = _apply(step, batch)  # checks the step's own results against its kind (check_kind)
         st.seconds += time.perf_counter() - t0
-        check_kind(step, batch, result)
         st.seen += batch.num_rows
         st.changed += result.changed
         if result.table.num_rows != batch.num_rows:
@@ -175,6 +227,48 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
                 rejected.append(dropped)
         st.kept += batch.num_rows
     return batch, rejected
+
+
+def _apply(step: Step, batch: pa.Table) -> StepResult:
+    """``step(batch)``; when the step raises a data error the batch is redone one row at a time and each row that
+    raises is rejected ``<step>:error:<Type>``, so one bad document neither ends the input nor loses the others.
+    An environment error (``pipelines.core.errors``) propagates: the input fails and a rerun redoes it; so does a
+    step that breaks the contract of its kind (``check_kind``), a bug rather than bad data."""
+    try:
+        result = step(batch)
+    except Exception as exc:  # noqa: BLE001 - isolate the bad rows below
+        if is_environment_error(exc):
+            raise
+        log.warning(
+            "step %s failed on a batch of %d row(s) (%s): retrying row by row",
+            step.name,
+            batch.num_rows,
+            describe(exc),
+        )
+    else:
+        check_kind(step, batch, result)  # outside the try: a broken contract is a bug, not a bad row
+        return result
+    parts: list[pa.Table] = []
+    reasons: list[str | None] = []
+    changed = 0
+    schema: pa.Schema | None = None
+    for i in range(batch.num_rows):
+        row = batch.slice(i, 1)
+        try:
+            result = step(row)
+        except Exception as exc:  # noqa: BLE001 - this row is the bad one: rejected with the error's type
+            if is_environment_error(exc):
+                raise
+            parts.append(row)
+            reasons.append(f"{step.name}:error:{type(exc).__name__}")
+            continue
+        check_kind(step, row, result)  # the rows rejected here for an error are the runner's, not the step's
+        schema = schema or result.table.schema
+        parts.append(result.table)
+        reasons.append(None if result.reasons is None else list(result.reasons)[0])
+        changed += result.changed
+    schema = schema or batch.schema
+    return StepResult(pa.concat_tables([conform(p, schema) for p in parts]), reasons, changed)
 
 
 def _input_bytes(path: str) -> int | None:
@@ -208,7 +302,9 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
             if any(r is not None for r in pre):
                 batch, dropped, why = _split(batch, pre)
                 reasons.update(why)
-                rejected.write(dropped.append_column("rejected_by", pa.array(["reader"] * len(why), pa.string())))
+                rejected.write(
+                    dropped.append_column("rejected_by", pa.array(["reader"] * len(why), pa.string()))
+                )
             batch = batch.drop_columns(["reason"])
             kept, rej_tables = run_steps(recipe.steps, batch, step_stats)
             docs.write(kept)

@@ -23,7 +23,7 @@ from pipelines.core import storage
 from pipelines.core.layout import input_key
 from pipelines.core.locks import LockedError, object_lock
 from pipelines.query import run_query
-from pipelines.runner import run_recipe
+from pipelines.runner import InputsFailed, run_recipe
 from tests.helpers.paths import FIXTURES
 from tests.pipelines.sources.test_commoncrawl import _good_page, _warc_bytes, recipe
 
@@ -430,9 +430,12 @@ def test_store_failure_mid_input_fails_it_without_a_marker(s3, inputs, monkeypat
         )
 
     monkeypatch.setattr(storage, "open_input_stream", flaky_open)
-    with pytest.raises(storage.StorageError, match="connection reset"):
+    with pytest.raises(InputsFailed, match="StorageError: .*connection reset") as failed:
         run_one()
-    assert storage.list_files(out) == []
+    assert list(failed.value.failures) == [f"{IN}/crawl-00001.warc.gz"]
+    # nothing of the input was written; the summary records the failure
+    assert [o.uri for o in storage.list_files(out)] == [f"{out}/commoncrawl/summary.json"]
+    assert list(storage.read_json(f"{out}/commoncrawl/summary.json")["failed"]) == [f"{IN}/crawl-00001.warc.gz"]
     monkeypatch.setattr(storage, "open_input_stream", real_open)
     assert run_one().processed == 1
 
