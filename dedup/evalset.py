@@ -1,6 +1,8 @@
 """Evaluation sets for near-dup detection built from real text, with planted near-duplicates and exact truth.
 
-Paragraphs come from the shared corpus (English Wikipedia wikitext, StackExchange posts, CCNet CommonCrawl text).
+Paragraphs come from a sample folder the caller names, laid out as ``wikipedia/enwiki-latest-*.bz2``,
+``stackexchange/*/Posts.xml`` and ``commoncrawl/text/**/*.jsonl`` (English Wikipedia wikitext, StackExchange posts,
+CCNet CommonCrawl text).
 A base document is a random run of real paragraphs; a planted near-duplicate is a copy with word-level edits
 (substitute, delete, insert) at a known rate.  Ground truth is the exact Jaccard of 5-gram shingle sets of every pair
 of documents, computed by brute force as a sparse product (``X @ X.T``).
@@ -22,7 +24,7 @@ _TAG = re.compile(r"<[^>]+>")
 
 
 def real_paragraphs(corpus: str, min_words: int = 12) -> list[str]:
-    """Paragraphs of real text from ``corpus`` (the shared/corpus folder); sorted for determinism."""
+    """Paragraphs of real text from ``corpus`` (a sample folder laid out as above); sorted for determinism."""
     paras: list[str] = []
     for path in sorted(glob.glob(os.path.join(corpus, "wikipedia", "enwiki-latest-*.bz2"))):
         with bz2.open(path, "rt", encoding="utf-8") as f:

@@ -124,6 +124,28 @@ class ExactDedupStage:
         )
 
 
+@dataclass
+class UniqueIdStage:
+    """Ids unique per source: documents that share an id (the same WARC record in two files, a page in two copies of a
+    dump) keep one copy, the longest text, then the one in the first file, and the others move to ``rejected/``
+    with ``dedup:duplicate_id``.  The exact-dedup machinery with the id as the hashed key (partitioned, bounded)."""
+
+    name: str = "unique_ids"
+    #: further :class:`ExactConfig` fields (partitions, tasks, executor, workers)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, source_dir: str) -> dict[str, Any]:
+        cfg = ExactConfig(mode="md5", key_column="id", **self.settings)
+        executor = get_executor(cfg.executor, cfg.workers)
+        return _apply(
+            self.name,
+            source_dir,
+            lambda files, work: find_exact_duplicates([], work, cfg, "dedup:duplicate_id", executor, files),
+            [],
+            executor,
+        )
+
+
 def books_dedup_stage(
     threshold: float = 0.9, score_column: str | None = None, name: str = "book_dedup", **settings: Any
 ) -> MinHashDedupStage:

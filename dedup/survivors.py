@@ -89,6 +89,7 @@ def rank_keys(score_order: str) -> list[tuple[str, str]]:
         ("rank_score", "ascending"),
         ("chars", "descending"),
         ("id", "ascending"),
+        ("gid", "ascending"),  # documents sharing an id (the unique-ids stage): the first file's copy
     ]
 
 

@@ -165,6 +165,8 @@ class ExactConfig:
     score_order: str = "max"
     text_column: str = "text"
     id_column: str = "id"
+    #: the column whose value is hashed (default: the text column); ``id`` finds documents that share an id
+    key_column: str | None = None
     #: R hash partitions and M hashing tasks (over groups of input files): ~M x R intermediate files
     partitions: int = 16
     tasks: int = 16
@@ -195,14 +197,16 @@ def exact_hash_task(args: tuple[int, list[InputFile], ExactConfig, str]) -> dict
     name = unit(group)
     if is_done(work, "signatures", name):
         return read_marker(work, "signatures", name)
-    cols = [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
+    key_column = cfg.key_column or cfg.text_column
+    cols = list(dict.fromkeys([cfg.id_column, cfg.text_column, key_column]))
+    cols += [cfg.score_column] if cfg.score_column else []
     out = PartitionWriter(os.path.join(work, "bands"), name, cfg.partitions, BAND_SCHEMA)
     docs = []
     n = 0
     for f in files:
         for first, t in iter_batches(f.path, cols, cfg.batch_rows):
-            texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
-            key = np.fromiter((_doc_hash(x, cfg.mode) for x in texts), np.uint64, len(texts))
+            values = ["" if x is None else x for x in t.column(key_column).to_pylist()]
+            key = np.fromiter((_doc_hash(x, cfg.mode) for x in values), np.uint64, len(values))
             g = gids(f.index, first, t.num_rows)
             rows = pa.table({"band": np.zeros(len(key), np.uint8), "key": key, "gid": g}, schema=BAND_SCHEMA)
             out.add_split(rows, (key % np.uint64(cfg.partitions)).astype(np.int64))
@@ -234,6 +238,7 @@ def find_exact_duplicates(
         "score": cfg.score_column,
         "order": cfg.score_order,
         "text": cfg.text_column,
+        "key": cfg.key_column,
         "p": cfg.partitions,
         "m": cfg.tasks,
         "reason": reason,

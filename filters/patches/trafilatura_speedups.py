@@ -1,6 +1,6 @@
 """Output-preserving speed-ups of trafilatura, installed once per process by the extraction step.
 
-Profiling trafilatura 2.x on the real pages of ../shared/corpus (bench/bench_commoncrawl.py) puts about a third of its
+Profiling trafilatura 2.x on the benchmark's real web pages (bench/bench_commoncrawl.py) puts about a third of its
 time in places that do the same work more slowly than needed (item 4 is further down, by its code):
 
 1. ``re:test(...)`` in its XPath expressions (EXSLT regular expressions) calls back into Python for *every* element an
@@ -20,7 +20,7 @@ time in places that do the same work more slowly than needed (item 4 is further 
    from each match up to the first ancestor already known (memoised), which visits each node once.
 
 ``tests/filters/patches/test_trafilatura_speedups.py`` checks that ``extract()`` returns exactly the same text with and without them on
-page of ``tests/fixtures/commoncrawl`` and ``tests/fixtures/html`` (and of ../shared when present); ``make bench``
+page of ``tests/fixtures/commoncrawl`` and ``tests/fixtures/html`` (and of the benchmark's real pages when the tests find them); ``make bench``
 measures the gain.  On a trafilatura version not in :data:`TESTED_VERSIONS` it logs a WARNING and does nothing.  Set ``extract.speedups: false`` in a config to run trafilatura
 untouched.
 """
