@@ -160,22 +160,47 @@ def digest(out: str, source: str) -> dict[str, str]:
 def _driver(
     source: str, config: str, inputs: str, out: str, executor: str, env: dict[str, str]
 ) -> subprocess.Popen:
-    return subprocess.Popen(
+    """The driver, its stderr in a file: after a kill -9, a child that outlived it would hold a pipe open."""
+    err = tempfile.TemporaryFile(mode="w+", prefix="soak-stderr-")
+    proc = subprocess.Popen(
         [sys.executable, DRIVER, source, config, inputs, out, executor],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=err,
         text=True,
         cwd=REPO,
         env=env,
     )
+    proc.err_file = err  # type: ignore[attr-defined]
+    return proc
+
+
+def _stderr(proc: subprocess.Popen) -> str:
+    proc.err_file.seek(0)  # type: ignore[attr-defined]
+    text = proc.err_file.read()  # type: ignore[attr-defined]
+    proc.err_file.close()  # type: ignore[attr-defined]
+    return text
+
+
+def _orphans(children: list[Any], wait_s: float = 15.0) -> int:
+    """How many of a killed driver's descendants are still alive ``wait_s`` later (then killed, so they do not
+    pile up over the soak)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(children, timeout=wait_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    return len(alive)
 
 
 def run_once(source: str, config: str, inputs: str, out: str, executor: str, env: dict[str, str]) -> float:
     """An uninterrupted run; returns its seconds after start-up (READY)."""
     proc = _driver(source, config, inputs, out, executor, env)
-    assert proc.stdout.readline().strip() == "READY", proc.stderr.read()[-3000:]
+    assert proc.stdout.readline().strip() == "READY", _stderr(proc)[-3000:]
     t0 = time.perf_counter()
-    stdout, stderr = proc.communicate(timeout=1800)
+    proc.wait(timeout=1800)
+    proc.stdout.close()
+    stderr = _stderr(proc)
     if proc.returncode:
         raise RuntimeError(f"{source}: quiet run failed ({proc.returncode}):\n{stderr[-3000:]}")
     return time.perf_counter() - t0
@@ -197,18 +222,24 @@ def soak_source(
     for attempt in range(kills + 1):
         proc = _driver(source, config, inputs, out, executor, env)
         if proc.stdout.readline().strip() != "READY":
-            raise RuntimeError(f"{source}: driver did not start: {proc.stderr.read()[-3000:]}")
+            raise RuntimeError(f"{source}: driver did not start: {_stderr(proc)[-3000:]}")
         delay = rng.uniform(0, span_s) if attempt < kills else None
+        orphans = 0
         try:
             proc.wait(timeout=delay if delay is not None else 1800)
             finished = True
         except subprocess.TimeoutExpired:
+            import psutil
+
+            children = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(proc.pid).children(recursive=True)
             proc.send_signal(signal.SIGKILL)  # the driver only, as the OOM killer or a reboot would
             proc.wait(timeout=60)
             finished = False
-        stderr = proc.stderr.read()
+            orphans = _orphans(children)
+        stderr = _stderr(proc)
         proc.stdout.close()
-        proc.stderr.close()
         done_dir = os.path.join(out, source, "_done")
         done = len(os.listdir(done_dir)) if os.path.isdir(done_dir) else 0
         log.info(
@@ -223,6 +254,7 @@ def soak_source(
                 "killed_after_s": None if finished else round(delay, 2),
                 "inputs_done": done,
                 "exit": proc.returncode if finished else "SIGKILL",
+                "orphans": orphans,  # descendants alive 15 s after the kill
             }
         )
         if finished:
@@ -296,6 +328,7 @@ def soak(work: str, quick: bool, executor: str, kills: int, burners: int, seed: 
             }
     report["identical"] = all(s["identical"] for s in report["sources"].values())
     report["hostile_cases"] = sum(len(s["hostile_cases"]) for s in report["sources"].values())
+    report["orphans"] = sum(a["orphans"] for s in report["sources"].values() for a in s["attempts"])
     report["kills"] = sum(a["exit"] == "SIGKILL" for s in report["sources"].values() for a in s["attempts"])
     return report
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -119,6 +120,22 @@ class LocalExecutor:
         return results
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool worker start-up: the worker dies with the process that made the pool (Linux ``PR_SET_PDEATHSIG``).
+
+    Without it a kill -9 of the run leaves its idle workers behind for good (children of init, holding the run's
+    pipes open), one set per killed cron run."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no prctl in this libc: the workers just lack the guard
+            pass
+    if os.getppid() != parent:  # the parent died before the guard was set
+        os._exit(1)
+
+
 class ProcessExecutor:
     """A process pool of ``workers``; items whose worker died run again in a fresh pool (``retries`` times)."""
 
@@ -139,7 +156,11 @@ class ProcessExecutor:
         with _progress(len(items), desc, self.progress) as bar:
             while todo:
                 died: list[int] = []
-                with ProcessPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
+                with ProcessPoolExecutor(
+                    max_workers=min(self.workers, len(todo)),
+                    initializer=_die_with_parent,
+                    initargs=(os.getpid(),),
+                ) as pool:
                     futures = {pool.submit(fn, items[i]): i for i in todo}
                     pending = set(futures)
                     while pending:

@@ -16,6 +16,7 @@ def test_killed_and_loaded_runs_end_with_the_same_output_as_a_quiet_run(tmp_path
     assert set(report["sources"]) == set(SOURCES)
     assert report["hostile_cases"] >= 20
     assert report["kills"] >= 3, report  # kills land before the run ends for most sources
+    assert report["orphans"] == 0, report  # no process of a killed driver outlived it
     for source, result in report["sources"].items():
         assert result["attempts"][-1]["exit"] == 0, (source, result["attempts"])
         assert result["soaked"] == result["quiet"], (source, result)
