@@ -210,6 +210,8 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
     }
     stage = {
         f"{out}/commoncrawl/duplicates/minhash.parquet",
+        f"{out}/commoncrawl/duplicates/unique_ids.parquet",
+        f"{out}/commoncrawl/_dedup/unique_ids.json",
         f"{out}/commoncrawl/_dedup/minhash.json",
         f"{out}/commoncrawl/_dedup/line_dedup.json",
         f"{out}/commoncrawl/_dedup/_chain.json",
