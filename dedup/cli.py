@@ -120,33 +120,24 @@ def run_dedup(args: argparse.Namespace) -> int:
         with run_lock(out):
             work_root = os.path.join(out, "_work")
             executor = get_executor(args.executor, args.workers)
+            common = {
+                "score_column": args.score_column,
+                "score_order": args.score_order,
+                "references": args.reference,
+                "partitions": args.partitions,
+                "tasks": args.tasks,
+                "executor": args.executor,
+                "workers": args.workers,
+            }
             if args.kind == "minhash":
                 cfg = MinHashConfig(
-                    ngram=args.ngram,
-                    threshold=args.threshold,
-                    verify=not args.no_verify,
-                    score_column=args.score_column,
-                    score_order=args.score_order,
-                    references=args.reference,
-                    partitions=args.partitions,
-                    tasks=args.tasks,
-                    executor=args.executor,
-                    workers=args.workers,
+                    ngram=args.ngram, threshold=args.threshold, verify=not args.no_verify, **common
                 )
                 if args.bands is not None or args.rows is not None:
                     cfg = MinHashConfig(**{**cfg.__dict__, "bands": args.bands or 0, "rows": args.rows or 0})
                 res = find_near_duplicates(args.input, work_root, cfg, executor=executor)
             else:
-                ecfg = ExactConfig(
-                    mode="md5" if args.kind == "md5" else "normalized",
-                    score_column=args.score_column,
-                    score_order=args.score_order,
-                    references=args.reference,
-                    partitions=args.partitions,
-                    tasks=args.tasks,
-                    executor=args.executor,
-                    workers=args.workers,
-                )
+                ecfg = ExactConfig(mode="md5" if args.kind == "md5" else "normalized", **common)
                 res = find_exact_duplicates(args.input, work_root, ecfg, executor=executor)
             summary = {**res.stats, **write_survivors(res, out, executor)}
             write_json_atomic(os.path.join(out, "dedup.json"), summary)
