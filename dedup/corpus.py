@@ -116,6 +116,21 @@ DOC_TABLE_SCHEMA = pa.schema(
 )
 
 
+def _score(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A survivor score as float64: numbers as they are, timestamps and ISO-8601 strings (a WARC-Date) as seconds."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        column = _iso_seconds(column)
+    if pa.types.is_timestamp(column.type):
+        column = column.cast(pa.timestamp("s")).cast(pa.int64())
+    return column.cast(pa.float64())
+
+
+def _iso_seconds(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``2024-05-20T10:11:12Z`` (fractions and a zone suffix allowed) -> timestamp[s]; unparsable -> null."""
+    head = pc.utf8_slice_codeunits(column.cast(pa.string()), 0, 19)
+    return pc.strptime(head, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+
+
 def doc_table(
     t: pa.Table,
     g: np.ndarray,
@@ -129,7 +144,7 @@ def doc_table(
 
     Row ``r`` of a file's doc table is the file's row ``r``, so a pass looks documents up by row number.
     """
-    score = t.column(score_column).cast(pa.float64()) if score_column else pa.nulls(t.num_rows, pa.float64())
+    score = _score(t.column(score_column)) if score_column else pa.nulls(t.num_rows, pa.float64())
     chars = pc.fill_null(pc.utf8_length(t.column(text_column).cast(pa.string())), 0).cast(pa.int64())
     return pa.table(
         {

@@ -146,6 +146,31 @@ class UniqueIdStage:
         )
 
 
+@dataclass
+class UrlDedupStage:
+    """URL-level dedup (LLaMA-3): captures of one page (equal :func:`dedup.urls.normalize_url`) keep the most recent
+    (``date_column``, a WARC-Date), then the longest text, then the smallest id; the others move to ``rejected/``
+    with ``dedup:url``."""
+
+    name: str = "url_dedup"
+    date_column: str = "warc_date"
+    #: further :class:`ExactConfig` fields (partitions, tasks, executor, workers)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, source_dir: str) -> dict[str, Any]:
+        cfg = ExactConfig(
+            mode="url", key_column="url", score_column=self.date_column, score_order="max", **self.settings
+        )
+        executor = get_executor(cfg.executor, cfg.workers)
+        return _apply(
+            self.name,
+            source_dir,
+            lambda files, work: find_exact_duplicates([], work, cfg, "dedup:url", executor, files),
+            [],
+            executor,
+        )
+
+
 def books_dedup_stage(
     threshold: float = 0.9, score_column: str | None = None, name: str = "book_dedup", **settings: Any
 ) -> MinHashDedupStage:

@@ -41,6 +41,7 @@ from dedup.corpus import (
 from dedup.minhash import BAND_SCHEMA, MinHashConfig, bucket_task, check_settings, signature_task
 from dedup.survivors import choose_survivors, read_duplicates
 from dedup.text import simplify_text
+from dedup.urls import normalize_url
 from pipelines.core.executor import Executor, get_executor
 
 log = logging.getLogger(__name__)
@@ -178,12 +179,14 @@ class ExactConfig:
     all_pairs_max_bucket: int = 2
 
     def __post_init__(self) -> None:
-        if self.mode not in ("normalized", "md5"):
-            raise ValueError(f"exact dedup mode must be 'normalized' or 'md5', got {self.mode!r}")
+        if self.mode not in ("normalized", "md5", "url"):
+            raise ValueError(f"exact dedup mode must be 'normalized', 'md5' or 'url', got {self.mode!r}")
         check_settings(self.executor, self.score_order, self.partitions, self.tasks)
 
 
 def _doc_hash(text: str, mode: str) -> int:
+    if mode == "url":  # the key of URL-level dedup: captures of one page share it
+        return xxhash.xxh3_64_intdigest(normalize_url(text).encode("utf-8", "surrogatepass"))
     if mode == "md5":
         import hashlib
 

@@ -186,8 +186,8 @@ def test_commoncrawl_recipe_runs_line_dedup_as_corpus_stage_after_minhash():
     config = load_config("commoncrawl")
     recipe = build_recipe(config)
     assert "line_dedup" not in [s.name for s in recipe.steps]  # the per-input approximation is off by default
-    assert [s.name for s in recipe.corpus_stages] == ["unique_ids", "minhash", "line_dedup"]
-    assert recipe.corpus_stages[2].config() == LineDedupConfig(executor="local", workers=2)
+    assert [s.name for s in recipe.corpus_stages] == ["unique_ids", "url_dedup", "minhash", "line_dedup"]
+    assert recipe.corpus_stages[3].config() == LineDedupConfig(executor="local", workers=2)
     on = build_recipe({**config, "steps": {**config["steps"], "line_dedup": {"mode": "per_input_approx"}}})
     names = [s.name for s in on.steps]
     assert names.index("extract") + 1 == names.index("line_dedup") == names.index("lid") - 1

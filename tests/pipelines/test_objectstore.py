@@ -212,6 +212,8 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
         f"{out}/commoncrawl/duplicates/minhash.parquet",
         f"{out}/commoncrawl/duplicates/unique_ids.parquet",
         f"{out}/commoncrawl/_dedup/unique_ids.json",
+        f"{out}/commoncrawl/duplicates/url_dedup.parquet",
+        f"{out}/commoncrawl/_dedup/url_dedup.json",
         f"{out}/commoncrawl/_dedup/minhash.json",
         f"{out}/commoncrawl/_dedup/line_dedup.json",
         f"{out}/commoncrawl/_dedup/_chain.json",
