@@ -101,13 +101,16 @@ class MinHashDedupStage:
 
 @dataclass
 class ExactDedupStage:
-    """Exact document dedup: ``mode="md5"`` (file content, RedPajama's GitHub rule) or ``"normalized"`` text."""
+    """Documents with equal keys keep one: ``mode="md5"`` (file content, RedPajama's GitHub rule), ``"normalized"``
+    text, or ``"url"`` (normalised URLs); ``settings`` may name the hashed ``key_column`` (default: the text)."""
 
     mode: str = "md5"
     name: str = "exact"
     score_column: str | None = None
     references: list[str] = field(default_factory=list)
-    #: further :class:`ExactConfig` fields (score_order, partitions, tasks, executor, workers)
+    #: the rejection reason (default ``dedup:exact_md5`` / ``dedup:exact``)
+    reason: str | None = None
+    #: further :class:`ExactConfig` fields (key_column, score_order, partitions, tasks, executor, workers)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def run(self, source_dir: str) -> dict[str, Any]:
@@ -118,57 +121,30 @@ class ExactDedupStage:
         return _apply(
             self.name,
             source_dir,
-            lambda files, work: find_exact_duplicates([], work, cfg, None, executor, files),
+            lambda files, work: find_exact_duplicates([], work, cfg, self.reason, executor, files),
             self.references,
             executor,
         )
 
 
-@dataclass
-class UniqueIdStage:
+def unique_ids_stage(**settings: Any) -> ExactDedupStage:
     """Ids unique per source: documents that share an id (the same WARC record in two files, a page in two copies of a
-    dump) keep one copy, the longest text, then the one in the first file, and the others move to ``rejected/``
-    with ``dedup:duplicate_id``.  The exact-dedup machinery with the id as the hashed key (partitioned, bounded)."""
-
-    name: str = "unique_ids"
-    #: further :class:`ExactConfig` fields (partitions, tasks, executor, workers)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def run(self, source_dir: str) -> dict[str, Any]:
-        cfg = ExactConfig(mode="md5", key_column="id", **self.settings)
-        executor = get_executor(cfg.executor, cfg.workers)
-        return _apply(
-            self.name,
-            source_dir,
-            lambda files, work: find_exact_duplicates([], work, cfg, "dedup:duplicate_id", executor, files),
-            [],
-            executor,
-        )
+    dump) keep one copy, the longest text, then the one in the first file; the others go with ``dedup:duplicate_id``."""
+    return ExactDedupStage(
+        mode="md5", name="unique_ids", reason="dedup:duplicate_id", settings={"key_column": "id", **settings}
+    )
 
 
-@dataclass
-class UrlDedupStage:
+def url_dedup_stage(date_column: str = "warc_date", **settings: Any) -> ExactDedupStage:
     """URL-level dedup (LLaMA-3): captures of one page (equal :func:`dedup.urls.normalize_url`) keep the most recent
-    (``date_column``, a WARC-Date), then the longest text, then the smallest id; the others move to ``rejected/``
-    with ``dedup:url``."""
-
-    name: str = "url_dedup"
-    date_column: str = "warc_date"
-    #: further :class:`ExactConfig` fields (partitions, tasks, executor, workers)
-    settings: dict[str, Any] = field(default_factory=dict)
-
-    def run(self, source_dir: str) -> dict[str, Any]:
-        cfg = ExactConfig(
-            mode="url", key_column="url", score_column=self.date_column, score_order="max", **self.settings
-        )
-        executor = get_executor(cfg.executor, cfg.workers)
-        return _apply(
-            self.name,
-            source_dir,
-            lambda files, work: find_exact_duplicates([], work, cfg, "dedup:url", executor, files),
-            [],
-            executor,
-        )
+    (``date_column``, a WARC-Date), then the longest text, then the smallest id; the others go with ``dedup:url``."""
+    return ExactDedupStage(
+        mode="url",
+        name="url_dedup",
+        score_column=date_column,
+        reason="dedup:url",
+        settings={"key_column": "url", "score_order": "max", **settings},
+    )
 
 
 def books_dedup_stage(

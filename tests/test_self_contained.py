@@ -13,7 +13,8 @@ from tests.helpers.paths import REPO
 GUARDED = ["pipelines", "filters", "dedup", "classifiers", "mixtures", "winnow", "Makefile", "pyproject.toml", "docs"]
 #: trained models and hash arrays: binary, not text
 BINARY = (".npy", ".pyc", ".ftz", ".bin", ".model", ".safetensors", ".arpa", ".gz", ".bz2", ".pt")
-OUTSIDE = re.compile(r"\.\./shared|shared/corpus|/work/")
+#: the development corpus beside the repository, and any absolute path into the folder that holds the repository
+OUTSIDE = re.compile(r"\.\./shared|shared/corpus|" + re.escape(os.path.dirname(REPO) + os.sep))
 
 
 def _files() -> list[str]:

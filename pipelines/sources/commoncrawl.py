@@ -15,7 +15,7 @@ from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
-from dedup.stages import UniqueIdStage, UrlDedupStage, stage_from_config
+from dedup.stages import stage_from_config, unique_ids_stage, url_dedup_stage
 from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
@@ -74,10 +74,10 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     config = gate_model_filters(config, "commoncrawl")
     # WARC record ids are unique per source: the same record in two files (a re-crawl copy) keeps one document
     unique = dict(config.get("unique_ids") or {})
-    ids = UniqueIdStage(settings=unique) if unique.pop("enabled", True) else None
+    ids = unique_ids_stage(**unique) if unique.pop("enabled", True) else None
     # LLaMA-3 URL-level dedup: several captures of one page keep the most recent
     by_url = dict(config.get("url_dedup") or {})
-    urls = UrlDedupStage(settings=by_url) if by_url.pop("enabled", True) else None
+    urls = url_dedup_stage(**by_url) if by_url.pop("enabled", True) else None
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
     stages = [s for s in (ids, urls, minhash, lines) if s is not None]

@@ -1,4 +1,4 @@
-"""Ids unique per source (dedup.stages.UniqueIdStage in the CommonCrawl recipe): the same WARC records in two input
+"""Ids unique per source (dedup.stages.unique_ids_stage in the CommonCrawl recipe): the same WARC records in two input
 files keep one document per id, the others are rejected dedup:duplicate_id, and nothing is lost."""
 
 from __future__ import annotations

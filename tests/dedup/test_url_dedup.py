@@ -1,4 +1,4 @@
-"""URL-level dedup (dedup/urls.py, UrlDedupStage): the normalisation rules, and in the CommonCrawl recipe two
+"""URL-level dedup (dedup/urls.py, url_dedup_stage): the normalisation rules, and in the CommonCrawl recipe two
 captures of one page keep the most recent, the other rejected dedup:url."""
 
 from __future__ import annotations
