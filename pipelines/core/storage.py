@@ -117,8 +117,18 @@ def _filesystem(scheme: str, bucket: str, env: tuple) -> Any:
     return filesystem
 
 
+@lru_cache(maxsize=1)
+def _local_filesystem() -> Any:
+    from pyarrow import fs
+
+    return fs.LocalFileSystem()
+
+
 def resolve(uri: str) -> tuple[Any, str]:
-    """``(pyarrow FileSystem, path inside it)`` for a URI."""
+    """``(pyarrow FileSystem, path inside it)`` for a URI, or ``(LocalFileSystem, absolute path)`` for a local
+    path."""
+    if not is_uri(uri):
+        return _local_filesystem(), os.path.abspath(uri)
     scheme, rest = _split(uri)
     if not rest:
         raise ValueError(f"{uri}: name a bucket")
@@ -133,9 +143,15 @@ def to_uri(scheme_of: str, fs_path: str) -> str:
 # -- queries ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectInfo:
-    uri: str
+    """A listed file: its location (a local path or a URI, as the listed folder was named), size, mtime."""
+
+    path: str
     size: int
     mtime_ns: int
+
+    @property
+    def uri(self) -> str:
+        return self.path
 
 
 def _info(uri: str) -> Any:
