@@ -25,7 +25,7 @@ from typing import IO, Any
 from pipelines.core import storage
 from pipelines.core.storage import ObjectInfo
 
-__all__ = ["Folder", "ObjectInfo", "Staged", "listing_fingerprint", "stat", "tmp_name"]
+__all__ = ["Folder", "ObjectInfo", "Staged", "file_info", "listing_fingerprint", "split", "stat", "tmp_name"]
 
 
 def tmp_name(final: str) -> str:
@@ -56,13 +56,23 @@ def listing_fingerprint(rows: Iterable[ObjectInfo | Sequence[Any]], extra: Any =
     return h.hexdigest()[:16]
 
 
+def split(path: str) -> tuple[Folder, str]:
+    """``(the folder holding path, its name)`` for a local path or a URI."""
+    return Folder(storage.dirname(path)), storage.basename(path)
+
+
+def file_info(path: str) -> ObjectInfo | None:
+    """Size and modification time of one file or object; None when there is none (or it is a folder)."""
+    folder, name = split(path)
+    return folder.info(name)
+
+
 def stat(path: str) -> ObjectInfo:
-    """Size and modification time of one file or object (``FileNotFoundError`` when there is none)."""
-    folder = Folder(storage.dirname(path) or ".")
-    info = folder.info(storage.basename(path))
+    """:func:`file_info`, raising ``FileNotFoundError`` when there is no such file or object."""
+    info = file_info(path)
     if info is None:
         raise FileNotFoundError(f"{path}: no such file or object")
-    return ObjectInfo(path, info.size, info.mtime_ns)
+    return info
 
 
 class Folder:
@@ -77,6 +87,10 @@ class Folder:
         self.remote = storage.is_uri(location)
         self.location = storage.normalize(location) if self.remote else location
         self.fs, self.root = storage.resolve(self.location)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled by location: a worker builds its own client from its own environment."""
+        return Folder, (self.location,)
 
     def __repr__(self) -> str:
         return f"Folder({self.location!r})"
