@@ -8,7 +8,6 @@ CommonCrawl against it) take part in the matching but are never removed from.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 
 from dedup.text import mix64
 from pipelines.core.executor import get_executor
+from pipelines.core.folder import Folder, Staged, listing_fingerprint, split, stat
 
 ROW_BITS = 32
 
@@ -71,15 +71,16 @@ def build_inputs(inputs: list[str], references: list[str] | None = None) -> list
 
 
 def fingerprint(files: list[InputFile], settings: dict[str, Any]) -> str:
-    """Names the work folder: same inputs (path, size, mtime) and settings → same folder → resumable."""
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    """Names the work folder: same inputs (path, size, mtime) and settings → same folder → resumable.  A listing
+    fingerprint (:func:`pipelines.core.folder.listing_fingerprint`), the files are never read."""
+    rows = []
     for f in files:
         size, mtime = f.size, f.mtime_ns
         if size < 0:
-            st = os.stat(f.path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        h.update(f"{f.path}|{size}|{mtime}|{f.protected}\n".encode())
-    return h.hexdigest()[:16]
+            info = stat(f.path)
+            size, mtime = info.size, info.mtime_ns
+        rows.append((f.path, size, mtime, f.protected))
+    return listing_fingerprint(rows, settings)
 
 
 def check_columns(path: str, needed: list[str]) -> None:
@@ -213,10 +214,10 @@ def group_of_files(groups: list[list[InputFile]]) -> np.ndarray:
 
 def read_folder(folder: str, columns: list[str] | None = None) -> pa.Table | None:
     """Every Parquet file of ``folder`` (a partition written by several tasks), concatenated; None when empty."""
-    if not os.path.isdir(folder):
-        return None
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet"))
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = [
+        pq.read_table(o.path, columns=columns)
+        for o in Folder(folder).list(suffix=".parquet", recursive=False)
+    ]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -225,12 +226,9 @@ def unit(i: int) -> str:
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    from pipelines.core.layout import tmp_name
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    """``table`` as the zstd Parquet file ``path``, whole or not at all (:meth:`Folder.write_table`)."""
+    folder, name = split(path)
+    folder.write_table(name, table, compression="zstd")
 
 
 class PartitionWriter:
@@ -242,10 +240,10 @@ class PartitionWriter:
     """
 
     def __init__(self, root: str, name: str, partitions: int, schema: pa.Schema, flush_rows: int = 1_000_000):
-        from pipelines.core.layout import tmp_name
-
-        self.paths = [os.path.join(root, unit(p), f"{name}.parquet") for p in range(partitions)]
-        self.tmps = [tmp_name(p) for p in self.paths]
+        self.folder = Folder(root)
+        self.names = [f"{unit(p)}/{name}.parquet" for p in range(partitions)]
+        self.paths = [self.folder.uri(n) for n in self.names]
+        self.staged: list[Staged | None] = [None] * partitions
         self.schema, self.flush_rows = schema, flush_rows
         self.buffers: list[list[pa.Table]] = [[] for _ in range(partitions)]
         self.writers: list[pq.ParquetWriter | None] = [None] * partitions
@@ -267,8 +265,8 @@ class PartitionWriter:
 
     def _writer(self, p: int) -> pq.ParquetWriter:
         if self.writers[p] is None:
-            os.makedirs(os.path.dirname(self.tmps[p]), exist_ok=True)
-            self.writers[p] = pq.ParquetWriter(self.tmps[p], self.schema, compression="zstd")
+            staged = self.staged[p] = self.folder.stage(self.names[p])
+            self.writers[p] = pq.ParquetWriter(staged.tmp, self.schema, compression="zstd")
         return self.writers[p]  # type: ignore[return-value]
 
     def flush(self) -> None:
@@ -283,30 +281,26 @@ class PartitionWriter:
         for p, w in enumerate(self.writers):
             if w is not None:
                 w.close()
-                os.replace(self.tmps[p], self.paths[p])
+                self.staged[p].commit()  # type: ignore[union-attr]
+
+
+def _marker_name(stage: str, unit: str) -> str:
+    return f"_done/{stage}/{unit}.json"
 
 
 def marker(work: str, stage: str, unit: str) -> str:
-    return os.path.join(work, "_done", stage, f"{unit}.json")
+    return os.path.join(work, _marker_name(stage, unit))
 
 
 def is_done(work: str, stage: str, unit: str) -> bool:
-    return os.path.exists(marker(work, stage, unit))
+    return Folder(work).exists(_marker_name(stage, unit))
 
 
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
     """A unit's marker, renamed into place after its outputs.  No fsync (the outputs have none either): a machine
     crash may lose a marker, and the unit then simply runs again; a pass has hundreds of units."""
-    from pipelines.core.layout import tmp_name
-
-    path = marker(work, stage, unit)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info or {}, f)
-    os.replace(tmp, path)
+    Folder(work).write_bytes(_marker_name(stage, unit), json.dumps(info or {}).encode(), durable=False)
 
 
 def read_marker(work: str, stage: str, unit: str) -> dict[str, Any]:
-    with open(marker(work, stage, unit), encoding="utf-8") as f:
-        return json.load(f)
+    return Folder(work).read_json(_marker_name(stage, unit))

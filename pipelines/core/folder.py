@@ -68,11 +68,15 @@ def file_info(path: str) -> ObjectInfo | None:
 
 
 def stat(path: str) -> ObjectInfo:
-    """:func:`file_info`, raising ``FileNotFoundError`` when there is no such file or object."""
+    """:func:`file_info`, also of a local folder (an input may be one: a code repository), raising
+    ``FileNotFoundError`` when there is no such file, folder or object."""
     info = file_info(path)
-    if info is None:
-        raise FileNotFoundError(f"{path}: no such file or object")
-    return info
+    if info is not None:
+        return info
+    if not storage.is_uri(path) and os.path.isdir(path):
+        st = os.stat(path)
+        return ObjectInfo(path, st.st_size, st.st_mtime_ns)
+    raise FileNotFoundError(f"{path}: no such file or object")
 
 
 class Folder:
@@ -224,7 +228,11 @@ class Folder:
 
     # -- reading -------------------------------------------------------------------------------------------------
     def read_bytes(self, name: str) -> bytes:
-        with self.open_input(name) as f:
+        """The whole file (``FileNotFoundError`` when absent; other errors as the filesystem raises them)."""
+        if not self.remote:
+            with open(self._path(name), "rb") as f:
+                return f.read()
+        with self.fs.open_input_stream(self._path(name), compression=None) as f:
             return f.read()
 
     def read_json(self, name: str) -> Any:

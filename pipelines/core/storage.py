@@ -16,6 +16,7 @@ upload completes.  Larger outputs are built in a local temporary file and upload
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import os
@@ -254,11 +255,26 @@ def _hidden(rel: str) -> bool:
     return any(p.startswith(".") for p in rel.split("/"))
 
 
-def discover(spec: str, patterns: Sequence[str]) -> list[str]:
-    """INPUT on object storage: an object, a prefix (searched with ``patterns``) or a glob; sorted URIs.
+def _discover_local(spec: str, patterns: Sequence[str]) -> list[str]:
+    if os.path.isfile(spec):
+        return [os.path.abspath(spec)]
+    if os.path.isdir(spec):
+        found: set[str] = set()
+        for pat in patterns:
+            found.update(p for p in glob.glob(os.path.join(spec, pat), recursive=True) if os.path.isfile(p))
+        return sorted(os.path.abspath(p) for p in found)
+    matches = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
+    if not matches:
+        raise FileNotFoundError(f"INPUT {spec!r} names no file, folder or glob match")
+    return sorted({os.path.abspath(p) for p in matches})
 
-    Like ``glob``, names starting with a dot are not matched by wildcards.
+
+def discover(spec: str, patterns: Sequence[str]) -> list[str]:
+    """INPUT: a file or object, a folder or prefix (searched with ``patterns``) or a glob; sorted absolute paths
+    or URIs.  Like ``glob``, names starting with a dot are not matched by wildcards.
     """
+    if not is_uri(spec):
+        return _discover_local(spec, patterns)
     spec = normalize(spec)
     scheme, rest = _split(spec)
     if not any(c in rest for c in "*?["):
