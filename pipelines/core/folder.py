@@ -1,7 +1,10 @@
 """One storage object: a :class:`Folder` on any ``pyarrow.fs`` filesystem (local disk, shared disks, S3, GCS).
 
 Callers name files relative to a folder and never ask where it lives: listing, reading, atomic writes and
-fingerprints behave the same on every filesystem.  The one place that knows the difference is :class:`Staged`,
+fingerprints behave the same on every filesystem.  Object stores are reached through ``pyarrow.fs`` (clients
+cached per bucket and environment, :func:`pipelines.core.storage.resolve`); local disk through ``os`` (its
+:attr:`Folder.fs` is pyarrow's ``LocalFileSystem`` for callers that want one), because ``LocalFileSystem`` cannot
+name a file whose name is not valid UTF-8, and inputs may have such names.  The one place that knows the difference is :class:`Staged`,
 the atomic write: locally a temporary sibling renamed into place (the rename is atomic), on an object store a local
 temporary file uploaded in one C++ copy (an object appears whole when its upload completes; an exception mid-way
 never completes it).  Nothing is left behind when the writer fails.

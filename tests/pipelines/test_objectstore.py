@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import shutil
 import socket
@@ -25,6 +24,7 @@ from pipelines.core.locks import LockedError, object_lock
 from pipelines.query import run_query
 from pipelines.runner import InputsFailed, run_recipe
 from tests.helpers.paths import FIXTURES
+from tests.helpers.s3 import moto_s3
 from tests.pipelines.sources.test_commoncrawl import _good_page, _warc_bytes, recipe
 
 pytest.importorskip("moto", reason="moto[server] is in the dev extra: pip install -e '.[dev]'")
@@ -44,28 +44,8 @@ ENV = {
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on 127.0.0.1 (a free port), the AWS_* environment pointing at it, and one bucket."""
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    mp = pytest.MonkeyPatch()
-    for k, v in {**ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        mp.setenv(k, v)
-    client = fs.S3FileSystem(
-        endpoint_override=f"{host}:{port}",
-        scheme="http",
-        access_key="testing",
-        secret_key="testing",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    )
-    client.create_dir(BUCKET)
-    yield client
-    mp.undo()
-    server.stop()
+    with moto_s3(BUCKET, ENV) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ nor a temporary name), and fingerprints that follow the listing (size, a new fil
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 
@@ -16,14 +15,9 @@ import pytest
 
 from pipelines.core import storage
 from pipelines.core.folder import Folder, listing_fingerprint, stat
+from tests.helpers.s3 import moto_s3
 
 BUCKET = "winnow-folder-test"
-ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
 DOCS = pa.table(
     {
         "id": ["cc/0001", "cc/0002", "cc/0003"],
@@ -38,29 +32,10 @@ DOCS = pa.table(
 
 @pytest.fixture(scope="module")
 def s3_bucket():
-    """A moto S3 server (a free port on 127.0.0.1), the AWS_* environment pointing at it, and one bucket."""
+    """A moto S3 server on loopback with one bucket; its URI."""
     pytest.importorskip("moto", reason="moto[server] is in the dev extra: pip install -e '.[dev]'")
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    mp = pytest.MonkeyPatch()
-    for k, v in {**ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        mp.setenv(k, v)
-    fs.S3FileSystem(
-        endpoint_override=f"{host}:{port}",
-        scheme="http",
-        access_key="testing",
-        secret_key="testing",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    ).create_dir(BUCKET)
-    yield f"s3://{BUCKET}"
-    mp.undo()
-    server.stop()
+    with moto_s3(BUCKET):
+        yield f"s3://{BUCKET}"
 
 
 @pytest.fixture(params=["local", "s3"])
