@@ -12,9 +12,9 @@
 
 ``key`` is a hash of the input's absolute path (of its full URI on object storage), so names never depend on run
 order or worker count, and a rerun that finds the marker skips the input: its files are left byte-for-byte as they
-were.  OUTPUT may be an ``s3://`` / ``gs://`` URI (``pipelines.core.storage``): objects are then written once under their
-final names (no temporary name, no rename), the marker last, and the lock is an advisory lock object
-(``pipelines.core.locks``).
+were.  Every file goes through :class:`pipelines.core.folder.Folder` (``SourceLayout.folder``), so OUTPUT may be an
+``s3://`` / ``gs://`` URI: objects are then written once under their final names (no temporary name, no rename),
+the marker last, and the lock is an advisory lock object (``pipelines.core.locks``).
 """
 
 from __future__ import annotations
@@ -29,9 +29,8 @@ from functools import cached_property
 from typing import Any
 
 from pipelines.core import storage
-from pipelines.core.folder import Folder, split, tmp_name
-
-__all__ = ["Folder", "SourceLayout", "tmp_name", "write_json_atomic"]
+from pipelines.core.folder import Folder, split
+from pipelines.core.folder import tmp_name as tmp_name  # re-exported: mixtures and dedup import it from here
 
 log = logging.getLogger(__name__)
 
