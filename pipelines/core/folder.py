@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from pipelines.core import storage
+from pipelines.core.discovery import hidden as is_hidden
+from pipelines.core.discovery import pattern_regex
 from pipelines.core.storage import ObjectInfo
 
 __all__ = ["Folder", "ObjectInfo", "Staged", "file_info", "listing_fingerprint", "split", "stat", "tmp_name"]
@@ -35,10 +37,6 @@ def tmp_name(final: str) -> str:
     """A temporary sibling of the local file ``final`` (same folder, so the rename is atomic)."""
     d, b = os.path.split(final)
     return os.path.join(d, f".{b}.tmp-{uuid.uuid4().hex[:8]}")
-
-
-def _hidden(rel: str) -> bool:
-    return any(p.startswith(".") for p in rel.split("/"))
 
 
 def _encoded(text: str) -> bytes:
@@ -206,10 +204,10 @@ class Folder:
         ``pattern`` is a glob on the relative path (``**`` any number of folders, as ``glob(recursive=True)``),
         ``suffix`` an ending of the name.  Names starting with a dot (temporary files, locks) are left out unless
         ``hidden``."""
-        regex = storage.pattern_regex(pattern) if pattern else None
+        regex = pattern_regex(pattern) if pattern else None
         out = []
         for rel, is_file, size, mtime in self._entries(recursive):
-            if not is_file or (not hidden and _hidden(rel)) or (suffix and not rel.endswith(suffix)):
+            if not is_file or (not hidden and is_hidden(rel)) or (suffix and not rel.endswith(suffix)):
                 continue
             if regex is None or regex.match(rel):
                 out.append(ObjectInfo(self.uri(rel), size, mtime))
@@ -217,7 +215,9 @@ class Folder:
 
     def folders(self) -> list[str]:
         """Names of the sub-folders directly under this folder (not hidden), sorted."""
-        return sorted(rel for rel, is_file, _, _ in self._entries(False) if not is_file and not _hidden(rel))
+        return sorted(
+            rel for rel, is_file, _, _ in self._entries(False) if not is_file and not is_hidden(rel)
+        )
 
     def fingerprint(
         self, names: Sequence[str] | None = None, pattern: str | None = None, extra: Any = None

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
-from pipelines.core import storage
+from pipelines.core.discovery import discover
 from pipelines.core.schema import CORE_SCHEMA, extend_schema
 from pipelines.core.steps import Step
 
@@ -59,9 +59,9 @@ class Reader:
 def discover_files(spec: str, patterns: Sequence[str]) -> list[str]:
     """Resolve INPUT: a file, a directory (recursive, by patterns) or a glob; sorted, absolute, deduplicated.
 
-    ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.core.storage.discover``).
+    ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.core.discovery``).
     """
-    return storage.discover(spec, patterns)
+    return discover(spec, patterns)
 
 
 class CorpusStage(Protocol):

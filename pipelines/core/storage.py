@@ -16,14 +16,13 @@ upload completes.  Larger outputs are built in a local temporary file and upload
 from __future__ import annotations
 
 import contextlib
-import glob
 import io
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -75,6 +74,11 @@ def _split(uri: str) -> tuple[str, str]:
             "environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...)"
         )
     return scheme, rest.strip("/")
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, path after the scheme without slashes at its ends)``; ValueError for an unsupported URI."""
+    return _split(uri)
 
 
 def normalize(path: str) -> str:
@@ -217,95 +221,6 @@ def listdir(uri: str) -> list[str]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     return sorted(i.base_name for i in infos)
-
-
-# -- discovery --------------------------------------------------------------------------------------------------
-def _component_regex(comp: str) -> str:
-    out, i = [], 0
-    while i < len(comp):
-        c = comp[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in comp[i + 1 :]:
-            j = comp.index("]", i + 1)
-            body = comp[i + 1 : j]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def pattern_regex(pattern: str) -> re.Pattern:
-    """A glob pattern (``**`` = any number of folders, as ``glob(recursive=True)``) as a regex on relative paths."""
-    parts, out = pattern.strip("/").split("/"), []
-    for k, comp in enumerate(parts):
-        last = k == len(parts) - 1
-        if comp == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
-        else:
-            out.append(_component_regex(comp) + ("" if last else "/"))
-    return re.compile("".join(out) + r"\Z")
-
-
-def _hidden(rel: str) -> bool:
-    return any(p.startswith(".") for p in rel.split("/"))
-
-
-def _discover_local(spec: str, patterns: Sequence[str]) -> list[str]:
-    if os.path.isfile(spec):
-        return [os.path.abspath(spec)]
-    if os.path.isdir(spec):
-        found: set[str] = set()
-        for pat in patterns:
-            found.update(p for p in glob.glob(os.path.join(spec, pat), recursive=True) if os.path.isfile(p))
-        return sorted(os.path.abspath(p) for p in found)
-    matches = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
-    if not matches:
-        raise FileNotFoundError(f"INPUT {spec!r} names no file, folder or glob match")
-    return sorted({os.path.abspath(p) for p in matches})
-
-
-def discover(spec: str, patterns: Sequence[str]) -> list[str]:
-    """INPUT: a file or object, a folder or prefix (searched with ``patterns``) or a glob; sorted absolute paths
-    or URIs.  Like ``glob``, names starting with a dot are not matched by wildcards.
-    """
-    if not is_uri(spec):
-        return _discover_local(spec, patterns)
-    spec = normalize(spec)
-    scheme, rest = _split(spec)
-    if not any(c in rest for c in "*?["):
-        if isfile(spec):
-            return [spec]
-        regexes = [pattern_regex(p) for p in patterns]
-        found = []
-        for o in list_files(spec):
-            rel = o.uri[len(spec) + 1 :]
-            if not _hidden(rel) and any(r.match(rel) for r in regexes):
-                found.append(o.uri)
-        if not found and not isdir(spec):
-            raise FileNotFoundError(
-                f"INPUT {spec!r} names no object or prefix (check the bucket, the key and the "
-                "credentials/endpoint in AWS_* variables)"
-            )
-        return sorted(found)
-    comps = rest.split("/")
-    fixed = next(i for i, c in enumerate(comps) if any(ch in c for ch in "*?["))
-    if fixed == 0:
-        raise ValueError(f"INPUT {spec!r}: the bucket name cannot hold a wildcard")
-    base = f"{scheme}://" + "/".join(comps[:fixed])
-    regex = pattern_regex("/".join(comps[fixed:]))
-    found = [
-        o.uri
-        for o in list_files(base)
-        if not _hidden(o.uri[len(base) + 1 :]) and regex.match(o.uri[len(base) + 1 :])
-    ]
-    if not found:
-        raise FileNotFoundError(f"INPUT {spec!r} matches no object")
-    return sorted(found)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from pipelines.core import storage
+from pipelines.core.discovery import discover
 from pipelines.core.layout import input_key
 from pipelines.core.locks import LockedError, object_lock
 from pipelines.query import run_query
@@ -135,7 +136,7 @@ def test_s3_run_gives_what_a_local_run_gives(s3, s3_run, local_run):
     )
     assert s["read"] == s["kept"] + s["rejected"] == len(docs) + len(rejected)
     assert s["rejected_by_reason"] == local_result.summary["rejected_by_reason"]
-    for uri in storage.discover(IN, ["**/*.warc.gz"]):
+    for uri in discover(IN, ["**/*.warc.gz"]):
         key = input_key(uri)
         stats = storage.read_json(f"{out}/commoncrawl/stats/{key}.json")
         assert stats["input"] == uri and stats["read"] == stats["kept"] + stats["rejected"]
@@ -169,7 +170,7 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
     # the input whose page MinHash removed: redone, the page is back in its docs until the stage removes it again
     redo = [
         u
-        for u in storage.discover(IN, ["**/*.warc.gz"])
+        for u in discover(IN, ["**/*.warc.gz"])
         if "urn:bad:copy-of-rivers"
         in pq.read_table(f"{BUCKET}/out/commoncrawl/rejected/{input_key(u)}.parquet", filesystem=s3)
         .column("id")
