@@ -297,7 +297,7 @@ def run_cron_command(args: argparse.Namespace) -> int:
 
 def console_summary(output: str, sources: list[str], rc: int, log_path: str) -> str:
     """What a person running ``make cron`` sees: each source and stage with its state, and where the log is."""
-    state = _load_state(os.path.join(output, "_cron", "state.json"))
+    state = _load_state(Folder(output).child("_cron"))
     lines = [f"winnow cron: {'ok' if rc == 0 else 'FAILED (retried on the next run)'}"]
     lines.append(
         "  sources: " + ", ".join(f"{s} {'ok' if s in state['sources'] else 'FAILED'}" for s in sources)
