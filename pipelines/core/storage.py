@@ -1,6 +1,9 @@
-"""Object storage (``s3://``, ``gs://``) through pyarrow's filesystems, beside plain local paths.
+"""Object storage (``s3://``, ``gs://``) through pyarrow's filesystems, beside plain local paths: the URI
+primitives under :class:`pipelines.core.folder.Folder`, which is what code reads and writes through.  The per-URI
+functions here (``exists``, ``list_files``, ``read_json``, ``write_json``, ...) remain for the runner and the
+object-storage corpus stages until they move to ``Folder``.
 
-A path is either a local path (handled by the callers' ``os``/``open`` code, unchanged) or a URI whose scheme is one
+A path is either a local path (``Folder`` handles it with ``os``) or a URI whose scheme is one
 of :data:`SCHEMES`; URIs stay strings throughout the pipeline and are resolved to ``(pyarrow FileSystem, path)``
 only where a byte is read or written.  Endpoint and credentials come from the usual environment, read by pyarrow:
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` / ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``
@@ -182,18 +185,6 @@ def isdir(uri: str) -> bool:
     return _info(uri).type == fs.FileType.Directory
 
 
-def getsize(uri: str) -> int:
-    info = _info(uri)
-    if info.size is None:
-        raise FileNotFoundError(f"{uri}: no such object")
-    return int(info.size)
-
-
-def mtime_ns(uri: str) -> int | None:
-    info = _info(uri)
-    return None if info.mtime_ns is None else int(info.mtime_ns)
-
-
 def list_files(uri: str, recursive: bool = True) -> list[ObjectInfo]:
     """Objects under the prefix ``uri`` (sorted; empty when it does not exist)."""
     from pyarrow import fs
@@ -209,18 +200,6 @@ def list_files(uri: str, recursive: bool = True) -> list[ObjectInfo]:
         if i.type == fs.FileType.File
     ]
     return sorted(out, key=lambda o: o.uri)
-
-
-def listdir(uri: str) -> list[str]:
-    """Names directly under ``uri`` (files and "folders")."""
-    from pyarrow import fs
-
-    filesystem, path = resolve(uri)
-    try:
-        infos = filesystem.get_file_info(fs.FileSelector(path, recursive=False, allow_not_found=True))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(i.base_name for i in infos)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -276,15 +255,6 @@ def open_input_stream(
     except OSError as exc:
         raise StorageError(f"cannot open {uri}: {exc}") from exc
     return InputStream(uri, raw, observe)
-
-
-def open_input_file(uri: str) -> Any:
-    """A seekable binary file (pyarrow's; each unbuffered read is a ranged request, so read in large blocks)."""
-    filesystem, path = resolve(uri)
-    try:
-        return filesystem.open_input_file(path)
-    except OSError as exc:
-        raise StorageError(f"cannot open {uri}: {exc}") from exc
 
 
 def read_bytes(uri: str) -> bytes:
