@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -218,15 +218,28 @@ class NGramIndex:
         self.keys, first = np.unique(keys, return_index=True)
         self.bench = np.asarray(bench, np.int32)[first]
         self.item = np.asarray(items, np.int32)[first]
-        self._hasher = WordHasher()
-        self._prefix = np.zeros(1 << (64 - int(_PREFIX_SHIFT)), dtype=bool)
-        self._prefix[self.keys >> _PREFIX_SHIFT] = True
+        self._lookup_tables()
         self.fingerprint = xxhash.xxh64(
             self.keys.tobytes() + self.bench.tobytes() + "\0".join(self.names).encode() + bytes([n])
         ).hexdigest()
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What travels to a task: the sorted uint64 keys with their benchmark and item columns, not the 4 MiB
+        prefix bitmap or the word-hash cache (rebuilt on arrival), so Ray stores one compact copy per build."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hasher", "_prefix")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lookup_tables()
+
+    def _lookup_tables(self) -> None:
+        """The word-hash cache and the bitmap of key prefixes that lookups test first."""
+        self._hasher = WordHasher()
+        self._prefix = np.zeros(1 << (64 - int(_PREFIX_SHIFT)), dtype=bool)
+        self._prefix[self.keys >> _PREFIX_SHIFT] = True
 
     def match(self, text: str | None) -> Match | None:
         return self.match_batch([text])[0]
@@ -306,20 +319,9 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
     return path, True
 
 
-def source_matches(docs_files: Iterable[str], index: NGramIndex) -> dict[str, Match]:
-    """Matches of a source's docs, by id (the first docs file holding an id wins, as in the mixture's views)."""
-    found: dict[str, Match] = {}
-    computed = 0
-    for d in sorted(docs_files):
-        path, now = decontaminate_file(d, index)
-        computed += now
-        for r in pq.read_table(path).to_pylist():
-            found.setdefault(r.pop("id"), Match(**r))
-    if computed:
-        log.info(
-            "decontamination: checked %d docs file(s), %d contaminated document(s)", computed, len(found)
-        )
-    return found
+def read_matches(sidecar: str) -> dict[str, Match]:
+    """The matches of one docs file's sidecar, by id (few: most documents match nothing)."""
+    return {r.pop("id"): Match(**r) for r in pq.read_table(sidecar).to_pylist()}
 
 
 def decontam_summary(stage: str, index: NGramIndex | None, rows: list[dict[str, Any]]) -> dict[str, Any]:
