@@ -61,7 +61,9 @@ def _list(folder: str) -> list[storage.ObjectInfo]:
         return []
     with os.scandir(folder) as it:
         entries = [(e.path, e.stat()) for e in it if e.is_file()]
-    return sorted((storage.ObjectInfo(p, st.st_size, st.st_mtime_ns) for p, st in entries), key=lambda o: o.uri)
+    return sorted(
+        (storage.ObjectInfo(p, st.st_size, st.st_mtime_ns) for p, st in entries), key=lambda o: o.uri
+    )
 
 
 def docs_listing(output: str, origins: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:

@@ -16,7 +16,6 @@ the benchmark).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import xxhash
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS
 
 from dedup.text import _PUNCT_TO_SPACE, WordHasher, strip_diacritics, words_of
+from mixtures import sidecars
 
 log = logging.getLogger(__name__)
 
@@ -275,24 +275,7 @@ class NGramIndex:
 
 
 def sidecar_path(docs_file: str) -> str:
-    folder = os.path.dirname(os.path.dirname(os.path.abspath(docs_file)))
-    return os.path.join(folder, "decontam", os.path.basename(docs_file))
-
-
-def _stamp(docs_file: str, index: NGramIndex) -> dict[str, str]:
-    st = os.stat(docs_file)
-    return {"index": index.fingerprint, "docs_size": str(st.st_size), "docs_mtime_ns": str(st.st_mtime_ns)}
-
-
-def _current(path: str, stamp: dict[str, str]) -> bool:
-    if not os.path.exists(path):
-        return False
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception as exc:  # noqa: BLE001 - a broken sidecar is recomputed, never trusted
-        log.warning("decontamination sidecar %s unreadable (%s): recomputing", path, exc)
-        return False
-    return all(meta.get(k.encode(), b"").decode() == v for k, v in stamp.items())
+    return sidecars.sidecar_path(docs_file, "decontam")
 
 
 def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096) -> tuple[str, bool]:
@@ -300,11 +283,9 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
 
     Returns (sidecar path, whether it was computed now).  The sidecar records the index fingerprint and the docs
     file's size and mtime, so a changed benchmark list or a rewritten docs file is checked again."""
-    from pipelines.core.layout import tmp_name
-
     path = sidecar_path(docs_file)
-    stamp = _stamp(docs_file, index)
-    if _current(path, stamp):
+    stamp = sidecars.stamp(docs_file, index=index.fingerprint)
+    if sidecars.is_current(path, stamp):
         return path, False
     rows: list[dict[str, object]] = []
     for batch in pq.ParquetFile(docs_file).iter_batches(batch_size=batch_size, columns=["id", "text"]):
@@ -312,10 +293,7 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
         for doc_id, m in zip(ids, index.match_batch(batch.column(1).to_pylist()), strict=True):
             if m is not None:
                 rows.append({"id": doc_id, **m.__dict__})
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=MATCH_SCHEMA.with_metadata(stamp)), tmp)
-    os.replace(tmp, path)
+    sidecars.write_sidecar(path, pa.Table.from_pylist(rows, schema=MATCH_SCHEMA), stamp)
     return path, True
 
 
