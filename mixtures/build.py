@@ -15,6 +15,7 @@ output is the same whatever the executor and its worker count.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
 import math
@@ -194,6 +195,8 @@ def build_stage(
     decontam_rows = [r for st in states for r in st.decontam_rows]
 
     final = os.path.join(output, "mixtures", spec.stage)
+    for stale in glob.glob(os.path.join(output, "mixtures", f".{glob.escape(spec.stage)}.tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # a build killed while writing (one build per stage at a time)
     tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
