@@ -126,6 +126,7 @@ def scan(
             queries[i] = _query(s, columns[s.origin], spec.stage)
             _check(con, columns[s.origin], s, queries[i], spec.stage)
             by_origin.setdefault(s.origin, []).append(i)
+    con.close()  # before the executor forks its pool: a child must not inherit a used DuckDB
     jobs, files = [], []
     for origin in sorted(by_origin):
         for path in docs[origin]:

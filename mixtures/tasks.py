@@ -75,11 +75,39 @@ class ScanResult:
 
 
 def current_node() -> str:
-    """The Ray node id inside a Ray task, else this machine's host name (recorded per task in the manifest)."""
+    """The Ray node id inside a Ray task, else this machine's host name (recorded per task in the manifest).
+
+    Only a Ray worker asks Ray: a pool worker forked from a driver that runs Ray must not touch its state."""
     ray = sys.modules.get("ray")
     if ray is not None and ray.is_initialized():
-        return ray.get_runtime_context().get_node_id()
+        worker = getattr(getattr(ray, "_private", None), "worker", None)
+        if worker is not None and worker.global_worker.mode == ray.WORKER_MODE:
+            return ray.get_runtime_context().get_node_id()
     return socket.gethostname()
+
+
+_CONNECTION: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def worker_connection() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per worker process (opening one costs ~0.2 s, more than a small file's scan),
+    single-threaded: the executor already runs one task per core.  It is closed before this process forks (a
+    process pool started later), since a child that inherits a used DuckDB crashes when it opens its own."""
+    global _CONNECTION
+    if _CONNECTION is None or _CONNECTION[0] != os.getpid():
+        con = duckdb.connect()
+        con.execute("SET threads = 1")
+        if _CONNECTION is None:
+            os.register_at_fork(before=_close_connection)
+        _CONNECTION = (os.getpid(), con)
+    return _CONNECTION[1]
+
+
+def _close_connection() -> None:
+    global _CONNECTION
+    if _CONNECTION is not None and _CONNECTION[0] == os.getpid():
+        _CONNECTION[1].close()
+    _CONNECTION = (-1, None)  # type: ignore[assignment]  # registered once; the next call opens a new one
 
 
 def column_list(columns: tuple[tuple[str, str], ...], present: set[str] | None = None) -> str:
@@ -105,11 +133,10 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
     if index is not None:
         path, checked = decontaminate_file(job.docs_file, index)
         matches = read_matches(path)
-    con = duckdb.connect()
-    con.execute("SET threads = 1")  # one task, one core: the executor runs one task per worker
+    con = worker_connection()
     present = set(pq.read_schema(job.docs_file).names)
     con.execute(
-        f"CREATE VIEW f AS SELECT {column_list(job.columns, present)}, t.n_tokens, d.file_row_number AS _row "
+        f"CREATE OR REPLACE TEMP VIEW f AS SELECT {column_list(job.columns, present)}, t.n_tokens, d.file_row_number AS _row "
         f"FROM (SELECT * FROM read_parquet({quote(job.docs_file)}, file_row_number=true) "
         f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY file_row_number) = 1) d "
         f"JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM read_parquet({quote(tokens_path)}) GROUP BY id) t "
