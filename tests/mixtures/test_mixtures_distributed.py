@@ -7,15 +7,17 @@ import glob
 import hashlib
 import json
 import os
+import pickle
 import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mixtures.benchmarks import load_index
 from mixtures.build import build_stage
 from mixtures.decontam import sidecar_path as decontam_path
-from mixtures.spec import load_mixture
+from mixtures.spec import BenchmarkSpec, DecontamSpec, load_mixture
 from mixtures.tokens import sidecar_path as tokens_path
 from pipelines.core.executor import LocalExecutor
 from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
@@ -97,6 +99,20 @@ def test_process_pool_builds_what_the_local_build_does(curated, tmp_path):
     # shard files in name order hold the rows in shuffle-key order
     names = [s["file"] for s in local["shards"]]
     assert names == sorted(names)
+
+
+def test_the_benchmark_index_travels_without_its_lookup_tables():
+    """Tasks receive the index pickled (on Ray: one object-store copy): sorted keys and their items, not the
+    4 MiB prefix bitmap or the word-hash cache, which are rebuilt on arrival."""
+    item = json.loads(open(TINY, encoding="utf-8").readline())
+    index = load_index(DecontamSpec(8, (BenchmarkSpec("tiny", TINY, ("question", "answer")),)))
+    text = "Homework help. " + item["question"] + " Answer: " + item["answer"]
+    found = index.match(text)  # fills the word-hash cache
+    blob = pickle.dumps(index)
+    assert found is not None and len(blob) < 200_000 < index._prefix.nbytes
+    copy = pickle.loads(blob)
+    assert copy.fingerprint == index.fingerprint and copy.match(text) == found
+    assert copy.match("Nothing from any benchmark is quoted in this sentence at all.") is None
 
 
 class KilledAfter(LocalExecutor):
