@@ -212,7 +212,7 @@ def test_batches_are_cut_by_text_size_as_well_as_rows(tmp_path, monkeypatch):
 def test_only_steps_without_per_input_state_become_actors(ray_local):
     """One actor serves batches of many inputs at once, so a step that resets state per input stays in the tasks."""
     from pipelines.readers.books import BooksReader
-    from pipelines.runner import RemoteStep, _actor_steps
+    from pipelines.runner import ActorStep, _actor_steps
 
     class StatelessModel(Step):  # defined here so that Ray's workers receive it by value
         resources = {"num_cpus": 1}
@@ -230,7 +230,7 @@ def test_only_steps_without_per_input_state_become_actors(ray_local):
     placed = _actor_steps(recipe)
     try:
         assert placed.steps[0] is recipe.steps[0]
-        assert isinstance(placed.steps[1], RemoteStep)
+        assert isinstance(placed.steps[1], ActorStep)
         assert placed.steps[1].placement == {"actors": 2, "num_cpus": 1}
         table = pa.table({"id": ["x"], "text": ["a document"]})
         assert placed.steps[1](table).table.equals(table)  # the batch went to an actor and came back
