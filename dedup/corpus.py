@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.text import mix64
-from pipelines.core.corpus_stage import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
+from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
 
 ROW_BITS = 32
 

@@ -23,12 +23,13 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.corpus_files import build_inputs, fingerprint
 
-if TYPE_CHECKING:
-    from pipelines.core.corpus_stage import CorpusStage
+#: a ``pipelines.core.corpus_stage.CorpusStage`` (not imported: that module calls this one)
+CorpusStage = Any
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ def _references(stage: CorpusStage) -> list[str]:
 def docs_fingerprint(base: str, stage: CorpusStage) -> str:
     """What the stage's result depends on: its name and settings, the ``docs/`` objects and any local reference
     corpus."""
-    from pipelines.core.corpus_stage import build_inputs, fingerprint
-
     settings = {"stage": stage.name, **stage.identity()}
     h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     refs = _references(stage)
