@@ -31,7 +31,22 @@ _EXECUTION = ("executor", "workers", "batch_rows")
 
 class RemovalStage(CorpusStage):
     """A stage that detects duplicate clusters, then removes all but one member of each: subclasses give
-    :meth:`detect` (a new dedup, e.g. semantic, only writes that); the removal and the clusters file are shared."""
+    :meth:`config` (a settings dataclass with ``executor`` and ``workers``) and :meth:`detect` (a new dedup, e.g.
+    semantic, only writes those); the removal and the clusters file are shared."""
+
+    def config(self) -> Any:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        self.config()
+
+    def identity(self) -> dict[str, Any]:
+        ident = {k: v for k, v in dataclasses.asdict(self.config()).items() if k not in _EXECUTION}
+        return {**ident, "reason": self.reason}
+
+    def executor(self) -> Executor:
+        cfg = self.config()
+        return get_executor(cfg.executor, cfg.workers)
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         raise NotImplementedError
@@ -58,16 +73,6 @@ class MinHashDedupStage(RemovalStage):
 
     def config(self) -> MinHashConfig:
         return MinHashConfig(**self.settings)
-
-    def validate(self) -> None:
-        self.config()
-
-    def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self.config()).items() if k not in _EXECUTION}
-
-    def executor(self) -> Executor:
-        cfg = self.config()
-        return get_executor(cfg.executor, cfg.workers)
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         return find_near_duplicates([], work_root, self.config(), self.reason, executor, files)
@@ -114,17 +119,6 @@ class ExactDedupStage(RemovalStage):
         return ExactConfig(
             mode=self.mode, score_column=self.score_column, references=self.references, **self.settings
         )
-
-    def validate(self) -> None:
-        self.config()
-
-    def identity(self) -> dict[str, Any]:
-        ident = {k: v for k, v in dataclasses.asdict(self.config()).items() if k not in _EXECUTION}
-        return {**ident, "reason": self.reason}
-
-    def executor(self) -> Executor:
-        cfg = self.config()
-        return get_executor(cfg.executor, cfg.workers)
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         return find_exact_duplicates([], work_root, self.config(), self.reason, executor, files)

@@ -88,10 +88,8 @@ def test_skips_when_up_to_date_and_reruns_after_docs_change(tmp_path):
     assert texts(root) == [PAGES[0], PAGES[0]]
 
 
-def test_resumes_after_a_kill_between_the_work_and_the_state(tmp_path, monkeypatch):
-    root = str(tmp_path / "src")
-    write_docs(root, "a", PAGES[:2])
-    write_docs(root, "b", PAGES[2:])
+def kill_before_the_state(root: str, monkeypatch: pytest.MonkeyPatch) -> DropWord:
+    """Run the toy stage over ``root`` and kill it after its work, before ``run_stage`` writes its state."""
     real = corpus_stage.write_json_atomic
 
     def killed_at_state(path: str, obj: Any) -> None:
@@ -99,11 +97,19 @@ def test_resumes_after_a_kill_between_the_work_and_the_state(tmp_path, monkeypat
             raise KeyboardInterrupt("killed before the state")
         real(path, obj)
 
-    monkeypatch.setattr(corpus_stage, "write_json_atomic", killed_at_state)
     stage = DropWord()
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(stage, root)
-    monkeypatch.setattr(corpus_stage, "write_json_atomic", real)
+    with monkeypatch.context() as m:
+        m.setattr(corpus_stage, "write_json_atomic", killed_at_state)
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(stage, root)
+    return stage
+
+
+def test_resumes_after_a_kill_between_the_work_and_the_state(tmp_path, monkeypatch):
+    root = str(tmp_path / "src")
+    write_docs(root, "a", PAGES[:2])
+    write_docs(root, "b", PAGES[2:])
+    stage = kill_before_the_state(root, monkeypatch)
     running = os.path.join(root, "_dedup", "drop_word.running.json")
     assert os.path.exists(running) and texts(root) == [PAGES[0], PAGES[2]]  # the docs were already rewritten
     resumed = run_stage(stage, root)
@@ -116,18 +122,7 @@ def test_resumes_after_a_kill_between_the_work_and_the_state(tmp_path, monkeypat
 def test_inputs_written_after_a_kill_get_a_second_round(tmp_path, monkeypatch):
     root = str(tmp_path / "src")
     write_docs(root, "a", PAGES[:2])
-    real = corpus_stage.write_json_atomic
-
-    def killed_at_state(path: str, obj: Any) -> None:
-        if path.endswith("drop_word.json"):
-            raise KeyboardInterrupt("killed before the state")
-        real(path, obj)
-
-    monkeypatch.setattr(corpus_stage, "write_json_atomic", killed_at_state)
-    stage = DropWord()
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(stage, root)
-    monkeypatch.setattr(corpus_stage, "write_json_atomic", real)
+    stage = kill_before_the_state(root, monkeypatch)
     write_docs(root, "b", PAGES[2:])  # an input written after the kill
     stats = run_stage(stage, root)
     assert len(stage.works) == 3 and stats == {"docs": 2, "removed": 1}  # round 2 saw both files
