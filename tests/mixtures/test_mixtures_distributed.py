@@ -167,3 +167,21 @@ def test_ray_cluster_spreads_the_tasks_over_two_nodes_with_the_local_output(cura
     local_out = _copy(curated, str(tmp_path / "local"))
     local = build_stage(load_mixture(path=mix), local_out, executor="local")
     assert _outcome(cluster_out, on_cluster) == _outcome(local_out, local)
+
+
+def test_top_fraction_cut_through_equal_scores_takes_the_smaller_ids(tmp_path):
+    """The driver holds no ids: documents tied at the cut have theirs read back, the smaller ids go in, as the
+    SQL ``ORDER BY score DESC NULLS LAST, id`` did; NULL scores rank last."""
+    out = str(tmp_path / "out")
+    scores = [None if i % 7 == 0 else float(i % 4) for i in range(100)]
+    table = docs_table("github", 100, seed=3, extra={"q": scores})
+    write_docs(out, "github", table.slice(0, 50), "gh-a")
+    write_docs(out, "github", table.slice(50), "gh-b")
+    sources = {"github": {"share": 1.0, "rank_by": "q", "top_fraction": 0.3}}
+    path = write_mixture(str(tmp_path / "m.yaml"), sources, stage="ties", executor="local")
+    m = build_stage(load_mixture(path=path), out)
+    rows = table.to_pylist()
+    best = sorted(rows, key=lambda r: (r["q"] is None, -(r["q"] or 0), r["id"]))[:30]
+    got = {r["id"] for r in pq.read_table(os.path.join(out, "mixtures", "ties", "shards")).to_pylist()}
+    assert m["sources"][0]["candidate_documents"] == 30 and got == {r["id"] for r in best}
+    assert len({r["q"] for r in best}) == 2  # the cut falls inside the q == 2 group: ties were broken by id
