@@ -15,9 +15,9 @@ import yaml
 from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
-SHIPPED_DIR = os.path.join(
-    MIXTURE_DIR, "benchmarks"
-)  # the benchmark hash sets the default YAMLs nameSTAGES = ("core", "anneal", "long_context")
+#: the benchmark hash sets the default YAMLs name
+SHIPPED_DIR = os.path.join(MIXTURE_DIR, "benchmarks")
+STAGES = ("core", "anneal", "long_context")
 SHORTFALL_MODES = ("error", "scale", "take_available")
 MISSING_MODES = ("renormalise", "error")
 EMPTY_MODES = ("report", "error")
