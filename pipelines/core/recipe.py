@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.discovery import discover
 from pipelines.core.schema import CORE_SCHEMA, extend_schema
 from pipelines.core.steps import Step
@@ -62,14 +63,6 @@ def discover_files(spec: str, patterns: Sequence[str]) -> list[str]:
     ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.core.discovery``).
     """
     return discover(spec, patterns)
-
-
-class CorpusStage(Protocol):
-    """A pass over the whole written source (e.g. MinHash dedup) that runs after every input is done."""
-
-    name: str
-
-    def run(self, source_dir: str) -> dict[str, Any]: ...
 
 
 @dataclass
