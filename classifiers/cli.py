@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         labels=args.labels,
         seed=args.seed,
         roberta_init=args.roberta_init,
+        lang=args.lang,
     )
     if args.only:
         s.only = args.only
@@ -133,6 +134,12 @@ def add_parser(sub: Any) -> None:
         guarded(cmd_train),
     )
     t.add_argument("--models-dir", default="models", help="where the models go")
+    t.add_argument(
+        "--lang",
+        default="en",
+        help="the language to train on (a lid.176 code): pages of other languages are left out and KenLM goes "
+        "to <models-dir>/kenlm/<lang>, the sub-folder steps.perplexity.languages reads",
+    )
     t.add_argument(
         "--reference",
         action="append",

@@ -69,9 +69,25 @@ def without_models() -> dict[str, Any]:
     return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
 
 
+def with_language_partitions(config: dict[str, Any]) -> dict[str, Any]:
+    """``partition_by: auto`` in the dedup sections: ``lang`` when ``lang_filter`` keeps more than one language
+    (``[all]``, a list), so pages in different languages never dedup each other; else no partition."""
+    lang_filter = (config.get("steps") or {}).get("lang_filter") or {}
+    languages = list(lang_filter.get("languages") or [])
+    several = lang_filter.get("enabled", True) is False or len(languages) != 1 or languages == ["all"]
+    config = dict(config)
+    for name in ("minhash", "line_dedup"):
+        section = dict(config.get(name) or {})
+        if section.get("partition_by") == "auto":
+            section["partition_by"] = "lang" if several else None
+        config[name] = section
+    return config
+
+
 def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
+    config = with_language_partitions(config)
     # WARC record ids are unique per source: the same record in two files (a re-crawl copy) keeps one document
     unique = dict(config.get("unique_ids") or {})
     ids = unique_ids_stage(**unique) if unique.pop("enabled", True) else None
