@@ -53,37 +53,55 @@ def check_languages(languages: list[str], where: str) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _default_keys() -> dict[str, str]:
-    """{language code: datatrove tokenizer key with its default script} from datatrove's assignment table."""
+def _default_rows() -> dict[str, tuple[str, str, str]]:
+    """{language code: (datatrove tokenizer key with its default script, tokenizer class, its language argument)}
+    from datatrove's assignment table."""
     from datatrove.utils._import_utils import ASSETS_PATH
 
-    keys: dict[str, str] = {}
+    out: dict[str, tuple[str, str, str]] = {}
     with open(os.path.join(ASSETS_PATH, "tokenizer_assignment.csv"), encoding="utf-8") as f:
         rows = [r for r in csv.DictReader(f) if r["type"] and r["default_script"] == "TRUE"]
     for row in rows:
         if row["code_1"] and row["default_code_1"] == "TRUE":
-            keys.setdefault(row["code_1"], f"{row['code_1']}_{row['script']}")
-        keys.setdefault(row["code_3"], f"{row['code_3']}_{row['script']}")
+            out.setdefault(row["code_1"], (f"{row['code_1']}_{row['script']}", row["type"], row["tok_code"]))
+        out.setdefault(row["code_3"], (f"{row['code_3']}_{row['script']}", row["type"], row["tok_code"]))
     for row in rows:  # a two-letter code no row marks as default (``no``: Norwegian): its first row
         if row["code_1"]:
-            keys.setdefault(row["code_1"], f"{row['code_1']}_{row['script']}")
-    return keys
+            out.setdefault(row["code_1"], (f"{row['code_1']}_{row['script']}", row["type"], row["tok_code"]))
+    return out
 
 
 def tokenizer_key(language: str) -> str | None:
     """datatrove's tokenizer key for a lid.176 code (``zh`` -> ``zh_Hani``); None when datatrove has none."""
-    return _default_keys().get(language)
+    row = _default_rows().get(language)
+    return row[0] if row else None
+
+
+def _datatrove_tokenizer(language: str) -> Any:
+    """The tokenizer of the language's default-script row.  datatrove's own instance for the bare code when that is
+    the same tokenizer (``en``: the rules then share one spaCy pipeline with any other datatrove code), else the
+    one looked up with the script."""
+    from datatrove.utils.word_tokenizers import load_word_tokenizer
+
+    row = _default_rows().get(language)
+    if row is None:
+        raise LookupError(f"datatrove has no word tokenizer for {language!r}")
+    key, kind, arg = row
+    try:
+        bare = load_word_tokenizer(language)
+    except (ValueError, ImportError):
+        bare = None
+    if bare is not None and type(bare).__name__ == kind and (getattr(bare, "language", None) or "") == arg:
+        return bare
+    return load_word_tokenizer(key)
 
 
 def load_language_tokenizer(language: str) -> Any:
     """datatrove's word tokenizer for ``language``, with the fallbacks of the module docstring."""
-    from datatrove.utils.word_tokenizers import WhitespaceTokenizer, load_word_tokenizer
+    from datatrove.utils.word_tokenizers import WhitespaceTokenizer
 
-    key = tokenizer_key(language)
     try:
-        if key is None:
-            raise LookupError(f"datatrove has no word tokenizer for {language!r}")
-        return load_word_tokenizer(key)
+        return _datatrove_tokenizer(language)
     except ImportError as exc:
         if language in UNSPACED:
             raise ImportError(
