@@ -148,3 +148,55 @@ def test_environment_errors_inside_a_rule_fail_the_batch(pages, monkeypatch):
     monkeypatch.setattr(heuristics, "shared_word_tokenizer", broken)
     with pytest.raises(ImportError):
         rule(pages)
+
+
+@pytest.mark.integration
+def test_real_warcs_with_all_languages_are_judged_by_their_own_words(tmp_path):
+    """The real WARCs (Chinese, Japanese, German, French... pages) with ``languages: [all]``: every CJK page that
+    Gopher rejected as too short is short in its own words, and CJK pages that whitespace counting would have
+    rejected as too short are judged by other, language-appropriate rules instead."""
+    import logging
+
+    import duckdb
+
+    from filters.languages import load_language_tokenizer
+    from mixtures.languages import language_counts
+    from pipelines.sources.commoncrawl import without_models
+    from pipelines.sources.registry import deep_merge
+    from tests.helpers.paths import corpus_path
+    from tests.helpers.sources import assert_accounting, run_source
+
+    warcs = corpus_path("commoncrawl", "warc")
+    override = deep_merge(
+        without_models(),
+        {
+            "steps": {"lang_filter": {"languages": ["all"]}},
+            **{stage: {"enabled": False} for stage in ("minhash", "line_dedup", "url_dedup")},
+        },
+    )
+    run_source("commoncrawl", warcs, str(tmp_path), override)
+    assert_accounting(str(tmp_path), "commoncrawl")
+    con = duckdb.connect()
+    counts = language_counts(con, str(tmp_path), "commoncrawl", top_reasons=5)
+    for row in counts:
+        logging.getLogger(__name__).info("real WARCs, languages all: %s", row)
+    langs = {r["lang"] for r in counts}
+    assert {"en", "zh", "ja", "de", "fr"} <= langs, langs
+
+    rejected = f"read_parquet('{tmp_path}/commoncrawl/rejected/*.parquet', union_by_name=true)"
+    cjk = con.execute(f"SELECT id, lang, reason, text FROM {rejected} WHERE lang IN ('zh', 'ja')").fetchall()
+    assert len(cjk) >= 10
+    min_words = 50  # Gopher's min_doc_words (datatrove's default, unchanged in commoncrawl.yaml)
+    by_spaces = GopherQuality(name="gopher", language_column=None)
+    by_spaces.setup()
+    rescued = 0
+    for doc_id, lang, reason, text in cjk:
+        own_words = [w for w in load_language_tokenizer(lang).word_tokenize(text) if w.strip()]
+        if reason == "gopher:short_doc":
+            assert len(own_words) < min_words, (doc_id, len(own_words))
+        space_reason, _ = by_spaces.judge(doc_id, text)
+        if space_reason == "gopher:short_doc" and reason != "gopher:short_doc":
+            rescued += 1
+    assert rescued >= 3, (
+        rescued
+    )  # pages whitespace words would have called too short, judged on their content
