@@ -208,6 +208,11 @@ class LineDedup(Step):
 
     def process(self, batch: pa.Table) -> StepResult:
         out, reasons, changed = [], [], 0
+        if self._partition and self._partition not in batch.column_names:
+            raise ValueError(
+                f"{self.name}: partition_by {self._partition!r} but the batch has no such column (in the commoncrawl "
+                "recipe this step runs before LID adds lang): use the line_dedup corpus stage, which partitions by lang"
+            )
         salts = row_salts(batch, self._partition)
         for doc_id, text, salt in zip(
             batch.column("id").to_pylist(), texts(batch), salts.tolist(), strict=True

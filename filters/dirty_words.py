@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from filters.languages import UNSPACED  # languages without spaces: entries match inside the running text
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
 LISTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordlists", "ldnoobw")
-#: languages written without spaces between words: entries are matched inside the running text
-UNSPACED = frozenset({"zh", "ja", "th"})
 #: extra list files read with a language's own
 VARIANTS = {"fr": ("fr-CA-u-sd-caqc",)}
 _WORD = re.compile(r"\w+", re.UNICODE)

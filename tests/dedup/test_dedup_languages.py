@@ -126,3 +126,23 @@ def test_partition_by_auto_follows_the_language_filter():
     assert resolved(["en"]) == (None, None)
     assert resolved(["all"]) == ("lang", "lang")
     assert resolved(["en", "de"]) == ("lang", "lang")
+
+
+def test_per_input_step_counts_per_language_and_refuses_a_batch_without_lang():
+    import pytest
+
+    from dedup.lines import LineDedup
+
+    rows = [
+        (f"{lang}-{i}", "\n".join([BOILERPLATE[0], body]), lang)
+        for lang, b in BODIES.items()
+        for i, body in enumerate(b)
+    ]
+    batch = pa.table({"id": [r[0] for r in rows], "text": [r[1] for r in rows], "lang": [r[2] for r in rows]})
+    # max_count 3: the menu's 4th copy goes in one count over 8 pages; per language the 4th copy of each language
+    whole = LineDedup(max_count=3)(batch).table.column("text").to_pylist()
+    per_lang = LineDedup(max_count=3, partition_by="lang")(batch).table.column("text").to_pylist()
+    assert sum(BOILERPLATE[0] in t for t in whole) == 3
+    assert sum(BOILERPLATE[0] in t for t in per_lang) == 6
+    with pytest.raises(ValueError, match="no such column"):
+        LineDedup(partition_by="lang")(batch.drop_columns(["lang"]))
