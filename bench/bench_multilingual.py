@@ -34,7 +34,7 @@ def run_once(languages: list[str], out: str) -> dict[str, float]:
         without_models(),
         {
             "steps": {"lang_filter": {"languages": languages}},
-            **{stage: {"enabled": False} for stage in ("minhash", "line_dedup", "url_dedup")},
+            "corpus_stages": {stage: {"enabled": False} for stage in ("minhash", "line_dedup", "url_dedup")},
         },
     )
     recipe = build_recipe("commoncrawl", deep_merge(load_config("commoncrawl"), override))

@@ -37,8 +37,10 @@ def read_lists(folder: str) -> dict[str, set[str]]:
         code = name[:-4]
         base = next((b for b, v in VARIANTS.items() if code in v), code)
         with open(os.path.join(folder, name), encoding="utf-8") as f:
-            entries = {" ".join(_WORD.findall(line.lower())) if base not in UNSPACED else line.strip().lower()
-                       for line in f}
+            entries = {
+                " ".join(_WORD.findall(line.lower())) if base not in UNSPACED else line.strip().lower()
+                for line in f
+            }
         out.setdefault(base, set()).update(e for e in entries if e)
     return out
 
@@ -111,8 +113,11 @@ class DirtyWords(Step):
         return self._matchers[lang]
 
     def process(self, batch: pa.Table) -> StepResult:
-        langs = (batch.column("lang").to_pylist() if "lang" in batch.column_names
-                 else [self.default_language] * batch.num_rows)
+        langs = (
+            batch.column("lang").to_pylist()
+            if "lang" in batch.column_names
+            else [self.default_language] * batch.num_rows
+        )
         values: list[float | None] = []
         for text, lang in zip(texts(batch), langs, strict=True):
             matcher = self._matcher(lang or self.default_language)

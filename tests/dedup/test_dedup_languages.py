@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 from dedup.line_stage import LineDedupStage
 from dedup.minhash import MinHashConfig
 from dedup.workflow import find_near_duplicates
+from pipelines.core.corpus_stage import run_stage
 from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 from pipelines.sources.commoncrawl import with_language_partitions
 
@@ -65,7 +66,7 @@ def write_source(root: str) -> None:
 
 
 def texts_after(root: str, **settings) -> dict[str, str]:
-    LineDedupStage(settings={"max_count": 6, "bucket_docs": 0, **settings}).run(root)
+    run_stage(LineDedupStage.from_config("line_dedup", {"max_count": 6, "bucket_docs": 0, **settings}), root)
     docs = pq.read_table(os.path.join(root, "docs")).to_pylist()
     return {d["id"]: d["text"] for d in docs}
 
@@ -114,18 +115,21 @@ def test_minhash_never_pairs_pages_of_two_languages(tmp_path):
 
 
 def test_partition_by_auto_follows_the_language_filter():
-    def resolved(languages):
-        config = {
-            "steps": {"lang_filter": {"languages": languages}},
-            "minhash": {"partition_by": "auto"},
-            "line_dedup": {"partition_by": "auto"},
-        }
-        out = with_language_partitions(config)
-        return out["minhash"]["partition_by"], out["line_dedup"]["partition_by"]
+    from pipelines.sources.registry import build_recipe, deep_merge, load_config
 
-    assert resolved(["en"]) == (None, None)
+    def resolved(languages):
+        config = deep_merge(load_config("commoncrawl"), {"steps": {"lang_filter": {"languages": languages}}})
+        stages = with_language_partitions(config)["corpus_stages"]
+        return stages["minhash"]["partition_by"], stages["line_dedup"]["partition_by"]
+
+    assert resolved(["en"]) == (None, None)  # the shipped default: one corpus, as before
     assert resolved(["all"]) == ("lang", "lang")
     assert resolved(["en", "de"]) == ("lang", "lang")
+    # the recipe's stages get it (the shipped multilingual example sets it explicitly)
+    config = deep_merge(load_config("commoncrawl"), {"steps": {"lang_filter": {"languages": ["all"]}}})
+    stages = {s.name: s for s in build_recipe("commoncrawl", config).corpus_stages}
+    assert stages["minhash"].config().partition_by == "lang"
+    assert stages["line_dedup"].config().partition_by == "lang"
 
 
 def test_per_input_step_counts_per_language_and_refuses_a_batch_without_lang():

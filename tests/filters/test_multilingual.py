@@ -171,7 +171,7 @@ def test_real_warcs_with_all_languages_are_judged_by_their_own_words(tmp_path):
         without_models(),
         {
             "steps": {"lang_filter": {"languages": ["all"]}},
-            **{stage: {"enabled": False} for stage in ("minhash", "line_dedup", "url_dedup")},
+            "corpus_stages": {stage: {"enabled": False} for stage in ("minhash", "line_dedup", "url_dedup")},
         },
     )
     run_source("commoncrawl", warcs, str(tmp_path), override)
