@@ -167,6 +167,43 @@ def books_dedup_stage(
     return MinHashDedupStage(name=name, reason="dedup:book", settings=cfg)
 
 
+@dataclass
+class SemanticDedupStage:
+    """SemDeDup (LLaMA-3): documents whose embeddings are within a cosine threshold keep one
+    (settings: :class:`dedup.semantic_embed.SemanticConfig` fields).  Besides ``duplicates/<name>.parquet`` it
+    writes ``duplicates/<name>.pairs.parquet``: every pair from the record threshold with its cosine, so a
+    threshold can be re-chosen in DuckDB."""
+
+    name: str = "semantic_dedup"
+    reason: str = "dedup:semantic"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, source_dir: str) -> dict[str, Any]:
+        from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
+
+        cfg = SemanticConfig(**self.settings)
+        executor = get_executor(cfg.executor, cfg.workers)
+        pairs = os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet")
+
+        def detect(files: list[InputFile], work: str) -> DedupResult:
+            res = find_semantic_duplicates(files, work, cfg, self.reason, executor)
+            publish_pairs(res.work, pairs)
+            return res
+
+        return _apply(self.name, source_dir, detect, cfg.references, executor)
+
+
+def semantic_stage_from_config(section: dict[str, Any] | None) -> SemanticDedupStage | None:
+    """A semantic dedup stage from a config section (absent or ``enabled: false`` → None)."""
+    section = dict(section or {})
+    if not section.pop("enabled", False):
+        return None
+    from dedup.semantic import SemanticConfig
+
+    SemanticConfig(**section)  # validate early: unknown keys fail here with the field names
+    return SemanticDedupStage(settings=section)
+
+
 def stage_from_config(section: dict[str, Any] | None) -> MinHashDedupStage | None:
     """A MinHash stage from a config section (``enabled: false`` → None)."""
     section = dict(section or {})

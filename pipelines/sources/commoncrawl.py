@@ -1,8 +1,9 @@
 """CommonCrawl recipe (CCNet / RedPajama / FineWeb order): WARC → extract → LID → heuristics.
 
-Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, two corpus
-stages: MinHash document dedup, then LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents,
-counted across all inputs; dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
+Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, the corpus
+stages: unique ids, URL dedup, MinHash document dedup, semantic dedup (off by default: dedup/semantic.py), then
+LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents, counted across all inputs;
+dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
 (CCNet's place) is off by default: within one run it can only count per input (see dedup/lines.py).
 """
 
@@ -15,7 +16,7 @@ from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import stage_from_config as line_stage_from_config
 from dedup.lines import LineDedup
-from dedup.stages import stage_from_config, unique_ids_stage, url_dedup_stage
+from dedup.stages import semantic_stage_from_config, stage_from_config, unique_ids_stage, url_dedup_stage
 from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
@@ -79,6 +80,7 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     by_url = dict(config.get("url_dedup") or {})
     urls = url_dedup_stage(**by_url) if by_url.pop("enabled", True) else None
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
+    semantic = semantic_stage_from_config(config.get("semantic_dedup"))  # LLaMA-3 semantic dedup (SemDeDup)
     lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
-    stages = [s for s in (ids, urls, minhash, lines) if s is not None]
+    stages = [s for s in (ids, urls, minhash, semantic, lines) if s is not None]
     return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
