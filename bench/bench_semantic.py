@@ -1,7 +1,7 @@
 """Semantic dedup benchmark: the SemanticDedupStage end to end (embed, k-means, assign, cosine search, components,
 survivors, removal) at 20k and 100k documents, docs/s and peak memory, with planted reworded pairs.
 
-Documents are runs of 3-6 real paragraphs from ../shared/corpus (``dedup.evalset.real_paragraphs``); 5% of them get
+Documents are 3-6 random real paragraphs from ../shared/corpus (``dedup.evalset.real_paragraphs``); 5% of them get
 a planted rewording (sentences shuffled, a word in four dropped, neighbours swapped: ``reword`` of the default
 model's evaluation), which MinHash does not find.  Recall is the share of planted pairs that end in one cluster.
 Each size runs in its own subprocess with the in-process executor, so its peak RSS (VmHWM) is the stage's alone.
@@ -28,6 +28,7 @@ from bench.common import CORPUS, WORK, machine, md_table  # noqa: E402
 PER_FILE = 2000
 HEADERS = [
     "docs",
+    "assign_to",
     "files",
     "wall s",
     "docs/s",
@@ -35,7 +36,7 @@ HEADERS = [
     "removed",
     "planted pairs",
     "recall",
-    "clusters",
+    "k-means clusters",
 ]
 
 
@@ -59,8 +60,7 @@ def make_input(n: int, folder: str, seed: int = 0) -> int:
             ids.append(f"{ids[j]}~rw{i}")
             planted += 1
         else:
-            k = rng.randrange(len(paragraphs))
-            texts.append("\n".join(paragraphs[k : k + rng.randint(3, 6)]))
+            texts.append("\n".join(rng.sample(paragraphs, rng.randint(3, 6))))
             ids.append(f"d{i}")
     docs = os.path.join(folder, "docs")
     os.makedirs(docs)
@@ -71,14 +71,14 @@ def make_input(n: int, folder: str, seed: int = 0) -> int:
     return planted
 
 
-def run_stage(folder: str) -> dict:
+def run_stage(folder: str, assign_to: int) -> dict:
     """In the child: the stage over ``folder``, its wall time, peak RSS and planted-pair recall."""
     import pyarrow.parquet as pq
 
     from dedup.stages import SemanticDedupStage
 
     t0 = time.perf_counter()
-    stats = SemanticDedupStage(settings={"executor": "local", "tasks": 8}).run(folder)
+    stats = SemanticDedupStage(settings={"executor": "local", "tasks": 8, "assign_to": assign_to}).run(folder)
     wall = time.perf_counter() - t0
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))
@@ -91,11 +91,11 @@ def run_stage(folder: str) -> dict:
     return {"wall": wall, "rss": hwm, "stats": stats, "found": found}
 
 
-def measure(n: int) -> list[object]:
+def measure(n: int, assign_to: int) -> list[object]:
     folder = os.path.join(WORK, f"semantic-{n}")
     shutil.rmtree(folder, ignore_errors=True)
     planted = make_input(n, folder)
-    code = f"import json, bench.bench_semantic as b; print(json.dumps(b.run_stage({folder!r}), default=str))"
+    code = f"import json, bench.bench_semantic as b; print(json.dumps(b.run_stage({folder!r}, {assign_to}), default=str))"
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     r = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -103,6 +103,7 @@ def measure(n: int) -> list[object]:
     shutil.rmtree(folder, ignore_errors=True)
     return [
         n,
+        assign_to,
         -(-n // PER_FILE),
         round(r["wall"], 1),
         round(n / r["wall"]),
@@ -110,7 +111,7 @@ def measure(n: int) -> list[object]:
         s["removed"],
         planted,
         f"{r['found'] / max(1, planted):.3f}",
-        s["clusters"],
+        s["kmeans_clusters"],
     ]
 
 
@@ -118,9 +119,9 @@ def main(sizes: list[int]) -> None:
     if not os.path.isdir(CORPUS):
         print(f"bench_semantic: {CORPUS} is absent (the benchmark reads real paragraphs from it); skipped")
         return
-    rows = [measure(n) for n in sizes]
+    rows = [measure(n, m) for n in sizes for m in (1, 2)]
     print(
-        f"### Semantic dedup (default model, threshold 0.9, 64 clusters, in-process executor; {machine()})\n"
+        f"### Semantic dedup (default model, threshold 0.9, 64 clusters, 8 tasks, in-process executor; {machine()})\n"
     )
     print(md_table(HEADERS, rows))
 

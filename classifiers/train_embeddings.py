@@ -57,8 +57,10 @@ def eval_pairs(held: list[Piece], seed: int, per_doc: int = 4) -> tuple[list[tup
     same topic, not a duplicate) or ``other_doc``."""
     rng = random.Random(seed)
     by_doc: dict[str, list[str]] = {}
+    # pieces of 300+ characters (100+ when fewer than 20 are that long: a small training folder)
+    least = 300 if sum(len(p.text) >= 300 for p in held) >= 20 else 100
     for p in held:
-        if len(p.text) >= 300:
+        if len(p.text) >= least:
             by_doc.setdefault(f"{p.kind}:{p.key}", []).append(p.text)
     docs = sorted(by_doc)
     pairs: list[tuple[str, str]] = []
@@ -85,22 +87,21 @@ def measure_pairs(encoder: Any, pairs: list[tuple[str, str]], kinds: list[str]) 
     cos = (a * b).sum(1)
     kind = np.array(kinds)
     y = kind == "reworded"
+
+    def mean(x: np.ndarray) -> float | None:
+        return round(float(x.mean()), 4) if len(x) else None
+
     return {
         "auc": round(roc_auc(y, cos), 4),
         "n": int(len(y)),
         "pairs": int(y.sum()),
         "non_pairs": int((~y).sum()),
-        "mean_cosine_pairs": round(float(cos[y].mean()), 4) if y.any() else None,
-        "mean_cosine_same_doc": round(float(cos[kind == "same_doc"].mean()), 4),
+        "mean_cosine_pairs": mean(cos[y]),
+        "mean_cosine_same_doc": mean(cos[kind == "same_doc"]),
         "auc_vs_same_doc": round(roc_auc(y[y | (kind == "same_doc")], cos[y | (kind == "same_doc")]), 4),
-        "mean_jaccard5_pairs": round(
-            float(np.mean([_jaccard5(*p) for p, k in zip(pairs, y, strict=True) if k])), 4
-        ),
+        "mean_jaccard5_pairs": mean(np.array([_jaccard5(*p) for p, k in zip(pairs, y, strict=True) if k])),
         "by_threshold": {
-            str(t): {
-                k: round(float((cos[kind == k] >= t).mean()), 4)
-                for k in ("reworded", "same_doc", "other_doc")
-            }
+            str(t): {k: mean(cos[kind == k] >= t) for k in ("reworded", "same_doc", "other_doc")}
             for t in THRESHOLDS
         },
     }

@@ -216,7 +216,7 @@ def find_semantic_duplicates(
     dim = emb[0]["dim"]
     t0 = _timed(stats, "embed", t0)
     centroids = fit_centroids(work, len(groups), cfg, dim)
-    stats["clusters"] = int(len(centroids))
+    stats["kmeans_clusters"] = int(len(centroids))
     t0 = _timed(stats, "kmeans", t0)
     items = [(g, fs, work, dim, cfg.assign_to) for g, fs in enumerate(groups)]
     stats["embedded"] = sum(a["assigned"] for a in executor.map(assign_task, items, "semdedup: assign"))

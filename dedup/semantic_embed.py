@@ -26,6 +26,9 @@ from dedup.corpus import (
 from dedup.minhash import check_settings
 from dedup.text import mix64
 
+#: fewer clusters than configured when the sample is small (a small corpus is compared as one cluster)
+MIN_CLUSTER_DOCS = 100
+
 
 @dataclass
 class SemanticConfig:
@@ -160,7 +163,8 @@ def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.n
     gid = np.concatenate(gid_l)
     order = np.lexsort((gid, _sample_hash(gid, cfg.seed)))[: cfg.sample]
     x = np.concatenate(vec_l).reshape(-1, dim)[order].astype(np.float64)
-    k = min(cfg.clusters, len(np.unique(x, axis=0))) if len(x) else 0
+    # at least MIN_CLUSTER_DOCS sampled documents per cluster: 39 pages in 64 clusters would compare nothing
+    k = min(cfg.clusters, len(x) // MIN_CLUSTER_DOCS, len(np.unique(x, axis=0))) if len(x) else 0
     if k <= 1:
         centroids = np.ones((1, dim), np.float32)  # one cluster: every document compared with every other
     else:

@@ -169,3 +169,42 @@ def test_real_warcs_what_semantic_dedup_removes_beyond_minhash(tmp_path):
         stages["semantic_dedup"]["docs"],
         [(r["url"], json.loads(r["meta"])["dedup_cluster"]) for r in removed],
     )
+
+
+def test_make_models_retrains_the_default_encoder_from_named_text(tmp_path):
+    """`winnow models train --only semantic` (part of `make models`): word vectors, SIF meta and a quality record
+    measured on held-out reworded pairs; the folder works as the stage's model_dir."""
+    from classifiers.train import TrainSettings, train_all
+
+    quality = os.path.join(FIXTURES, "quality")
+    s = TrainSettings(
+        models_dir=str(tmp_path),
+        reference=[os.path.join(quality, "reference.jsonl")],
+        web=[os.path.join(quality, "web.jsonl")],
+        only=["semantic"],
+    )
+    record = train_all(s)["semantic"]
+    assert record["heldout"]["pairs"] >= 10 and {"vectors.npy", "vocab.txt", "meta.json"} <= set(
+        record["files"]
+    )
+    assert record["meets_bar"] == (record["heldout"]["auc"] >= 0.9)
+    folder = os.path.join(str(tmp_path), "semantic")
+    x = load_encoder(folder).encode([ARTICLES["chess"], ARTICLES["chess"], ""])
+    assert (
+        abs(float(x[0] @ x[1]) - 1) < 1e-5 and not x[2].any()
+    )  # a text with no known word is similar to nothing
+
+
+@pytest.mark.integration
+def test_shipped_encoder_quality_is_the_recorded_one():
+    """Re-derive the held-out split of the training corpus and re-measure the MANIFEST's figures."""
+    from classifiers.dataset import load_labelled, split
+    from classifiers.train_embeddings import eval_pairs, measure_pairs
+
+    folders = [corpus_path(x) for x in ("wikipedia", "books", "arxiv", "commoncrawl")]
+    _, held = split([p for p in load_labelled(folders[:3], folders[3:]) if p.lang == "en"])
+    record = json.load(open(os.path.join(DEFAULT_DIR, "quality.json")))
+    assert sorted({f"{p.kind}:{p.key}" for p in held}) == record["heldout_documents"]
+    metrics = measure_pairs(load_encoder(None), *eval_pairs(held, 0))
+    assert abs(metrics["auc"] - record["heldout"]["auc"]) < 0.005 and metrics["auc"] >= 0.9
+    assert metrics["by_threshold"]["0.9"] == record["heldout"]["by_threshold"]["0.9"]
