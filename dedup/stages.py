@@ -24,6 +24,7 @@ from typing import Any
 from dedup.corpus import InputFile, build_inputs, fingerprint
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
+from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
 from pipelines.core.executor import Executor, get_executor
 from pipelines.core.layout import write_json_atomic
@@ -179,8 +180,6 @@ class SemanticDedupStage:
     settings: dict[str, Any] = field(default_factory=dict)
 
     def run(self, source_dir: str) -> dict[str, Any]:
-        from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
-
         cfg = SemanticConfig(**self.settings)
         executor = get_executor(cfg.executor, cfg.workers)
         pairs = os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet")
@@ -193,21 +192,21 @@ class SemanticDedupStage:
         return _apply(self.name, source_dir, detect, cfg.references, executor)
 
 
+def _from_section(section: dict[str, Any] | None, enabled: bool, config: Any, stage: Any) -> Any:
+    """``stage(settings=...)`` from a config section (``enabled`` when it says nothing; false → None), its
+    settings validated early by ``config``: unknown keys fail here with the field names."""
+    section = dict(section or {})
+    if not section.pop("enabled", enabled):
+        return None
+    config(**section)
+    return stage(settings=section)
+
+
 def semantic_stage_from_config(section: dict[str, Any] | None) -> SemanticDedupStage | None:
     """A semantic dedup stage from a config section (absent or ``enabled: false`` → None)."""
-    section = dict(section or {})
-    if not section.pop("enabled", False):
-        return None
-    from dedup.semantic import SemanticConfig
-
-    SemanticConfig(**section)  # validate early: unknown keys fail here with the field names
-    return SemanticDedupStage(settings=section)
+    return _from_section(section, False, SemanticConfig, SemanticDedupStage)
 
 
 def stage_from_config(section: dict[str, Any] | None) -> MinHashDedupStage | None:
     """A MinHash stage from a config section (``enabled: false`` → None)."""
-    section = dict(section or {})
-    if not section.pop("enabled", True):
-        return None
-    MinHashConfig(**section)  # validate early: unknown keys fail here with the field names
-    return MinHashDedupStage(settings=section)
+    return _from_section(section, True, MinHashConfig, MinHashDedupStage)
