@@ -76,9 +76,11 @@ def run_stage(folder: str, assign_to: int) -> dict:
     import pyarrow.parquet as pq
 
     from dedup.stages import SemanticDedupStage
+    from pipelines.core.corpus_stage import run_stage
 
     t0 = time.perf_counter()
-    stats = SemanticDedupStage(settings={"executor": "local", "tasks": 8, "assign_to": assign_to}).run(folder)
+    stage = SemanticDedupStage(settings={"executor": "local", "tasks": 8, "assign_to": assign_to})
+    stats = run_stage(stage, folder)
     wall = time.perf_counter() - t0
     with open("/proc/self/status") as f:
         hwm = next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM:"))

@@ -13,8 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from classifiers.embeddings import DEFAULT_DIR, load_encoder
-from dedup.stages import SemanticDedupStage, semantic_stage_from_config
+from dedup.stages import SemanticDedupStage
 from dedup.text import shingle_hashes
+from pipelines.core.corpus_stage import run_stage
 from pipelines.runner import run_recipe
 from tests.helpers.paths import FIXTURES, corpus_path
 from tests.helpers.sources import assert_accounting
@@ -74,7 +75,7 @@ def test_reworded_articles_grouped_and_same_topic_article_kept(tmp_path):
     stage = SemanticDedupStage(
         settings={"threshold": THRESHOLD, "clusters": 2, "assign_to": 2, "executor": "local"}
     )
-    stats = stage.run(root)
+    stats = run_stage(stage, root)
     kept, rejected = _outcome(root)
     assert set(rejected) == {"lighthouse_reworded", "bakery"}  # the longer text of each pair survives
     assert {r["reason"] for r in rejected.values()} == {"dedup:semantic"}
@@ -87,7 +88,7 @@ def test_reworded_articles_grouped_and_same_topic_article_kept(tmp_path):
     assert found[frozenset(("lighthouse", "lighthouse_reworded"))]["cosine"] >= THRESHOLD
     assert all(p["kept"] == (p["cosine"] >= THRESHOLD) for p in pairs)
     assert all(p["cosine"] >= THRESHOLD - 0.05 for p in pairs)  # recorded from threshold - 0.05
-    assert stage.run(root)["up_to_date"]  # a rerun over the same docs is a no-op
+    assert run_stage(stage, root)["up_to_date"]  # a rerun over the same docs is a no-op
 
 
 def test_same_result_whatever_the_task_count_and_executor(tmp_path):
@@ -102,7 +103,7 @@ def test_same_result_whatever_the_task_count_and_executor(tmp_path):
         "many": {"tasks": 3, "partitions": 5, "executor": "process", "workers": 2},
     }.items():
         root = _source(tmp_path / name, files)
-        SemanticDedupStage(settings={"threshold": THRESHOLD, "clusters": 2, **settings}).run(root)
+        run_stage(SemanticDedupStage(settings={"threshold": THRESHOLD, "clusters": 2, **settings}), root)
         kept, rejected = _outcome(root)
         outcomes.append((kept, {k: (r["reason"], r["meta"]) for k, r in rejected.items()}))
     assert outcomes[0] == outcomes[1] and len(outcomes[0][1]) == 2
@@ -116,25 +117,35 @@ def test_a_hugging_face_checkpoint_is_a_model_dir(tmp_path):
     assert x.shape == (3, enc.dim) and abs(float(x[0] @ x[0]) - 1) < 1e-5
     assert float(x[0] @ x[1]) > 0.9999 > float(x[0] @ x[2])
     root = _source(tmp_path, [["chess", "garden"], ["chess", "trains"]])
-    stats = SemanticDedupStage(
+    stage = SemanticDedupStage(
         settings={"threshold": 0.9999, "clusters": 1, "model_dir": roberta, "executor": "local"}
-    ).run(root)
+    )
+    stats = run_stage(stage, root)
     assert stats["removed"] == 1
 
 
 def test_config_section():
-    assert semantic_stage_from_config(None) is None
-    assert semantic_stage_from_config({"enabled": False, "threshold": 0.9}) is None
-    assert semantic_stage_from_config({"enabled": True, "threshold": 0.9}).settings == {"threshold": 0.9}
+    """``corpus_stages.semantic_dedup`` of the CommonCrawl config: off by default, settings checked early."""
+    from pipelines.sources.commoncrawl import CORPUS_STAGES
+    from pipelines.sources.compose import build_stages
+    from pipelines.sources.registry import load_config
+
+    config = load_config("commoncrawl")
+    assert "semantic_dedup" not in [s.name for s in build_stages("commoncrawl", CORPUS_STAGES, config)]
+    on = {"corpus_stages": {"semantic_dedup": {"enabled": True, "threshold": 0.85}}}
+    names = [s.name for s in build_stages("commoncrawl", CORPUS_STAGES, on)]
+    assert names.index("minhash") < names.index("semantic_dedup") < names.index("line_dedup")
     with pytest.raises(TypeError):
-        semantic_stage_from_config({"enabled": True, "treshold": 0.9})
+        SemanticDedupStage.from_config("semantic_dedup", {"treshold": 0.9})
     with pytest.raises(ValueError, match="cosine"):
-        semantic_stage_from_config({"enabled": True, "threshold": 1.5})
+        SemanticDedupStage.from_config("semantic_dedup", {"threshold": 1.5})
 
 
 def _cc_run(out: str, executor: str) -> dict:
     sem = {"enabled": True, "threshold": THRESHOLD, "clusters": 4, "executor": executor, "workers": 2}
-    return run_recipe(recipe(semantic_dedup=sem), CC_FIXTURES, out, executor="local", progress=False).summary
+    return run_recipe(
+        recipe(corpus_stages={"semantic_dedup": sem}), CC_FIXTURES, out, executor="local", progress=False
+    ).summary
 
 
 def test_fixture_warcs_accounting_rerun_and_process_equals_local(tmp_path):
@@ -156,7 +167,9 @@ def test_real_warcs_what_semantic_dedup_removes_beyond_minhash(tmp_path):
     warcs = corpus_path("commoncrawl", "warc")
     out = str(tmp_path / "out")
     sem = {"enabled": True, "executor": "local"}
-    summary = run_recipe(recipe(semantic_dedup=sem), warcs, out, executor="local", progress=False).summary
+    summary = run_recipe(
+        recipe(corpus_stages={"semantic_dedup": sem}), warcs, out, executor="local", progress=False
+    ).summary
     assert_accounting(out, "commoncrawl")
     stages = summary["corpus_stages"]
     _, rejected = _outcome(os.path.join(out, "commoncrawl"))
