@@ -74,7 +74,9 @@ def _vec_numpy(col: pa.ChunkedArray, dim: int) -> np.ndarray:
 
 
 def _cluster_schema(dim: int) -> pa.Schema:
-    return pa.schema([("gid", pa.uint64()), ("id", pa.string()), ("vec", pa.binary(dim * 2))])
+    return pa.schema(
+        [("part", pa.uint64()), ("gid", pa.uint64()), ("id", pa.string()), ("vec", pa.binary(dim * 2))]
+    )
 
 
 def nearest(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
@@ -103,7 +105,12 @@ def assign_task(args: tuple[int, list[InputFile], str, int, int]) -> dict[str, A
         near = nearest(emb[live].astype(np.float32), centroids, assign_to)
         rows = at + np.flatnonzero(live)
         t = pa.table(
-            {"gid": g[live], "id": ids.column("id").take(pa.array(rows)), "vec": _vec_array(emb[live])},
+            {
+                "part": np.load(sidecar(work, f, ".part"))[live],
+                "gid": g[live],
+                "id": ids.column("id").take(pa.array(rows)),
+                "vec": _vec_array(emb[live]),
+            },
             schema=_cluster_schema(dim),
         )
         for k in range(near.shape[1]):
@@ -139,14 +146,22 @@ def search_task(args: tuple[int, str, SemanticConfig, int]) -> dict[str, Any]:
     out = PartitionWriter(os.path.join(work, "sempairs"), unit(c), cfg.partitions, _pair_schema())
     n, found = 0, 0
     if t is not None and t.num_rows > 1:
-        t = t.sort_by("gid")  # the same order whatever wrote the partition's files
+        t = t.sort_by(
+            [("part", "ascending"), ("gid", "ascending")]
+        )  # the same order whatever wrote the files
         x = _vec_numpy(t.column("vec"), dim)
-        gid, ids = t.column("gid").to_numpy(), t.column("id")
+        gid, ids, part = t.column("gid").to_numpy(), t.column("id"), t.column("part").to_numpy()
         n = len(x)
         step = cfg.block_rows
-        tiles = [(r, c) for r in range(0, n, step) for c in range(r, n, step)]
-        for lo, co in tiles:
-            sim = x[lo : lo + step] @ x[co : co + step].T  # a tile: memory block_rows^2 x 4 bytes
+        edges = np.flatnonzero(np.r_[True, part[1:] != part[:-1], True])  # one run per partition value
+        tiles = [
+            (r, c, hi)
+            for lo, hi in zip(edges[:-1].tolist(), edges[1:].tolist(), strict=True)
+            for r in range(lo, hi, step)
+            for c in range(r, hi, step)
+        ]
+        for lo, co, hi in tiles:  # a tile: memory block_rows^2 x 4 bytes; never across two partition values
+            sim = x[lo : min(lo + step, hi)] @ x[co : min(co + step, hi)].T
             i, j = np.nonzero(sim >= cfg.floor)
             a, b = lo + i, co + j
             upper = b > a  # each pair once, never a document with itself

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
 
 from classifiers.embeddings import load_encoder, model_identity
 from dedup.corpus import (
@@ -65,6 +67,9 @@ class SemanticConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: documents of these Parquet dirs/globs are matched against but never removed
     references: list[str] = field(default_factory=list)
+    #: a column (``lang``) whose values split the corpus: documents are compared only within one value (a file
+    #: without it counts as null); None: one corpus; ``auto`` is resolved by the source recipe
+    partition_by: str | None = None
 
     def __post_init__(self) -> None:
         check_settings(self.executor, self.score_order, self.partitions, self.tasks)
@@ -72,6 +77,10 @@ class SemanticConfig:
             raise ValueError(f"semantic_dedup.threshold must be a cosine in (0, 1], got {self.threshold}")
         if self.clusters < 1 or self.sample < 1:
             raise ValueError("semantic_dedup.clusters and .sample must be at least 1")
+        if self.partition_by == "auto":
+            raise ValueError(
+                "semantic_dedup partition_by: 'auto' is resolved by the source recipe; give a column or null"
+            )
 
     @property
     def floor(self) -> float:
@@ -86,8 +95,18 @@ class SemanticConfig:
         }
 
 
-def sidecar(work: str, f: InputFile) -> str:
-    return os.path.join(work, "emb", f"{f.key}.npy")
+def sidecar(work: str, f: InputFile, kind: str = "") -> str:
+    """``emb/<file key>.npy`` (the vectors) or ``emb/<file key>.part.npy`` (hash of each row's partition value)."""
+    return os.path.join(work, "emb", f"{f.key}{kind}.npy")
+
+
+def part_hashes(values: list[Any]) -> np.ndarray:
+    """uint64 per partition value (null: 0), so rows of one value sort together."""
+    return np.fromiter(
+        (0 if v is None else xxhash.xxh3_64_intdigest(str(v).encode()) for v in values),
+        np.uint64,
+        len(values),
+    )
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
@@ -116,13 +135,16 @@ def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[s
     facts, s_gid, s_vec = [], [], []
     n = 0
     for f in files:
-        parts = []
-        for first, t in iter_batches(f.path, cols, cfg.batch_rows):
+        parts, keys = [], []
+        part_col = cfg.partition_by if cfg.partition_by in pq.read_schema(f.path).names else None
+        for first, t in iter_batches(f.path, cols + ([part_col] if part_col else []), cfg.batch_rows):
             g = gids(f.index, first, t.num_rows)
             parts.append(encoder.encode(t.column(cfg.text_column).to_pylist()).astype(np.float16))
+            keys.append(part_hashes(t.column(part_col).to_pylist() if part_col else [None] * t.num_rows))
             facts.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
             n += t.num_rows
         emb = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float16)
+        _save_npy(sidecar(work, f, ".part"), np.concatenate(keys) if keys else np.zeros(0, np.uint64))
         _save_npy(sidecar(work, f), emb)
         g = gids(f.index, 0, len(emb))
         nonzero = np.abs(emb).sum(1) > 0

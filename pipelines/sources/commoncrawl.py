@@ -93,7 +93,7 @@ def with_language_partitions(config: dict[str, Any]) -> dict[str, Any]:
     languages = list(lang_filter.get("languages") or [])
     several = lang_filter.get("enabled", True) is False or len(languages) != 1 or languages == ["all"]
     stages = dict(config.get("corpus_stages") or {})
-    for name in ("minhash", "line_dedup"):
+    for name in ("minhash", "semantic_dedup", "line_dedup"):
         section = dict(stages.get(name) or {})
         if section.get("partition_by") == "auto":
             section["partition_by"] = "lang" if several else None

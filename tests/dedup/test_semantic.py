@@ -109,6 +109,26 @@ def test_same_result_whatever_the_task_count_and_executor(tmp_path):
     assert outcomes[0] == outcomes[1] and len(outcomes[0][1]) == 2
 
 
+def test_partition_by_language_keeps_pages_of_two_languages_apart(tmp_path):
+    """``partition_by: lang``: a reworded pair tagged with two languages is not compared; the other pair is."""
+    root = _source(
+        tmp_path, [["lighthouse", "bakery", "trains"], ["lighthouse_reworded", "bakery_reworded", "chess"]]
+    )
+    for name in ("part-0", "part-1"):
+        path = os.path.join(root, "docs", f"{name}.parquet")
+        t = pq.read_table(path)
+        lang = (
+            ["en", "en", "en"] if name == "part-0" else ["de", "en", "en"]
+        )  # (lighthouse_reworded tagged de)
+        pq.write_table(t.append_column("lang", pa.array(lang)), path)
+    stage = SemanticDedupStage(
+        settings={"threshold": THRESHOLD, "clusters": 1, "partition_by": "lang", "executor": "local"}
+    )
+    run_stage(stage, root)
+    _, rejected = _outcome(root)
+    assert set(rejected) == {"bakery"}
+
+
 def test_a_hugging_face_checkpoint_is_a_model_dir(tmp_path):
     """Any local encoder checkpoint works (here the shipped RoBERTa's folder): unit vectors, copies at cosine 1."""
     roberta = os.path.join(os.path.dirname(DEFAULT_DIR), "roberta")
@@ -126,15 +146,16 @@ def test_a_hugging_face_checkpoint_is_a_model_dir(tmp_path):
 
 def test_config_section():
     """``corpus_stages.semantic_dedup`` of the CommonCrawl config: off by default, settings checked early."""
-    from pipelines.sources.commoncrawl import CORPUS_STAGES
-    from pipelines.sources.compose import build_stages
-    from pipelines.sources.registry import load_config
+    from pipelines.sources.commoncrawl import build_recipe
+    from pipelines.sources.registry import deep_merge, load_config
 
     config = load_config("commoncrawl")
-    assert "semantic_dedup" not in [s.name for s in build_stages("commoncrawl", CORPUS_STAGES, config)]
-    on = {"corpus_stages": {"semantic_dedup": {"enabled": True, "threshold": 0.85}}}
-    names = [s.name for s in build_stages("commoncrawl", CORPUS_STAGES, on)]
+    assert "semantic_dedup" not in [s.name for s in build_recipe(config).corpus_stages]
+    on = deep_merge(config, {"corpus_stages": {"semantic_dedup": {"enabled": True, "threshold": 0.85}}})
+    stages = {s.name: s for s in build_recipe(on).corpus_stages}
+    names = list(stages)
     assert names.index("minhash") < names.index("semantic_dedup") < names.index("line_dedup")
+    assert stages["semantic_dedup"].config().partition_by is None  # English only: one corpus
     with pytest.raises(TypeError):
         SemanticDedupStage.from_config("semantic_dedup", {"treshold": 0.9})
     with pytest.raises(ValueError, match="cosine"):
