@@ -57,6 +57,8 @@ class DedupResult:
     files: list[InputFile]
     stats: dict[str, Any]
     tasks: int = 1
+    #: the file groups of the passes when they are not ``file_groups(files, tasks)`` (an incremental run)
+    explicit_groups: list[list[InputFile]] | None = None
 
     @property
     def duplicates(self) -> pa.Table:
@@ -65,7 +67,9 @@ class DedupResult:
 
     @property
     def groups(self) -> list[list[InputFile]]:
-        return file_groups(self.files, self.tasks)
+        return (
+            self.explicit_groups if self.explicit_groups is not None else file_groups(self.files, self.tasks)
+        )
 
 
 def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
@@ -85,13 +89,32 @@ def _finish(
     executor: Executor,
     stats: dict[str, Any],
     t0: float,
+    keep_bands: bool = False,
 ) -> None:
     """The passes after the keys: buckets, verification, components, survivors (each resumable)."""
     gof = group_of_files(groups)
     buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
     stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
-    _drop(work, "bands")  # every bucket unit has its marker: no pass reads the band keys again
+    if not keep_bands:  # every bucket unit has its marker: no pass reads the band keys again
+        _drop(work, "bands")
     t0 = _timed(stats, "buckets", t0)
+    after_buckets(work, groups, gof, cfg, reason, threshold, ngram, verify, executor, stats, t0)
+
+
+def after_buckets(
+    work: str,
+    groups: list[list[InputFile]],
+    gof: np.ndarray,
+    cfg: Any,
+    reason: str,
+    threshold: float,
+    ngram: int,
+    verify: bool,
+    executor: Executor,
+    stats: dict[str, Any],
+    t0: float,
+) -> None:
+    """Verification, components and survivors over the candidate pairs in ``work/pairs`` (each resumable)."""
     stats.update(
         verify_pairs(work, groups, gof, cfg.partitions, threshold, cfg.text_column, ngram, verify, executor)
     )
@@ -118,15 +141,22 @@ def find_near_duplicates(
     reason: str = "dedup:minhash",
     executor: Executor | None = None,
     files: list[InputFile] | None = None,
+    keep_bands: bool = False,
 ) -> DedupResult:
     """Run the MinHash passes over Parquet ``inputs`` (plus ``cfg.references``) in ``work_root/minhash-<fp>``.
 
     ``executor`` defaults to the one ``cfg.executor`` names.  ``files`` (the inputs as listed before, e.g. by a
-    stage resuming its removal) replaces the listing of ``inputs``.
+    stage resuming its removal) replaces the listing of ``inputs``.  ``keep_bands`` leaves the band keys in
+    ``work/bands`` for the incremental index (:mod:`dedup.incremental`), which drops them once it is written.
     """
     executor = executor or get_executor(cfg.executor, cfg.workers)
     files = files if files is not None else build_inputs(inputs, cfg.references)
-    ident = {**cfg.identity(), "reason": reason, "layout": LAYOUT}
+    ident = {
+        **cfg.identity(),
+        "reason": reason,
+        "layout": LAYOUT,
+        **({"bands_kept": True} if keep_bands else {}),
+    }
     work = os.path.join(work_root, f"minhash-{fingerprint(files, ident)}")
     if is_done(work, "workflow", "stats"):  # finished: no input is read again
         return DedupResult(work, files, read_marker(work, "workflow", "stats"), cfg.tasks)
@@ -151,7 +181,7 @@ def find_near_duplicates(
     )
     stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "signatures", t0)
-    _finish(work, groups, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0)
+    _finish(work, groups, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0, keep_bands)
     mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)
 
