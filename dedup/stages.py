@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from dedup.incremental import run_indexed
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
@@ -89,7 +90,6 @@ class MinHashDedupStage(RemovalStage):
     def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
         if not self.incremental:
             return super().run(source_dir, files, executor)
-        from dedup.incremental import run_indexed
 
         def remove(res: DedupResult) -> dict[str, Any]:
             return self.remove(res, source_dir, executor)

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dedup import incremental, minhash
+from dedup import incremental, minhash, minhash_index
 from dedup.evalset import make_documents, real_paragraphs
 from dedup.stages import MinHashDedupStage
 from pipelines.core.corpus_stage import run_stage, run_stages
@@ -119,15 +119,15 @@ def test_compaction_and_a_killed_run_keep_results(tmp_path, docs, monkeypatch):
         for k, root in roots.items():
             _write(root / "docs", docs, lo, hi, 2, prefix)
             if k == "killed":
-                real = incremental.index_keys_task
+                real = minhash_index.index_keys_task
 
                 def dying(args):
                     raise KeyboardInterrupt("killed after the removal")
 
-                monkeypatch.setattr(incremental, "index_keys_task", dying)
+                monkeypatch.setattr(minhash_index, "index_keys_task", dying)
                 with pytest.raises(KeyboardInterrupt):
                     run_stage(_stage(), str(root))
-                monkeypatch.setattr(incremental, "index_keys_task", real)
+                monkeypatch.setattr(minhash_index, "index_keys_task", real)
             out = run_stage(_stage(index_generations_max=1 if k == "compact" else 8), str(root))
             assert out["incremental"]
     plain = _ids(roots["plain"] / "docs")
