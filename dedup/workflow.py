@@ -78,27 +78,13 @@ def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
     return now
 
 
-def _finish(
-    work: str,
-    groups: list[list[InputFile]],
-    cfg: Any,
-    reason: str,
-    threshold: float,
-    ngram: int,
-    verify: bool,
-    executor: Executor,
-    stats: dict[str, Any],
-    t0: float,
-    keep_bands: bool = False,
-) -> None:
-    """The passes after the keys: buckets, verification, components, survivors (each resumable)."""
-    gof = group_of_files(groups)
+def _buckets(work: str, cfg: Any, executor: Executor, stats: dict[str, Any], t0: float, keep: bool) -> float:
+    """The bucket pass (candidate pairs); the band keys go unless ``keep`` (the incremental index reads them)."""
     buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
     stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
-    if not keep_bands:  # every bucket unit has its marker: no pass reads the band keys again
+    if not keep:  # every bucket unit has its marker: no pass reads the band keys again
         _drop(work, "bands")
-    t0 = _timed(stats, "buckets", t0)
-    after_buckets(work, groups, gof, cfg, reason, threshold, ngram, verify, executor, stats, t0)
+    return _timed(stats, "buckets", t0)
 
 
 def after_buckets(
@@ -181,7 +167,9 @@ def find_near_duplicates(
     )
     stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "signatures", t0)
-    _finish(work, groups, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0, keep_bands)
+    t0 = _buckets(work, cfg, executor, stats, t0, keep_bands)
+    gof = group_of_files(groups)
+    after_buckets(work, groups, gof, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0)
     mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)
 
@@ -289,6 +277,7 @@ def find_exact_duplicates(
     sig = executor.map(exact_hash_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "dedup: hashes")
     stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "hashes", t0)
-    _finish(work, groups, cfg, reason, 1.0, 1, False, executor, stats, t0)
+    t0 = _buckets(work, cfg, executor, stats, t0, False)
+    after_buckets(work, groups, group_of_files(groups), cfg, reason, 1.0, 1, False, executor, stats, t0)
     mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)

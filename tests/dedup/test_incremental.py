@@ -14,7 +14,7 @@ import pytest
 from dedup import incremental, minhash, minhash_index
 from dedup.evalset import make_documents, real_paragraphs
 from dedup.stages import MinHashDedupStage
-from pipelines.core.corpus_stage import run_stage, run_stages
+from pipelines.core.corpus_stage import build_inputs, run_stage, run_stages
 from pipelines.core.schema import CORE_SCHEMA, table_from_rows
 from tests.helpers.paths import CORPUS, corpus_path
 
@@ -104,7 +104,7 @@ def test_a_then_a_plus_b_equals_b_against_a_survivors_and_reads_only_candidates(
     listing = os.listdir(src / "docs")
     mtimes = {n: os.stat(src / "docs" / n).st_mtime_ns for n in listing}
     assert run_stage(_stage(), str(src)).get("up_to_date")
-    assert _stage().run(str(src), [], None)["new_files"] == 0
+    assert _stage().run(str(src), build_inputs([str(src / "docs")]), None)["new_files"] == 0
     assert {n: os.stat(src / "docs" / n).st_mtime_ns for n in listing} == mtimes
 
 
@@ -147,3 +147,8 @@ def test_chain_of_stages_takes_the_incremental_path_when_inputs_are_added(tmp_pa
     assert "incremental" not in first and second["incremental"] and second["docs"] == 100
     state = json.load(open(src / "_dedup" / "minhash-index" / "state.json"))
     assert sorted(state["covered"]) == ["a0.parquet", "a1.parquet", "b0.parquet"]
+    # a covered file rewritten with more rows than the index recorded (an input redone): a full run, new index
+    _write(src / "docs", docs, 300, 500, 1, "b")
+    third = run_stages([_stage()], str(src), inputs_written=True)["minhash"]
+    assert "incremental" not in third and third["docs"] == len(_ids(src / "docs")) + third["removed"]
+    assert len(incremental.load_state(incremental.index_root(str(src)))["gens"]) == 1
