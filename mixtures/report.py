@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 
 from mixtures import plots
+from mixtures.languages import languages_section
 from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,8 @@ def build_report(output: str) -> str:
     ]
     body += [funnel_section(output, s, folder) for s in sources] or ["<p>No curated sources yet.</p>"]
     body += [
+        "<h2>Languages: documents kept and rejected per language</h2>",
+        languages_section(con, output, sources),
         "<h2>Score distributions</h2>",
         score_section(con, output, sources, folder),
         "<h2>Dedup cluster sizes</h2>",
