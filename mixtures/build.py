@@ -25,6 +25,7 @@ from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, Match, decont
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, sample_tokens, selection_table
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec, SourceSpec
 from mixtures.tokens import TokenCounter, ensure_source_tokens, get_counter
+from mixtures.topics import TopicPlan, TopicRuleError, plan_topics, sample_by_topic, topic_of, topic_report
 from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,19 @@ class EntryState:
     contaminated: int = 0
     ids: list[str] = field(default_factory=list)
     n_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    topics: dict[str, str] | None = None  # id -> topic, when the origin has a topic column
+    topic_plan: TopicPlan | None = None
 
     @property
     def available(self) -> int:
         return int(self.n_tokens.sum())
+
+    @property
+    def capacity(self) -> float:
+        """Tokens the entry can give under its epoch cap (at its topic targets, when it has topic rules)."""
+        if self.topic_plan is not None and self.topic_plan.applied:
+            return self.topic_plan.capacity(self.spec.max_epochs)
+        return self.available * self.spec.max_epochs
 
 
 def _origin_views(
@@ -184,14 +194,14 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
         )
     total_share = sum(s.spec.share for s in present)
     eff = {s.spec.name: s.spec.share / total_share for s in present}
-    max_budget = min(s.available * s.spec.max_epochs / eff[s.spec.name] for s in present)
+    max_budget = min(s.capacity / eff[s.spec.name] for s in present)
     budget = float(max_budget if spec.total_tokens is None else spec.total_tokens)
     if budget > max_budget * (1 + 1e-9):
         lines = [
             f"  {s.spec.name:<16} target {eff[s.spec.name] * budget:>16,.0f}  achievable "
             f"{s.available * s.spec.max_epochs:>16,.0f}  ({s.available:,} tokens x {s.spec.max_epochs} epochs)"
             for s in present
-            if eff[s.spec.name] * budget > s.available * s.spec.max_epochs
+            if eff[s.spec.name] * budget > s.capacity
         ]
         msg = (
             f"mixture {spec.stage}: total_tokens {budget:,.0f} is impossible under the epoch caps; the largest "
@@ -245,6 +255,11 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             if s.origin not in matches:
                 matches[s.origin] = source_matches(docs_files[s.origin], index)
             decontam_rows += _decontaminate(st, matches[s.origin])
+        st.topics = topic_of(con, view, columns[s.origin]) if st.ids else None
+        try:
+            st.topic_plan = plan_topics(s.topics, st.ids, st.n_tokens, st.topics, s.origin)
+        except TopicRuleError as exc:
+            raise MixtureError(f"mixture {spec.stage}: source {s.name!r}: {exc}") from None
         if not st.ids:
             st.status = "missing"
             st.note = (
@@ -267,9 +282,12 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     for st in states:
         s = st.spec
         target = eff.get(s.name, 0.0) * budget
-        cap = st.available * s.max_epochs
+        cap = st.capacity
         take = min(target, cap)
-        sampled = sample_tokens(st.ids, st.n_tokens, take, spec.seed, s.name)
+        if st.topic_plan is not None and st.topic_plan.applied and st.topics is not None:
+            sampled = sample_by_topic(st.ids, st.n_tokens, st.topics, st.topic_plan, take, spec.seed, s.name)
+        else:
+            sampled = sample_tokens(st.ids, st.n_tokens, take, spec.seed, s.name)
         if len(sampled.ids):
             selections.append(selection_table(s.origin, s.name, sampled, spec.seed))
         status = st.status if st.status != "ok" or target <= cap * (1 + 1e-9) else "short"
@@ -295,6 +313,7 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
                 "documents": len(sampled.ids),
                 "unique_documents": len(set(sampled.ids)),
                 "epochs": round(sampled.tokens / st.available, 4) if st.available else 0.0,
+                **topic_report(st.topic_plan, sampled, st.topics),
             }
         )
     total = sum(p["realised_tokens"] for p in per_source)
