@@ -11,6 +11,9 @@ water-filling (a capped topic is pinned at its cap and the rest is shared again)
 its own with the stage's seeded, deterministic sampler, so realised shares land within about one document of the
 target.  An entry whose documents have no ``topic`` column (sources other than web, or a web run without the topic
 step) is sampled as before and the manifest says the topic rules did not apply.
+
+The scan tasks hand the driver one small integer per candidate (:func:`topic_codes`: the topic's place in the fixed
+taxonomy), never a string, so the driver's memory stays as the build's other arrays.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from mixtures.sample import Sampled, sample_tokens
+from mixtures.sample import sample_ranked
 
 TOPIC_COLUMN = "topic"
 #: the bucket of documents whose topic is null (empty text, or scored before the topic step existed)
@@ -73,14 +77,32 @@ def parse_topic_rules(block: Any, where: str) -> tuple[TopicRule, ...]:
     return tuple(rules)
 
 
+def _topic_names() -> tuple[str, ...]:
+    from classifiers.topics import TOPICS
+
+    return tuple(TOPICS)
+
+
+def topic_codes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """int16 per document: the topic's index in the taxonomy, -1 for a null or unknown topic."""
+    names = _topic_names()
+    codes = pc.index_in(values, value_set=pa.array(names, pa.string()))
+    return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int16)
+
+
+def topic_name(code: int) -> str:
+    return _topic_names()[code] if code >= 0 else NO_TOPIC
+
+
 @dataclass
 class TopicPlan:
-    """Target share of the entry's tokens per topic, from the rules and the tokens each topic has."""
+    """Target share of the entry's tokens per topic code, from the rules and the tokens each topic has."""
 
-    available: dict[str, int]
-    fractions: dict[str, float] = field(default_factory=dict)
+    available: dict[int, int]
+    fractions: dict[int, float] = field(default_factory=dict)
     rules: tuple[TopicRule, ...] = ()
     notes: list[str] = field(default_factory=list)
+    has_column: bool = True
 
     @property
     def applied(self) -> bool:
@@ -92,53 +114,44 @@ class TopicPlan:
         return min(caps) if caps else 0.0
 
 
-def topic_of(con: duckdb.DuckDBPyConnection, view: str, columns: list[str]) -> dict[str, str] | None:
-    """id -> topic of the entry's documents, or None when its origin has no topic column."""
-    if TOPIC_COLUMN not in columns:
-        return None
-    rows = con.sql(f"SELECT id, any_value({TOPIC_COLUMN}) FROM {view} GROUP BY id").fetchall()
-    return {i: t or NO_TOPIC for i, t in rows}
-
-
 def plan_topics(
-    rules: tuple[TopicRule, ...],
-    ids: list[str],
-    n_tokens: np.ndarray,
-    topics: dict[str, str] | None,
-    origin: str,
+    rules: tuple[TopicRule, ...], codes: np.ndarray | None, n_tokens: np.ndarray, origin: str
 ) -> TopicPlan | None:
     """The per-topic targets of an entry (None: no rules and no topic column: nothing to say)."""
-    if topics is None:
+    if codes is None:
         if not rules:
             return None
-        return TopicPlan(
-            {}, rules=rules, notes=[f"{origin} has no {TOPIC_COLUMN} column: topic rules do not apply"]
-        )
-    available: dict[str, int] = {}
-    for i, n in zip(ids, n_tokens.tolist(), strict=True):
-        available[topics.get(i, NO_TOPIC)] = available.get(topics.get(i, NO_TOPIC), 0) + int(n)
-    plan = TopicPlan(dict(sorted(available.items())), rules=rules)
-    plan.fractions = target_fractions(rules, plan.available, plan.notes) if rules else {}
+        note = f"{origin} has no {TOPIC_COLUMN} column: topic rules do not apply"
+        return TopicPlan({}, rules=rules, notes=[note], has_column=False)
+    present = np.unique(codes)
+    sums = np.bincount(np.searchsorted(present, codes), weights=n_tokens, minlength=len(present))
+    plan = TopicPlan(
+        {int(c): int(n) for c, n in zip(present.tolist(), sums.tolist(), strict=True)}, rules=rules
+    )
+    if rules:
+        code = {name: i for i, name in enumerate(_topic_names())}
+        plan.fractions = target_fractions({code[r.topic]: r for r in rules}, plan.available, plan.notes)
     return plan
 
 
 def target_fractions(
-    rules: tuple[TopicRule, ...], available: dict[str, int], notes: list[str]
-) -> dict[str, float]:
+    by_topic: dict[int, TopicRule], available: dict[int, int], notes: list[str]
+) -> dict[int, float]:
     """Shares first, then the natural (weighted) proportions of the rest, with caps met by water-filling."""
-    by_topic = {r.topic: r for r in rules}
-    fixed = {t: r.share for t, r in by_topic.items() if r.share is not None and available.get(t, 0) > 0}
+    fixed = {
+        t: float(r.share) for t, r in by_topic.items() if r.share is not None and available.get(t, 0) > 0
+    }
     for t, r in by_topic.items():
-        if available.get(t, 0) == 0 and (r.share or r.max_share or r.weight):
-            notes.append(f"no candidate document has topic {t}: its rule has nothing to select")
+        if available.get(t, 0) == 0:
+            notes.append(f"no candidate document has topic {r.topic}: its rule has nothing to select")
     free = {
         t: a * (by_topic[t].weight if t in by_topic and by_topic[t].weight is not None else 1.0)
         for t, a in available.items()
         if t not in fixed and a > 0
     }
     free = {t: q for t, q in free.items() if q > 0}
-    rest = 1.0 - sum(fixed.values())  # type: ignore[arg-type]
-    out: dict[str, float] = {t: float(v) for t, v in fixed.items()}  # type: ignore[misc]
+    rest = 1.0 - sum(fixed.values())
+    out = dict(fixed)
     if not free:
         total = sum(out.values())
         if total and abs(total - 1) > 1e-9:
@@ -149,18 +162,17 @@ def target_fractions(
     while free:
         scale = rest / sum(free.values())
         over = {
-            t: by_topic[t].max_share
+            t: float(by_topic[t].max_share)  # type: ignore[arg-type]
             for t, q in free.items()
             if t in by_topic
             and by_topic[t].max_share is not None
             and q * scale > by_topic[t].max_share + 1e-12
         }
         if not over:
-            out |= {t: q * scale for t, q in free.items()}
-            return out
+            return out | {t: q * scale for t, q in free.items()}
         for t, cap in over.items():
-            out[t] = float(cap)  # type: ignore[arg-type]
-            rest -= float(cap)  # type: ignore[arg-type]
+            out[t] = cap
+            rest -= cap
             del free[t]
     raise TopicRuleError(
         f"the topic caps leave {rest:.4f} of the entry's tokens to no topic: every topic with documents is capped; "
@@ -169,45 +181,40 @@ def target_fractions(
 
 
 def sample_by_topic(
-    ids: list[str],
-    n_tokens: np.ndarray,
-    topics: dict[str, str],
-    plan: TopicPlan,
-    target: float,
-    seed: int,
-    entry: str,
-) -> Sampled:
-    """Each topic's part of ``target`` sampled on its own (seeded per entry and topic)."""
-    parts = []
-    labels = np.array([topics.get(i, NO_TOPIC) for i in ids], dtype=object)
-    for t, f in plan.fractions.items():
-        idx = np.flatnonzero(labels == t)
+    codes: np.ndarray, n_tokens: np.ndarray, plan: TopicPlan, target: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, epochs) like :func:`mixtures.sample.sample_ranked`, each topic's part of ``target`` sampled on
+    its own in the entry's seeded rank order."""
+    positions, epochs = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
+    for t, f in sorted(plan.fractions.items()):
+        idx = np.flatnonzero(codes == t)
         if f > 0 and len(idx):
-            parts.append(
-                sample_tokens([ids[i] for i in idx], n_tokens[idx], f * target, seed, f"{entry}/{t}")
-            )
-    return Sampled(
-        [i for p in parts for i in p.ids],
-        np.concatenate([p.epochs for p in parts] or [np.zeros(0, np.int32)]),
-        np.concatenate([p.n_tokens for p in parts] or [np.zeros(0, np.int64)]),
-    )
+            p, e = sample_ranked(n_tokens[idx], f * target)
+            positions.append(idx[p])
+            epochs.append(e)
+    return np.concatenate(positions), np.concatenate(epochs)
 
 
-def topic_report(plan: TopicPlan | None, sampled: Sampled, topics: dict[str, str] | None) -> dict[str, Any]:
-    """An entry's manifest keys: ``topics`` (per topic the target and realised share of the entry's tokens, and
-    its share of the candidates), ``topics_applied`` and ``topics_note``."""
+def topic_report(
+    plan: TopicPlan | None, codes: np.ndarray | None, positions: np.ndarray, n_tokens: np.ndarray
+) -> dict[str, Any]:
+    """An entry's manifest keys: ``topics`` (per topic its share of the candidates, the target and realised share
+    of the entry's tokens, the rule), ``topics_applied`` and ``topics_note``."""
     if plan is None:
         return {}
-    if topics is None:
-        return {"topics": {}, "topics_applied": False, "topics_note": "; ".join(plan.notes)}
-    realised: dict[str, int] = {}
-    for i, n in zip(sampled.ids, sampled.n_tokens.tolist(), strict=True):
-        realised[topics.get(i, NO_TOPIC)] = realised.get(topics.get(i, NO_TOPIC), 0) + int(n)
+    note = "; ".join(plan.notes)
+    if codes is None:
+        return {"topics": {}, "topics_applied": False, "topics_note": note}
+    picked = codes[positions]
+    realised = {int(c): int(n_tokens[positions][picked == c].sum()) for c in np.unique(picked).tolist()}
     total = sum(realised.values()) or 1
     avail_total = sum(plan.available.values()) or 1
-    rules = {r.topic: {k: getattr(r, k) for k in RULE_KEYS if getattr(r, k) is not None} for r in plan.rules}
+    code = {name: i for i, name in enumerate(_topic_names())}
+    rules = {
+        code[r.topic]: {k: getattr(r, k) for k in RULE_KEYS if getattr(r, k) is not None} for r in plan.rules
+    }
     shares = {
-        t: {
+        topic_name(t): {
             "rule": rules.get(t),
             "available": round(plan.available.get(t, 0) / avail_total, 6),
             "target": round(plan.fractions[t], 6) if plan.applied and t in plan.fractions else None,
@@ -216,4 +223,4 @@ def topic_report(plan: TopicPlan | None, sampled: Sampled, topics: dict[str, str
         }
         for t in sorted(set(plan.available) | set(rules))
     }
-    return {"topics": shares, "topics_applied": plan.applied, "topics_note": "; ".join(plan.notes)}
+    return {"topics": shares, "topics_applied": plan.applied, "topics_note": note}
