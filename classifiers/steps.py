@@ -24,6 +24,8 @@ import pyarrow as pa
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
 log = logging.getLogger(__name__)
+#: model files whose below-bar WARNING this process has logged
+_WARNED: set[str] = set()
 
 DEFAULT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_models")
 #: where each score step finds its shipped model, under DEFAULT_MODELS
@@ -150,7 +152,8 @@ class TopicScore(FastTextScore):
         if os.path.exists(quality):
             with open(quality, encoding="utf-8") as f:
                 q = json.load(f)
-            if not q.get("meets_bar", True):
+            if not q.get("meets_bar", True) and self._path not in _WARNED:
+                _WARNED.add(self._path)  # once per process, not once per input
                 log.warning(
                     "topic model %s: held-out macro-F1 %s is below its bar %s; topic shares in mixtures follow "
                     "its mistakes (train your own: make models TOPIC_LABELS=<file>)",

@@ -15,10 +15,15 @@ from typing import Any
 
 import duckdb
 
+from classifiers.topics import TOPICS
 from mixtures import plots
+from mixtures.topics import NO_TOPIC
 from pipelines.core.layout import parquet_files_sql
+from pipelines.core.sql import quote
 
 TOPIC = "topic"
+#: the taxonomy's order fixes each topic's colour in the plots; documents without a topic last
+ORDER = [*TOPICS, NO_TOPIC]
 
 
 def source_topics(
@@ -33,7 +38,7 @@ def source_topics(
         read = f"read_parquet({files}, union_by_name=true)"
         if TOPIC not in {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()}:
             continue
-        rows = con.execute(f"SELECT coalesce({TOPIC}, '(none)'), count(*) FROM {read} GROUP BY 1").fetchall()
+        rows = con.execute(f"SELECT coalesce({TOPIC}, {quote(NO_TOPIC)}), count(*) FROM {read} GROUP BY 1").fetchall()
         out[src] = {t: int(n) for t, n in rows}
     return out
 
@@ -52,7 +57,9 @@ def topic_section(
     lacking = [s for s in sources if s not in per_source]
     if per_source:
         rows = {s: _shares(c) for s, c in per_source.items()}
-        parts.append(f'<img src="{plots.topic_bars(folder, "sources", "kept documents by topic", rows)}">')
+        parts.append(
+            f'<img src="{plots.topic_bars(folder, "sources", "kept documents by topic", rows, ORDER)}">'
+        )
         topics = sorted({t for c in per_source.values() for t in c})
         parts.append(
             table(
@@ -80,7 +87,7 @@ def stage_topics(manifest: dict[str, Any], folder: str, table: Callable[..., str
     if not entries:
         return f"<p>stage {html.escape(stage)}: no entry has a topic column.</p>"
     rows = {s["name"]: {t: v["realised"] for t, v in s["topics"].items()} for s in entries}
-    png = plots.topic_bars(folder, stage, f"stage {stage}: realised tokens by topic", rows)
+    png = plots.topic_bars(folder, stage, f"stage {stage}: realised tokens by topic", rows, ORDER)
     notes = [f"{s['name']}: {s['topics_note']}" for s in manifest["sources"] if s.get("topics_note")]
     return (
         f'<h3>stage {html.escape(stage)}</h3><img src="{png}">'
