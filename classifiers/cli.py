@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         labels=args.labels,
         seed=args.seed,
         roberta_init=args.roberta_init,
+        lang=args.lang,
     )
     if args.only:
         s.only = args.only
@@ -121,9 +122,13 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
 
     texts: list[str] = []
     for root in args.input:
-        files = [root] if os.path.isfile(root) else sorted(
-            glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
-            + glob.glob(os.path.join(root, "**", "*.jsonl"), recursive=True)
+        files = (
+            [root]
+            if os.path.isfile(root)
+            else sorted(
+                glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+                + glob.glob(os.path.join(root, "**", "*.jsonl"), recursive=True)
+            )
         )
         for path in files:
             if path.endswith(".parquet"):
@@ -133,12 +138,15 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
                     texts += [t for t in (_json.loads(line).get("text") for line in f if line.strip()) if t]
     if not texts:
         raise ValueError(f"no documents with text under {args.input}")
-    meta = build_reference(texts, args.out, percentile=args.percentile, min_tokens=args.min_tokens,
-                           origin=", ".join(args.input))
-    print(f"token_kl reference: {meta['reference_tokens']:,} tokens from {meta['train_docs']:,} documents; cut "
-          f"{meta['cut']} (p{args.percentile} of {meta['heldout_pieces']:,} held-out pieces) in {args.out}\n"
-          f"use it: steps.token_kl.reference_dir: {os.path.abspath(args.out)}  and  "
-          f"steps.token_kl_filter.max: {meta['cut']}")
+    meta = build_reference(
+        texts, args.out, percentile=args.percentile, min_tokens=args.min_tokens, origin=", ".join(args.input)
+    )
+    print(
+        f"token_kl reference: {meta['reference_tokens']:,} tokens from {meta['train_docs']:,} documents; cut "
+        f"{meta['cut']} (p{args.percentile} of {meta['heldout_pieces']:,} held-out pieces) in {args.out}\n"
+        f"use it: steps.token_kl.reference_dir: {os.path.abspath(args.out)}  and  "
+        f"steps.token_kl_filter.max: {meta['cut']}"
+    )
     return 0
 
 
@@ -153,6 +161,12 @@ def add_parser(sub: Any) -> None:
         guarded(cmd_train),
     )
     t.add_argument("--models-dir", default="models", help="where the models go")
+    t.add_argument(
+        "--lang",
+        default="en",
+        help="the language to train on (a lid.176 code): pages of other languages are left out and KenLM goes "
+        "to <models-dir>/kenlm/<lang>, the sub-folder steps.perplexity.languages reads",
+    )
     t.add_argument(
         "--reference",
         action="append",
@@ -179,11 +193,17 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
     e.add_argument("--json", action="store_true")
     k = add_command(
-        cmds, "token-kl", "build the token_kl reference distribution (and its cut) from your documents",
+        cmds,
+        "token-kl",
+        "build the token_kl reference distribution (and its cut) from your documents",
         guarded(cmd_token_kl),
     )
-    k.add_argument("--input", action="append", required=True,
-                   help="Parquet docs folder (e.g. output/wikipedia/docs) or JSONL with text (repeatable)")
+    k.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        help="Parquet docs folder (e.g. output/wikipedia/docs) or JSONL with text (repeatable)",
+    )
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")

@@ -26,7 +26,7 @@ from filters.thresholds import ScoreFilter
 from filters.urls import UrlCategory
 from pipelines.core.recipe import Recipe
 from pipelines.readers.warc import WarcReader
-from pipelines.sources.compose import assemble
+from pipelines.sources.compose import assemble, upgrade_config
 
 STEPS = {
     # LLaMA-3 / Llama 2: unsafe and adult domains first (cheap: the URL only, before any HTML is parsed)
@@ -85,7 +85,24 @@ CORPUS_STAGES = {
 }
 
 
+def with_language_partitions(config: dict[str, Any]) -> dict[str, Any]:
+    """``partition_by: auto`` in the dedup stages: ``lang`` when ``lang_filter`` keeps more than one language
+    (``[all]``, a list), so pages in different languages never dedup each other; else no partition."""
+    config = upgrade_config("commoncrawl", config, CORPUS_STAGES)
+    lang_filter = (config.get("steps") or {}).get("lang_filter") or {}
+    languages = list(lang_filter.get("languages") or [])
+    several = lang_filter.get("enabled", True) is False or len(languages) != 1 or languages == ["all"]
+    stages = dict(config.get("corpus_stages") or {})
+    for name in ("minhash", "line_dedup"):
+        section = dict(stages.get(name) or {})
+        if section.get("partition_by") == "auto":
+            section["partition_by"] = "lang" if several else None
+            stages[name] = section
+    return {**config, "corpus_stages": stages}
+
+
 def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
+    config = with_language_partitions(config)
     return assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)
