@@ -86,6 +86,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    """``winnow models topics``: the topic classifier from rule-labelled corpora and/or the user's label file."""
+    from classifiers.topic_train import TopicSettings, train_topics
+
+    rep = train_topics(
+        TopicSettings(
+            models_dir=args.models_dir, corpus=args.corpus or [], labels=args.labels, seed=args.seed
+        )
+    )
+    h = rep["heldout"]
+    worst = sorted(h["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    print(
+        f"topics: held-out accuracy {h['accuracy']}, macro-F1 {h['macro_f1']} on {h['n']} texts; worst "
+        + ", ".join(f"{t} (F1 {m['f1']})" for t, m in worst)
+        + f"\nmodel written to {os.path.abspath(os.path.join(args.models_dir, 'topics', 'model.ftz'))}; use it: "
+        "steps.topics.model_path in a copy of the CommonCrawl config"
+    )
+    return 0
+
+
 def cmd_lid_eval(args: argparse.Namespace) -> int:
     from classifiers.lid_eval import evaluate, format_eval
 
@@ -189,6 +209,21 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")
+    tp = add_command(
+        cmds,
+        "topics",
+        "train the fastText topic classifier from rule-labelled corpora or your __label__<topic> file",
+        guarded(cmd_topics),
+    )
+    tp.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/topics/")
+    tp.add_argument(
+        "--corpus",
+        action="append",
+        help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
+        "Posts.xml, books, arXiv",
+    )
+    tp.add_argument("--labels", default=None, help="your file of `__label__<topic> text` lines")
+    tp.add_argument("--seed", type=int, default=0)
     lid = add_command(
         cmds,
         "lid-eval",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from classifiers.gate import gate_model_filters
-from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, TopicScore, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import LineDedupStage
 from dedup.lines import LineDedup
@@ -51,6 +51,9 @@ STEPS = {
     # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
     "pii": PIIRedact,
     "pii_filter": ScoreFilter,
+    # LLaMA-3: what the page is about (a score, never a filter): mixtures cap or down-weight topics by it; before the
+    # quality cascade, so the pages its filters reject keep their topic too
+    "topics": TopicScore,
     # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
     "perplexity": Perplexity,
     "ppl_filter": ScoreFilter,
@@ -62,7 +65,7 @@ STEPS = {
 
 
 #: the steps that use the quality models (shipped in classifiers/default_models, or your own from `make models`)
-MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
+MODEL_STEPS = ("topics", "perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
 
 
 def without_models() -> dict[str, Any]:
