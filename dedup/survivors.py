@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.corpus import (
+    DOC_TABLE_SCHEMA,
     PartitionWriter,
     is_done,
     mark_done,
@@ -37,16 +38,8 @@ from dedup.corpus import (
 )
 from pipelines.core.executor import Executor
 
-MEMBER_SCHEMA = pa.schema(
-    [
-        ("root", pa.uint64()),
-        ("gid", pa.uint64()),
-        ("id", pa.string()),
-        ("score", pa.float64()),
-        ("protected", pa.bool_()),
-        ("chars", pa.int64()),
-    ]
-)
+#: a cluster member: its root, then the document's row of the doc table
+MEMBER_SCHEMA = pa.schema([pa.field("root", pa.uint64()), *DOC_TABLE_SCHEMA])
 REMOVED_SCHEMA = pa.schema([("gid", pa.uint64()), ("cluster_id", pa.string()), ("reason", pa.string())])
 
 
