@@ -132,7 +132,7 @@ def build_stages(
 ) -> tuple[list[str], list[str]]:
     """Rebuild each mixture stage that is stale or failed last time, then the report; returns (failed, rebuilt)."""
     from mixtures.cli import build, empty_is_error, format_manifest
-    from mixtures.report import build_report
+    from pipelines.report.build import build_report
     from mixtures.spec import EmptyStage
 
     sources_fp = _digest(state["sources"], state.get("generation", 0))
