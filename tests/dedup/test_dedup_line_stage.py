@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import random
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
@@ -112,6 +114,24 @@ def check_accounting(root: str) -> None:
 
 
 @pytest.mark.parametrize("normalization", ["ccnet", "datatrove"])
+@contextlib.contextmanager
+def rewrite_killed_at(monkeypatch, n: int) -> Iterator[None]:
+    """The ``n``-th rewrite task dies as a killed worker would (MemoryError); the block must fail with it (the
+    error itself, or the executor's report naming it), then the real task is back for the resumed run."""
+    real, calls = line_stage.rewrite_task, []
+
+    def dies(args):
+        calls.append(args)
+        if len(calls) == n:
+            raise MemoryError("killed")
+        return real(args)
+
+    monkeypatch.setattr(line_stage, "rewrite_task", dies)
+    with pytest.raises(Exception, match="killed"):
+        yield
+    monkeypatch.setattr(line_stage, "rewrite_task", real)
+
+
 def test_stage_equals_brute_force_counter_across_inputs_and_buckets(tmp_path, normalization):
     root = str(tmp_path / "commoncrawl")
     texts = make_source(root)
@@ -176,19 +196,8 @@ def test_killed_rewrite_resumes_to_the_same_output(tmp_path, monkeypatch):
     run_stage(LineDedupStage(settings=settings), whole)
     killed = str(tmp_path / "killed")
     make_source(killed)
-    real = line_stage.rewrite_task
-    calls = []
-
-    def dies_on_third(args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise MemoryError("killed")  # two docs files are already rewritten
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_third)
-    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
+    with rewrite_killed_at(monkeypatch, 3):  # two docs files are already rewritten
         run_stage(LineDedupStage(settings=settings), killed)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     stats = run_stage(
         LineDedupStage(settings=settings), killed
     )  # resumes with the counts of the original text
@@ -299,18 +308,8 @@ def test_chain_killed_in_line_dedup_resumes_without_redoing_minhash(tmp_path, mo
     run_stages(_chain(), whole, inputs_written=True)
     killed = str(tmp_path / "killed")
     _add_copies(killed, make_source(killed))
-    real, calls = line_stage.rewrite_task, []
-
-    def dies_on_second(args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise MemoryError("killed")
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
-    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
+    with rewrite_killed_at(monkeypatch, 2):
         run_stages(_chain(), killed, inputs_written=True)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     res = run_stages(_chain(), killed, inputs_written=False)
     assert res["minhash"]["up_to_date"] is True and "up_to_date" not in res["line_dedup"]
     assert _files(killed) == _files(whole)
@@ -326,19 +325,8 @@ def test_input_added_after_a_kill_is_deduplicated_too(tmp_path, monkeypatch):
     root = str(tmp_path / "cc")
     texts = make_source(root)
     settings = {"bucket_docs": 60}
-    real = line_stage.rewrite_task
-    calls = []
-
-    def dies_on_second(args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise MemoryError("killed")
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
-    with pytest.raises(Exception, match="killed"):
+    with rewrite_killed_at(monkeypatch, 2):
         run_stage(LineDedupStage(settings=settings), root)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     _add_copies(root, texts)  # the new input: three pages whose boilerplate is frequent
     run_stage(LineDedupStage(settings=settings), root)
     first = {i: t for i, t in brute_force(texts, 3, 6, "ccnet").items() if t}
