@@ -18,7 +18,7 @@ import dedup.line_stage as line_stage
 from dedup.line_stage import LineDedupStage, plan
 from dedup.lines import bucket_of, normalizer
 from pipelines.core.corpus_stage import run_stage
-from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
+from tests.helpers.sources import write_input
 
 SITES = {  # site: (boilerplate lines, documents)
     "cityherald": (
@@ -66,18 +66,7 @@ def make_source(root: str, n_inputs: int = 4, seed: int = 7) -> dict[str, str]:
             docs.append({"id": f"{site}/page-{j:03d}", "source": "commoncrawl", "text": "\n".join(text)})
     rng.shuffle(docs)  # a site's pages spread over every input: each input holds few copies of a site's lines
     for i in range(n_inputs):
-        key = f"input{i:02d}"
-        part = docs[i::n_inputs]
-        for kind, table in (
-            ("docs", table_from_rows(part, CORE_SCHEMA)),
-            ("rejected", rejected_schema(CORE_SCHEMA).empty_table()),
-        ):
-            os.makedirs(os.path.join(root, kind), exist_ok=True)
-            pq.write_table(table, os.path.join(root, kind, f"{key}.parquet"))
-        os.makedirs(os.path.join(root, "stats"), exist_ok=True)
-        stats = {"key": key, "read": len(part), "kept": len(part), "rejected": 0, "rejected_by_reason": {}}
-        with open(os.path.join(root, "stats", f"{key}.json"), "w", encoding="utf-8") as f:
-            json.dump(stats, f)
+        write_input(root, f"input{i:02d}", docs[i::n_inputs])
     return {d["id"]: d["text"] for d in docs}
 
 
@@ -113,7 +102,6 @@ def check_accounting(root: str) -> None:
         assert s["rejected_by_reason"] == dict(Counter(rej.column("reason").to_pylist()))
 
 
-@pytest.mark.parametrize("normalization", ["ccnet", "datatrove"])
 @contextlib.contextmanager
 def rewrite_killed_at(monkeypatch, n: int) -> Iterator[None]:
     """The ``n``-th rewrite task dies as a killed worker would (MemoryError); the block must fail with it (the
@@ -132,6 +120,7 @@ def rewrite_killed_at(monkeypatch, n: int) -> Iterator[None]:
     monkeypatch.setattr(line_stage, "rewrite_task", real)
 
 
+@pytest.mark.parametrize("normalization", ["ccnet", "datatrove"])
 def test_stage_equals_brute_force_counter_across_inputs_and_buckets(tmp_path, normalization):
     root = str(tmp_path / "commoncrawl")
     texts = make_source(root)
@@ -254,13 +243,7 @@ def _add_copies(root: str, texts: dict[str, str], n: int = 3) -> None:
     rows = [
         {"id": f"copy/{i}", "source": "commoncrawl", "text": texts[i] + "\nMirrored page."} for i in picked
     ]
-    pq.write_table(table_from_rows(rows, CORE_SCHEMA), os.path.join(root, "docs", "input99.parquet"))
-    pq.write_table(
-        rejected_schema(CORE_SCHEMA).empty_table(), os.path.join(root, "rejected", "input99.parquet")
-    )
-    stats = {"key": "input99", "read": n, "kept": n, "rejected": 0, "rejected_by_reason": {}}
-    with open(os.path.join(root, "stats", "input99.json"), "w", encoding="utf-8") as f:
-        json.dump(stats, f)
+    write_input(root, "input99", rows)
 
 
 def _chain():
