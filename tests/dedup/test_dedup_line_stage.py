@@ -18,6 +18,7 @@ import dedup.line_stage as line_stage
 from dedup.line_stage import LineDedupStage, plan
 from dedup.lines import bucket_of, normalizer
 from pipelines.core.corpus_stage import run_stage
+from tests.helpers.faults import dying_after
 from tests.helpers.sources import write_input
 
 SITES = {  # site: (boilerplate lines, documents)
@@ -106,15 +107,8 @@ def check_accounting(root: str) -> None:
 def rewrite_killed_at(monkeypatch, n: int) -> Iterator[None]:
     """The ``n``-th rewrite task dies as a killed worker would (MemoryError); the block must fail with it (the
     error itself, or the executor's report naming it), then the real task is back for the resumed run."""
-    real, calls = line_stage.rewrite_task, []
-
-    def dies(args):
-        calls.append(args)
-        if len(calls) == n:
-            raise MemoryError("killed")
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies)
+    real = line_stage.rewrite_task
+    monkeypatch.setattr(line_stage, "rewrite_task", dying_after(real, n - 1, MemoryError("killed")))
     with pytest.raises(Exception, match="killed"):
         yield
     monkeypatch.setattr(line_stage, "rewrite_task", real)
