@@ -7,6 +7,7 @@ import glob
 import io
 import json
 import os
+import resource
 import tarfile
 
 import pyarrow as pa
@@ -21,6 +22,13 @@ def run_source(source: str, input_spec: str, out: str, overrides: dict | None = 
     config = deep_merge(load_config(source), overrides or {})
     recipe = build_recipe(source, config)
     return run_recipe(recipe, input_spec, out, executor="local", progress=False)
+
+
+def run_source_peak_mb(source: str, input_spec: str, out: str, overrides: dict | None = None):
+    """:func:`run_source`, and by how many MB this process's peak RSS grew meanwhile (bounded-memory tests)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_source(source, input_spec, out, overrides)
+    return result, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
 
 def write_input(root: str, key: str, rows: list[dict], schema: pa.Schema = CORE_SCHEMA) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 
 import pyarrow.parquet as pq
 import pytest
@@ -14,7 +13,7 @@ from filters.stackexchange import Answer, format_qa, order_answers, parse_tags
 from pipelines.core.recipe import Skip
 from pipelines.readers.stackexchange import StackExchangeReader, site_name
 from tests.helpers.paths import FIXTURES, corpus_path
-from tests.helpers.sources import run_source
+from tests.helpers.sources import run_source, run_source_peak_mb
 
 SE_FIXTURES = os.path.join(FIXTURES, "stackexchange")
 COOKING = os.path.join(SE_FIXTURES, "cooking.stackexchange.com", "Posts.xml")
@@ -250,9 +249,9 @@ def test_hostile_inputs_are_recorded_and_the_run_goes_on(tmp_path):
         for _ in range(100):
             f.write(chunk)
         f.write(b'" /></posts>')
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run_source("stackexchange", str(inputs), str(tmp_path / "out"), {"reader": {"max_sites": None}})
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    result, grown_mb = run_source_peak_mb(
+        "stackexchange", str(inputs), str(tmp_path / "out"), {"reader": {"max_sites": None}}
+    )
     assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB on a 100 MB line"
     stats = {}
     for name in os.listdir(tmp_path / "out" / "stackexchange" / "stats"):

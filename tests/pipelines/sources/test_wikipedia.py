@@ -7,7 +7,6 @@ import bz2
 import gzip
 import json
 import os
-import resource
 
 import pyarrow.parquet as pq
 import pytest
@@ -17,7 +16,7 @@ from pipelines.core.recipe import Skip
 from pipelines.readers.wikipedia import WikipediaReader
 from pipelines.readers.xmlstream import XmlRefused
 from tests.helpers.paths import FIXTURES, corpus_path
-from tests.helpers.sources import run_source
+from tests.helpers.sources import run_source, run_source_peak_mb
 
 WIKI_FIXTURES = os.path.join(FIXTURES, "wikipedia")
 ENWIKI = os.path.join(WIKI_FIXTURES, "enwiki-sample.xml")
@@ -200,9 +199,7 @@ def test_hostile_dumps_are_recorded_and_the_run_goes_on(tmp_path):
         for _ in range(100):
             f.write(chunk)
         f.write(b"</text></revision></page></mediawiki>")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run_source("wikipedia", str(inputs), str(tmp_path / "out"))
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    result, grown_mb = run_source_peak_mb("wikipedia", str(inputs), str(tmp_path / "out"))
     assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB"
     stats = {}
     for name in os.listdir(tmp_path / "out" / "wikipedia" / "stats"):
