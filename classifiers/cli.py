@@ -152,17 +152,27 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_trainer(cmds: Any, name: str, help_line: str, handler: Any, models_dir: str, labels: str) -> Any:
+    """A ``winnow models <name>`` trainer: every one takes where the model goes, a label file and a seed."""
+    p = add_command(cmds, name, help_line, guarded(handler))
+    p.add_argument("--models-dir", default="models", help=models_dir)
+    p.add_argument("--labels", default=None, help=labels)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
 def add_parser(sub: Any) -> None:
     """``winnow models train|eval|lid-eval`` and ``winnow score``."""
     models = add_command(sub, "models", "train and evaluate Winnow's quality models")
     cmds = add_subcommands(models, "models_command")
-    t = add_command(
+    t = add_trainer(
         cmds,
         "train",
         "train KenLM, wiki-reference and RoBERTa from your text, measured on held-out documents",
-        guarded(cmd_train),
+        cmd_train,
+        "where the models go",
+        "JSONL of text,label (e.g. from a larger model) to train on too",
     )
-    t.add_argument("--models-dir", default="models", help="where the models go")
     t.add_argument(
         "--lang",
         default="en",
@@ -178,11 +188,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument(
         "--web", action="append", help="folder of web pages (repeatable): WARC, HTML, JSONL/Parquet"
     )
-    t.add_argument(
-        "--labels", default=None, help="JSONL of text,label (e.g. from a larger model) to train on too"
-    )
     t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta", "semantic"], default=None)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
     e = add_command(
@@ -209,21 +215,20 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")
-    tp = add_command(
+    tp = add_trainer(
         cmds,
         "topics",
         "train the fastText topic classifier from rule-labelled corpora or your __label__<topic> file",
-        guarded(cmd_topics),
+        cmd_topics,
+        "the model goes to <models-dir>/topics/",
+        "your file of `__label__<topic> text` lines",
     )
-    tp.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/topics/")
     tp.add_argument(
         "--corpus",
         action="append",
         help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
         "Posts.xml, books, arXiv",
     )
-    tp.add_argument("--labels", default=None, help="your file of `__label__<topic> text` lines")
-    tp.add_argument("--seed", type=int, default=0)
     lid = add_command(
         cmds,
         "lid-eval",
