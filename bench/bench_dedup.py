@@ -1,5 +1,6 @@
-"""Dedup benchmark: Winnow MinHash (end to end, 2 worker processes) vs datasketch MinHashLSH in memory and
-datatrove's 4-stage MinHash (LocalPipelineExecutor, 2 workers), on the same documents.
+"""Dedup benchmark: Winnow MinHash (end to end, 2 worker processes) vs datasketch MinHashLSH in memory,
+datatrove's 4-stage MinHash (LocalPipelineExecutor, 2 workers) and rensa's Rust MinHash + LSH, on the same
+documents.
 
 Documents are runs of real paragraphs from ../shared/corpus with 20% planted near-duplicates at known edit rates
 (dedup.evalset).  Recall is over planted pairs whose exact Jaccard is >= 0.85 (the truth is computed once per input,
@@ -8,6 +9,7 @@ over that process and all its descendants (worker processes included) while the 
 computed afterwards, so the harness's own data never counts.
 
     python bench/bench_dedup.py [--systems winnow,datasketch,datatrove] [--note TEXT] [SIZE ...]
+    python bench/bench_dedup.py --rensa [N] [NOTE]     rensa vs Winnow vs datasketch at N (20,000) documents
 
 Without ``--systems``, Winnow runs at every size and the references at 20,000 documents or fewer; with it, the named
 systems run at every size.  Rows of (system, size) not re-measured are kept from the previous table.
@@ -230,6 +232,8 @@ def main(sizes: list[int], systems: list[str] | None = None, note: str = "") -> 
             ]
             print(json.dumps(r, default=str), flush=True)
             write_table(rows, note)  # after every row: a long run stopped half-way keeps what it measured
+    if not explicit and min(sizes) <= 20_000:  # `make bench`: the rensa comparison at the smallest size too
+        main_rensa(min(sizes), note or "shared machine")
 
 
 RENSA_SYSTEMS = {"rensa": 1, "winnow-1": 1, "winnow": 2, "datasketch": 1}  # system: processes (cores) it uses
@@ -281,7 +285,8 @@ def main_rensa(n: int, note: str) -> None:
         ">= 0.8: no exact verification), Python tokenisation and shingling included; Winnow at its defaults (18 x 6, "
         "candidate pairs verified by exact Jaccard >= 0.8, process executor); datasketch MinHashLSH(0.8, 112). "
         "*docs/s per core* divides by the processes the system runs (Winnow's driver mostly waits); *CPU s* is user + "
-        "system time of every process of the system (from getrusage, so other users' load does not count), and "
+        "system time of every process of the system (sampled from /proc every 0.1 s: other users' load does "
+        "not count), and "
         "*docs per CPU s* the rate per core that a quiet machine would give. *linked*: "
         "documents put in a cluster with another; *in planted pairs*: the share of those that belong to a planted "
         "pair (the rest are false positives or chance near-duplicates among the base documents); *agreement*: "
