@@ -64,11 +64,14 @@ bench: $(STAMP)
 	@echo "results: bench/results.md"
 
 # Training-stage mixtures (mixtures/<stage>.yaml, or MIXTURE=<yaml>) and the HTML report (mixtures/).
+# EXECUTOR=local|process|ray overrides the mixture's executor: (auto: Ray when RAY_ADDRESS is set).
 STAGE ?= core
 MIXTURE ?=
+EXECUTOR ?=
 .PHONY: mixture report
 mixture: $(STAMP)
-	$(BIN)/winnow mixture --output $(OUTPUT) $(if $(MIXTURE),--mixture "$(MIXTURE)",--stage $(STAGE))
+	$(BIN)/winnow mixture --output $(OUTPUT) $(if $(MIXTURE),--mixture "$(MIXTURE)",--stage $(STAGE)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 report: $(STAMP)
 	$(BIN)/winnow report --output $(OUTPUT)

@@ -144,9 +144,8 @@ def winnow_config(llama3: bool, robots_dir: str, corpus_stages: bool = False) ->
     }
     steps.update({name: {"enabled": llama3} for name in LLAMA3_STEPS})
     steps["robots"] = {"enabled": llama3, "snapshot_dir": robots_dir}
-    return deep_merge(
-        without_models(), {"steps": steps, **{s: {"enabled": corpus_stages} for s in CORPUS_STAGES}}
-    )
+    stages = {name: {"enabled": corpus_stages} for name in CORPUS_STAGES}
+    return deep_merge(without_models(), {"steps": steps, "corpus_stages": stages})
 
 
 DATATROVE_SCRIPT = r'''

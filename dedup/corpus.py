@@ -7,12 +7,9 @@ CommonCrawl against it) take part in the matching but are never removed from.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,65 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.text import mix64
-from pipelines.core.executor import get_executor
+from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
 
 ROW_BITS = 32
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """An input of a workflow, with its size and mtime as listed when the workflow started (the fingerprint uses
-    them, so a stage resuming its removal, which rewrites the file, still finds its work folder)."""
-
-    index: int
-    path: str
-    protected: bool = False
-    size: int = -1
-    mtime_ns: int = -1
-
-    @property
-    def key(self) -> str:
-        return f"{self.index:05d}"
-
-
-def list_parquet(spec: str) -> list[str]:
-    """Parquet files named by ``spec``: a file, a folder (recursively) or a glob."""
-    if os.path.isfile(spec):
-        return [os.path.abspath(spec)]
-    if os.path.isdir(spec):
-        found = glob.glob(os.path.join(spec, "**", "*.parquet"), recursive=True)
-    else:
-        found = glob.glob(spec, recursive=True)
-    found = [p for p in found if not os.path.basename(p).startswith(".")]
-    if not found:
-        raise FileNotFoundError(f"{spec!r} holds no Parquet file (expected documents with columns id, text)")
-    return sorted(os.path.abspath(p) for p in found)
-
-
-def build_inputs(inputs: list[str], references: list[str] | None = None) -> list[InputFile]:
-    files = [(p, False) for spec in inputs for p in list_parquet(spec)]
-    files += [(p, True) for spec in (references or []) for p in list_parquet(spec)]
-    seen: set[str] = set()
-    out: list[InputFile] = []
-    for path, protected in files:
-        if path in seen:
-            continue
-        seen.add(path)
-        st = os.stat(path)
-        out.append(InputFile(len(out), path, protected, st.st_size, st.st_mtime_ns))
-    return out
-
-
-def fingerprint(files: list[InputFile], settings: dict[str, Any]) -> str:
-    """Names the work folder: same inputs (path, size, mtime) and settings → same folder → resumable."""
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
-    for f in files:
-        size, mtime = f.size, f.mtime_ns
-        if size < 0:
-            st = os.stat(f.path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        h.update(f"{f.path}|{size}|{mtime}|{f.protected}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def check_columns(path: str, needed: list[str]) -> None:
@@ -183,11 +124,6 @@ def read_rows(path: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
     if not parts:
         return pa.table({c: pa.array([], pa.string()) for c in columns})
     return pa.concat_tables(parts)
-
-
-def pmap(fn: Callable[[Any], Any], items: list[Any], workers: int = 1, executor: str = "local") -> list[Any]:
-    """Kept for callers not yet moved to :mod:`pipelines.core.executor` (line dedup): the executor named."""
-    return get_executor(executor, workers).map(fn, items)
 
 
 def part_of(keys: np.ndarray, partitions: int) -> np.ndarray:

@@ -15,12 +15,13 @@ import yaml
 from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
-SHIPPED_DIR = os.path.join(
-    MIXTURE_DIR, "benchmarks"
-)  # the benchmark hash sets the default YAMLs nameSTAGES = ("core", "anneal", "long_context")
+#: the benchmark hash sets the default YAMLs name
+SHIPPED_DIR = os.path.join(MIXTURE_DIR, "benchmarks")
+STAGES = ("core", "anneal", "long_context")
 SHORTFALL_MODES = ("error", "scale", "take_available")
 MISSING_MODES = ("renormalise", "error")
 EMPTY_MODES = ("report", "error")
+EXECUTORS = ("auto", "local", "process", "ray")
 
 
 class MixtureError(ValueError):
@@ -78,6 +79,8 @@ class MixtureSpec:
     decontaminate: DecontamSpec | None = None
     path: str | None = None
     on_empty: str = "report"  # nothing selected: report "empty" and succeed | error
+    executor: str = "auto"  # where the build's tasks run: auto | local | process | ray
+    workers: int | None = None  # process pool size (None: every core)
 
 
 def _number(value: Any, what: str) -> float:
@@ -143,6 +146,11 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
     if on_empty not in EMPTY_MODES:
         raise MixtureError(f"{where}: on_empty must be one of {EMPTY_MODES}, got {on_empty!r}")
     decontam = _decontam(data["decontaminate"], where) if data.get("decontaminate") else None
+    executor = str(data.get("executor", "auto"))
+    if executor not in EXECUTORS:
+        raise MixtureError(f"{where}: executor must be one of {EXECUTORS}, got {executor!r}")
+    workers = data.get("workers")
+    workers = None if workers is None else int(_number(workers, f"{where}: workers"))
     return MixtureSpec(
         stage=stage,
         sources=tuple(sources),
@@ -155,6 +163,8 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         decontaminate=decontam,
         path=path,
         on_empty=on_empty,
+        executor=executor,
+        workers=workers,
     )
 
 

@@ -18,12 +18,9 @@ import duckdb
 from pipelines.core import storage
 from pipelines.core.errors import is_environment_error
 from pipelines.core.layout import parquet_files_sql
+from pipelines.core.sql import quote, string_list
 
 log = logging.getLogger(__name__)
-
-
-def _q(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
 
 
 def connect(output: str) -> duckdb.DuckDBPyConnection:
@@ -59,7 +56,7 @@ def _local_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
     stats = [os.path.join(output, s, "stats", "*.json") for s in sources
              if glob.glob(os.path.join(output, s, "stats", "*.json"))]
     if stats:
-        listing = "[" + ", ".join(_q(p) for p in stats) + "]"
+        listing = string_list(stats)
         con.execute(f"CREATE VIEW stats AS SELECT * FROM read_json_auto({listing}, union_by_name=true, "
                     "maximum_object_size=67108864)")
         con.execute(STEP_STATS_VIEW)
@@ -134,7 +131,7 @@ def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
                 with open(os.path.join(tmp, f"{i:08d}.json"), "wb") as f:
                     f.write(data)
             con.execute("CREATE TABLE _stats AS SELECT * FROM read_json_auto("
-                        f"{_q(os.path.join(tmp, '*.json'))}, union_by_name=true, maximum_object_size=67108864)")
+                        f"{quote(os.path.join(tmp, '*.json'))}, union_by_name=true, maximum_object_size=67108864)")
         con.execute("CREATE VIEW stats AS SELECT * FROM _stats")
         con.execute(STEP_STATS_VIEW)
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.sql import quote, string_list
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +224,6 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
-def _q(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
-
-
 def parquet_files_sql(*patterns: str) -> str | None:
     """The argument of DuckDB's ``read_parquet`` for the files matching the glob ``patterns``, leaving out (with a
     WARNING naming each) files whose Parquet ends are broken, so one truncated file does not fail every view,
@@ -237,5 +234,5 @@ def parquet_files_sql(*patterns: str) -> str | None:
         return None
     if len(good) == len(files):
         used = [p for p in patterns if glob.glob(p, recursive=True)]
-        return _q(used[0]) if len(used) == 1 else "[" + ", ".join(_q(p) for p in used) + "]"
-    return "[" + ", ".join(_q(f) for f in good) + "]"
+        return quote(used[0]) if len(used) == 1 else string_list(used)
+    return string_list(good)

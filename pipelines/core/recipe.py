@@ -11,11 +11,12 @@ import glob
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from pipelines.core import storage
+from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.schema import CORE_SCHEMA, extend_schema
 from pipelines.core.steps import Step
 
@@ -76,14 +77,6 @@ def discover_files(spec: str, patterns: Sequence[str]) -> list[str]:
     if not matches:
         raise FileNotFoundError(f"INPUT {spec!r} names no file, folder or glob match")
     return sorted({os.path.abspath(p) for p in matches})
-
-
-class CorpusStage(Protocol):
-    """A pass over the whole written source (e.g. MinHash dedup) that runs after every input is done."""
-
-    name: str
-
-    def run(self, source_dir: str) -> dict[str, Any]: ...
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any
 from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
-from dedup.line_stage import stage_from_config as line_stage_from_config
+from dedup.line_stage import LineDedupStage
 from dedup.lines import LineDedup
-from dedup.stages import stage_from_config, unique_ids_stage, url_dedup_stage
+from dedup.stages import MinHashDedupStage, UniqueIdsStage, UrlDedupStage
 from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
@@ -69,16 +69,20 @@ def without_models() -> dict[str, Any]:
     return {"steps": {name: {"enabled": False} for name in MODEL_STEPS}}
 
 
+#: corpus stages, in this order, once every input is done (LLaMA-3's order: URL dedup, document MinHash, lines)
+CORPUS_STAGES = {
+    # WARC record ids are unique per source: the same record in two files (a re-crawl copy) keeps one document
+    "unique_ids": UniqueIdsStage,
+    # LLaMA-3 URL-level dedup: several captures of one page keep the most recent
+    "url_dedup": UrlDedupStage,
+    # document-level near-dup removal after filtering
+    "minhash": MinHashDedupStage,
+    # then LLaMA-3 line dedup across inputs
+    "line_dedup": LineDedupStage,
+}
+
+
 def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
-    # WARC record ids are unique per source: the same record in two files (a re-crawl copy) keeps one document
-    unique = dict(config.get("unique_ids") or {})
-    ids = unique_ids_stage(**unique) if unique.pop("enabled", True) else None
-    # LLaMA-3 URL-level dedup: several captures of one page keep the most recent
-    by_url = dict(config.get("url_dedup") or {})
-    urls = url_dedup_stage(**by_url) if by_url.pop("enabled", True) else None
-    minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
-    lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
-    stages = [s for s in (ids, urls, minhash, lines) if s is not None]
-    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
+    return assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)

@@ -83,6 +83,10 @@ def inputs(s3, tmp_path_factory):
     return str(local)
 
 
+#: the corpus stages without MinHash (tests of the other stages)
+NO_MINHASH = {"corpus_stages": {"minhash": {"enabled": False}}}
+
+
 def snapshot(s3, prefix: str) -> dict[str, tuple[int, int, str]]:
     """Every object under ``prefix``: (size, mtime_ns, sha256)."""
     return {
@@ -242,13 +246,13 @@ def test_failed_input_leaves_no_object_and_is_redone(s3, inputs, monkeypatch):
 
     monkeypatch.setattr(process, "run_steps", flaky)
     with pytest.raises(RuntimeError, match="worker lost"):
-        run_recipe(recipe(minhash={"enabled": False}), IN, out, executor="local", progress=False)
+        run_recipe(recipe(**NO_MINHASH), IN, out, executor="local", progress=False)
     key = input_key(f"{IN}/seg/copies.warc.gz")
     names = {o.uri for o in storage.list_files(out)}
     assert not any(key in n for n in names)  # no docs, rejected, stats or marker object for it
     assert f"{out}/commoncrawl/.lock" not in names
     monkeypatch.setattr(process, "run_steps", real)
-    result = run_recipe(recipe(minhash={"enabled": False}), IN, out, executor="local", progress=False)
+    result = run_recipe(recipe(**NO_MINHASH), IN, out, executor="local", progress=False)
     assert (result.processed, result.already_done) == (1, 2)
 
 
@@ -426,7 +430,7 @@ def test_store_failure_mid_input_fails_it_without_a_marker(s3, inputs, monkeypat
 
     def run_one():
         return run_recipe(
-            recipe(minhash={"enabled": False}),
+            recipe(**NO_MINHASH),
             f"{IN}/crawl-00001.warc.gz",
             out,
             executor="local",
