@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.domains import DomainRules, DomainScore, exempt
 from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
@@ -34,6 +35,10 @@ STEPS = {
     "url": ScoreFilter,
     "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
+    # LLaMA-3 "domain-specific pipelines": code_prob, math_prob and domain on the extracted text; code and math
+    # pages skip the prose rules named in its exempt_steps and go through domain_rules instead
+    "domains": DomainScore,
+    "domain_rules": DomainRules,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
     "lang_filter": LanguageFilter,
@@ -81,4 +86,6 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     minhash = stage_from_config(config.get("minhash"))  # document-level near-dup removal after filtering
     lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
     stages = [s for s in (ids, urls, minhash, lines) if s is not None]
-    return assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
+    recipe = assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
+    exempt(recipe.steps, list(STEPS))  # code and math pages skip the prose rules (steps.domains.exempt_steps)
+    return recipe
