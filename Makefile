@@ -93,6 +93,18 @@ models: $(STAMP)
 	$(KENLM_BUILD)
 	nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)")
 
+# The code/math page classifier (classifiers/default_models/domains): CODE= GitHub repositories or StackExchange dumps,
+# MATH= arXiv sources or math StackExchange dumps, PROSE= web pages / Wikipedia, or DOMAIN_LABELS= a fastText file
+# of `__label__code|math|prose <text>` lines.  Writes $(MODELS)/domains with its held-out quality.json.
+CODE ?=
+MATH ?=
+PROSE ?=
+DOMAIN_LABELS ?=
+.PHONY: models-domains
+models-domains: $(STAMP)
+	@test -n "$(CODE)$(MATH)$(PROSE)$(DOMAIN_LABELS)" || (echo "make models-domains: give CODE=<repositories> MATH=<arXiv sources> PROSE=<web pages> or DOMAIN_LABELS=<fastText label file>"; exit 2)
+	nice $(BIN)/winnow models domains --models-dir $(MODELS) $(foreach f,$(CODE),--code "$(f)") $(foreach f,$(MATH),--math "$(f)") $(foreach f,$(PROSE),--prose "$(f)") $(if $(DOMAIN_LABELS),--labels "$(DOMAIN_LABELS)")
+
 # LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>
 TSV ?=
 models-lid: $(STAMP)

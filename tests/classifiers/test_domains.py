@@ -171,3 +171,27 @@ def test_real_warc_pages_by_domain() -> None:
     assert domains.count("prose") > len(domains) / 2
     kept, _ = run_steps([DomainRules()], scored, [StepStats("domain_rules", "filter")])
     assert kept.num_rows <= scored.num_rows
+
+
+@pytest.mark.integration
+def test_shipped_model_quality_is_reproduced_on_its_heldout_documents() -> None:
+    """Re-read the training folders named in the MANIFEST, take the same by-document split, and re-measure."""
+    from classifiers.dataset import split
+    from classifiers.domain_data import LABELS, load_domain_pieces
+    from classifiers.domains import DEFAULT_MODEL, measure_domains
+    from filters.langid import load_fasttext
+
+    se = "stackexchange"
+    pieces = load_domain_pieces(
+        [corpus_path("github")],
+        [corpus_path("arxiv"), corpus_path(se, "jrfoster--spark-intro")],
+        [corpus_path(x) for x in ("commoncrawl", "wikipedia")]
+        + [corpus_path(se, "GonzaloHirsch--TP-XML"), corpus_path(se, "mattly--ssdug-graphql")],
+    )
+    _, held = split(pieces)
+    record = json.load(open(os.path.join(os.path.dirname(DEFAULT_MODEL), "quality.json")))
+    assert sorted({f"{LABELS[p.label]}:{p.kind}:{p.key}" for p in held}) == record["heldout_documents"]
+    metrics = measure_domains(load_fasttext(DEFAULT_MODEL), held)
+    for name in ("code", "math"):
+        assert abs(metrics[name]["auc"] - record["heldout"][name]["auc"]) < 0.005, name
+        assert metrics[name]["auc"] >= record["bar_auc"], name
