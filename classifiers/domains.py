@@ -53,7 +53,7 @@ def train_domain_model(
     epoch: int = 25,
     dim: int = 32,
     word_ngrams: int = 2,
-    lr: float = 0.3,
+    lr: float = 0.2,
     quantize: bool = True,
 ) -> str:
     """fastText one-vs-all on (text, label index) pairs; one thread, so a seed gives the same model."""
@@ -67,19 +67,26 @@ def train_domain_model(
             f.write(f"__label__{LABELS[label]} {preprocess(text)}\n")
         name = f.name
     try:
-        model = fasttext.train_supervised(
-            input=name,
-            epoch=epoch,
-            dim=dim,
-            wordNgrams=word_ngrams,
-            lr=lr,
-            loss="ova",
-            minCount=2,
-            bucket=200_000,
-            thread=1,
-            seed=seed,
-            verbose=0,
-        )
+        for attempt in range(4):  # fastText stops with "Encountered NaN" when a rate is too high for the data
+            try:
+                model = fasttext.train_supervised(
+                    input=name,
+                    epoch=epoch,
+                    dim=dim,
+                    wordNgrams=word_ngrams,
+                    lr=lr / 2**attempt,
+                    loss="ova",
+                    minCount=2,
+                    bucket=200_000,
+                    thread=1,
+                    seed=seed,
+                    verbose=0,
+                )
+                break
+            except RuntimeError as exc:
+                if "NaN" not in str(exc) or attempt == 3:
+                    raise
+                log.warning("fastText diverged at lr %.3f; retrying at half the rate", lr / 2**attempt)
         if quantize:
             model.quantize(input=name, qnorm=True, retrain=True, cutoff=50_000, thread=1, verbose=0)
     finally:
@@ -306,7 +313,9 @@ def train_domains(
     examples = training_examples(train, seed)
     out = os.path.join(models_dir, "domains")
     shutil.rmtree(out, ignore_errors=True)  # a retrain never leaves a stale file of the previous one
-    path = train_domain_model(examples, os.path.join(out, "model.ftz"), seed=seed)
+    # a small label file needs more passes: at least ~50,000 examples seen in all (25 epochs from 2,000 on)
+    epoch = min(200, max(25, 50_000 // max(1, len(examples))))
+    path = train_domain_model(examples, os.path.join(out, "model.ftz"), seed=seed, epoch=epoch)
     langid._MODELS.pop(path, None)  # a retrained file must not be served from the per-process cache
     heldout = measure_domains(langid.load_fasttext(path), held)
     record = {
@@ -326,6 +335,7 @@ def train_domains(
             "prose": [os.path.basename(os.path.normpath(f)) for f in prose],
             "labels": os.path.basename(labels) if labels else None,
             "seed": seed,
+            "epoch": epoch,
             "max_chars": MAX_CHARS,
         },
         "files": {"model.ftz": os.path.getsize(path)},
