@@ -2,8 +2,8 @@
 
 Positives come from curated sources: code from GitHub repositories (:class:`GithubReader`, RedPajama's file
 selection) and StackExchange posts that carry code blocks; math from arXiv papers (:class:`ArxivReader` then the
-arXiv recipe's :class:`CleanLatex`: formulas kept, preamble and bibliography out) and StackExchange posts with at
-least :data:`MIN_MATH_SPANS` TeX formulas.  Negatives ("prose") are whatever :func:`classifiers.dataset.read_pieces`
+arXiv recipe's :class:`CleanLatex`: formulas kept, preamble and bibliography out) and the chunks of StackExchange posts
+with at least :data:`MIN_MATH_SPANS` TeX formulas.  Negatives ("prose") are whatever :func:`classifiers.dataset.read_pieces`
 reads as text: web pages (WARC, HTML), Wikipedia, books, StackExchange answers (code blocks stripped).
 
 Every document becomes :class:`Piece` s (about 2,000 characters each) with a ``key`` naming the document, so
@@ -114,7 +114,8 @@ def math_pieces(folder: str) -> list[Piece]:
         out += _pieces(arxiv_docs(folder), "arxiv", MATH)
     if _posts_files(folder):
         docs = ((k, t) for k, t in stackexchange_docs(folder) if math_spans(t) >= MIN_MATH_SPANS)
-        out += _pieces(docs, "stackexchange", MATH)
+        # a chunk without formulas (the discussion around them) is not a math example
+        out += [p for p in _pieces(docs, "stackexchange", MATH) if math_spans(p.text) >= MIN_MATH_SPANS]
     if not out:
         raise FileNotFoundError(
             f"{folder}: no arXiv .tex sources or StackExchange Posts.xml to read math from"

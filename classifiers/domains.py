@@ -8,9 +8,11 @@ Text is lower-cased and cut into words *and* punctuation (``def``, ``(``, ``\\fr
 what tells code and formulas from prose, and fastText's whitespace tokeniser would glue them to the words.
 
 :class:`DomainScore` runs right after extraction, before LID and the prose heuristics: it adds ``code_prob``,
-``math_prob`` and ``domain`` (``code``/``math``/``prose``); steps with ``skip_domains: [code, math]`` in the config
-let those pages through (``pipelines.core.steps.Step.skip_domains``), and :class:`DomainRules` judges them instead
-with reasons of their own (``code:too_short``, ``code:minified``, ``math:too_short``).
+``math_prob`` and ``domain`` (code/math/prose).  A page needs the classifier's score *and* some code syntax or
+math signs (:func:`evidence`): the model alone also reads digit tables and forum threads as code or math.  Steps
+listed under the config's ``domains.exempt`` (or with ``skip_domains`` of their own) let those pages through
+(``pipelines.core.steps.Step.skip_domains``), and :class:`DomainRules` judges them instead with reasons of their
+own (``code:too_short``, ``code:minified``, ``math:too_short``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 #: characters among them; a table of numbers (which the classifier may read as code) has none
 CODE_SYMBOLS = frozenset("(){}[];=<>|&*+\"'`$\\")
 CODE_MIN_SYMBOLS = 0.01
+#: operators, TeX and math signs: half of the arXiv chunks have > 4% of their non-space characters among them, web
+#: and Wikipedia prose almost none; a forum thread or a foreign-language page the classifier calls math has none
+MATH_SYMBOLS = frozenset("=+^_\\$<>{}≤≥≠≈∑∏∫√∞∈∉⊂⊆∀∃∂∇πθλμσαβγδε±×÷·′″²³")
+MATH_MIN_SYMBOLS = 0.002
+_NOT_TEX = re.compile(r"\\(?![A-Za-z])")
 #: characters of a page the classifier reads (the start of a page says what it is; keeps the cost flat)
 MAX_CHARS = 8000
 
@@ -109,16 +116,31 @@ def domain_probabilities(model: Any, docs: list[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def symbol_share(text: str) -> float:
-    """Share of the non-space characters that are :data:`CODE_SYMBOLS`."""
+def symbol_share(text: str, symbols: frozenset[str] = CODE_SYMBOLS) -> float:
+    """Share of the non-space characters that are in ``symbols``."""
     chars = "".join(text.split())
-    return sum(c in CODE_SYMBOLS for c in chars) / len(chars) if chars else 0.0
+    return sum(c in symbols for c in chars) / len(chars) if chars else 0.0
 
 
-def route(code_prob: float, math_prob: float, code_min: float, math_min: float, symbols: float = 1.0) -> str:
+def evidence(
+    text: str, code_min: float = CODE_MIN_SYMBOLS, math_min: float = MATH_MIN_SYMBOLS
+) -> tuple[bool, bool]:
+    """(has code syntax, has math signs): a page goes to a domain only with the classifier's score and its signs."""
+    maths = _NOT_TEX.sub("", text)  # a backslash counts only as a TeX command (\\frac), not as an escape (\\|)
+    return symbol_share(text) >= code_min, symbol_share(maths, MATH_SYMBOLS) >= math_min
+
+
+def route(
+    code_prob: float,
+    math_prob: float,
+    code_min: float,
+    math_min: float,
+    code_ok: bool = True,
+    math_ok: bool = True,
+) -> str:
     """``code`` or ``math`` when its probability reaches its threshold (the higher one when both do), else prose;
-    ``symbols`` False: the page has no code syntax (see :class:`DomainScore`), so it is not code."""
-    code_ok, math_ok = code_prob >= code_min and symbols, math_prob >= math_min
+    ``code_ok``/``math_ok`` False: the page lacks code syntax / math signs (see :class:`DomainScore`)."""
+    code_ok, math_ok = code_prob >= code_min and code_ok, math_prob >= math_min and math_ok
     if code_ok and (not math_ok or code_prob >= math_prob):
         return LABELS[CODE]
     return LABELS[MATH] if math_ok else "prose"
@@ -141,9 +163,10 @@ class DomainScore(Step):
     #: a page is routed to code only when at least this share of its non-space characters are brackets, operators
     #: or quotes (CODE_SYMBOLS): the classifier reads digits and punctuation, and a price list scores as code
     code_min_symbols: float = CODE_MIN_SYMBOLS
-    #: the recipe's steps that pages of ``exempt_domains`` skip (their ``skip_domains``; see :func:`exempt`)
-    exempt_steps: list[str] = field(default_factory=list)
-    exempt_domains: list[str] = field(default_factory=lambda: ["code", "math"])
+    #: and to math only with at least this share of operators, TeX or math signs (MATH_SYMBOLS)
+    math_min_symbols: float = MATH_MIN_SYMBOLS
+    #: domain -> the recipe's steps its pages skip (added to those steps' ``skip_domains``; see :func:`exempt`)
+    exempt: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -172,7 +195,13 @@ class DomainScore(Step):
         probs = domain_probabilities(self._model, docs)
         code, math = probs["code"], probs["math"]
         domains = [
-            route(float(c), float(m), self.code_min, self.math_min, symbol_share(t) >= self.code_min_symbols)
+            route(
+                float(c),
+                float(m),
+                self.code_min,
+                self.math_min,
+                *evidence(t, self.code_min_symbols, self.math_min_symbols),
+            )
             for c, m, t in zip(code, math, docs, strict=True)
         ]
         batch = set_column(batch, "code_prob", code, pa.float32())
@@ -181,22 +210,21 @@ class DomainScore(Step):
 
 
 def exempt(steps: list[Step], known: list[str]) -> list[Step]:
-    """Add each :class:`DomainScore` step's ``exempt_domains`` to the ``skip_domains`` of the steps named in its
-    ``exempt_steps`` (names from ``known``, the recipe's steps; a switched-off one is simply absent)."""
+    """Add each domain of a :class:`DomainScore` step's ``exempt`` mapping to the ``skip_domains`` of the steps it
+    lists (names from ``known``, the recipe's steps; a switched-off one is simply absent)."""
     by_name = {s.name: s for s in steps}
     for router in (s for s in steps if isinstance(s, DomainScore)):
-        unknown = sorted(set(router.exempt_steps) - set(known))
-        if unknown:
-            raise ValueError(f"steps.{router.name}.exempt_steps: unknown step(s) {unknown}; known: {known}")
-        if router.name in router.exempt_steps:
-            raise ValueError(f"steps.{router.name}.exempt_steps names the router itself")
-        for name in router.exempt_steps:
-            if name in by_name:
-                step = by_name[name]
-                step.skip_domains = [
-                    *step.skip_domains,
-                    *(d for d in router.exempt_domains if d not in step.skip_domains),
-                ]
+        for domain, names in router.exempt.items():
+            unknown = sorted(set(names) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"steps.{router.name}.exempt.{domain}: unknown step(s) {unknown}; known: {known}"
+                )
+            if router.name in names:
+                raise ValueError(f"steps.{router.name}.exempt.{domain} names the router itself")
+            for step in (by_name[n] for n in names if n in by_name):
+                if domain not in step.skip_domains:
+                    step.skip_domains = [*step.skip_domains, domain]
     return steps
 
 
@@ -272,7 +300,7 @@ def measure_domains(
         y = labels == LABELS.index(name)
         report[name] = binary_metrics(y, probs[name], threshold=cut) | {"positives": int(y.sum())}
     routed = [
-        route(float(c), float(m), code_min, math_min, symbol_share(p.text) >= CODE_MIN_SYMBOLS)
+        route(float(c), float(m), code_min, math_min, *evidence(p.text))
         for c, m, p in zip(probs["code"], probs["math"], held, strict=True)
     ]
     confusion = {

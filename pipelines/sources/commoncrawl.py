@@ -36,7 +36,7 @@ STEPS = {
     "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
     # LLaMA-3 "domain-specific pipelines": code_prob, math_prob and domain on the extracted text; code and math
-    # pages skip the prose rules named in its exempt_steps and go through domain_rules instead
+    # pages skip the prose rules named under its `exempt` and go through domain_rules instead
     "domains": DomainScore,
     "domain_rules": DomainRules,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
@@ -87,5 +87,5 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     lines = line_stage_from_config(config.get("line_dedup"))  # then LLaMA-3 line dedup across inputs
     stages = [s for s in (ids, urls, minhash, lines) if s is not None]
     recipe = assemble("commoncrawl", WarcReader, STEPS, config, corpus_stages=stages)
-    exempt(recipe.steps, list(STEPS))  # code and math pages skip the prose rules (steps.domains.exempt_steps)
+    exempt(recipe.steps, list(STEPS))  # code and math pages skip the prose rules (steps.domains.exempt)
     return recipe

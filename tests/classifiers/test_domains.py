@@ -199,3 +199,28 @@ def test_shipped_model_quality_is_reproduced_on_its_heldout_documents() -> None:
     for name in ("code", "math"):
         assert abs(metrics[name]["auc"] - record["heldout"][name]["auc"]) < 0.005, name
         assert metrics[name]["auc"] >= record["bar_auc"], name
+
+
+def test_exempt_names_must_be_recipe_steps_and_math_keeps_language_id() -> None:
+    from pipelines.sources.commoncrawl import without_models
+
+    config = deep_merge(load_config("commoncrawl"), without_models())
+    steps = {s.name: s for s in build_recipe("commoncrawl", config).steps}
+    assert steps["gopher"].skip_domains == ["code", "math"] and steps["lang_filter"].skip_domains == ["code"]
+    assert steps["dirty_filter"].skip_domains == [] and steps["pii_filter"].skip_domains == []
+    bad = deep_merge(config, {"steps": {"domains": {"exempt": {"code": ["gopherr"]}}}})
+    with pytest.raises(ValueError, match=r"exempt.code: unknown step\(s\) \['gopherr'\]"):
+        build_recipe("commoncrawl", bad)
+
+
+def test_a_forum_thread_or_price_list_is_not_routed_without_math_signs_or_code_syntax() -> None:
+    from classifiers.domains import route
+
+    assert route(0.99, 0.0, 0.5, 0.5, code_ok=False) == "prose"
+    assert route(0.0, 0.99, 0.5, 0.5, math_ok=False) == "prose"
+    assert route(0.9, 0.95, 0.5, 0.5) == "math" and route(0.95, 0.9, 0.5, 0.5) == "code"
+    forum = "Reviewer: sprout - Subject: washed up.\nDownloaded 61 times. Average rating: 3 stars. Write a review!"
+    scored = DomainScore()(
+        pa.table({"text": [forum, _extracted(["math_proof"]).column("text")[0].as_py()]})
+    ).table
+    assert scored.column("domain").to_pylist() == ["prose", "math"]
