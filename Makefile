@@ -64,11 +64,14 @@ bench: $(STAMP)
 	@echo "results: bench/results.md"
 
 # Training-stage mixtures (mixtures/<stage>.yaml, or MIXTURE=<yaml>) and the HTML report (mixtures/).
+# EXECUTOR=local|process|ray overrides the mixture's executor: (auto: Ray when RAY_ADDRESS is set).
 STAGE ?= core
 MIXTURE ?=
+EXECUTOR ?=
 .PHONY: mixture report
 mixture: $(STAMP)
-	$(BIN)/winnow mixture --output $(OUTPUT) $(if $(MIXTURE),--mixture "$(MIXTURE)",--stage $(STAGE))
+	$(BIN)/winnow mixture --output $(OUTPUT) $(if $(MIXTURE),--mixture "$(MIXTURE)",--stage $(STAGE)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 report: $(STAMP)
 	$(BIN)/winnow report --output $(OUTPUT)
@@ -87,11 +90,17 @@ dedup: $(STAMP)
 REFERENCE ?=
 WEB ?=
 LABELS ?=
+# The topic classifier: TOPIC_CORPUS= folders labelled by rule (Wikipedia categories, web URLs, books, arXiv) and/or
+# TOPIC_LABELS= your file of `__label__<topic> text` lines (classifiers/topics.py lists the topics).
+TOPIC_CORPUS ?=
+TOPIC_LABELS ?=
 .PHONY: models models-lid
 models: $(STAMP)
-	@test -n "$(REFERENCE)$(WEB)$(LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] (the shipped models in classifiers/default_models need no training)"; exit 2)
-	$(KENLM_BUILD)
-	nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)")
+	@test -n "$(REFERENCE)$(WEB)$(LABELS)$(TOPIC_CORPUS)$(TOPIC_LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] and/or TOPIC_CORPUS=<folder> TOPIC_LABELS=<file> (the shipped models in classifiers/default_models need no training)"; exit 2)
+	@if [ -n "$(REFERENCE)$(WEB)$(LABELS)" ]; then $(KENLM_BUILD) && \
+	  nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)"); fi
+	@if [ -n "$(TOPIC_CORPUS)$(TOPIC_LABELS)" ]; then nice $(BIN)/winnow models topics --models-dir $(MODELS) \
+	  $(foreach c,$(TOPIC_CORPUS),--corpus "$(c)") $(if $(TOPIC_LABELS),--labels "$(TOPIC_LABELS)"); fi
 
 # The code/math page classifier (classifiers/default_models/domains): CODE= GitHub repositories or StackExchange dumps,
 # MATH= arXiv sources or math StackExchange dumps, PROSE= web pages / Wikipedia, or DOMAIN_LABELS= a fastText file

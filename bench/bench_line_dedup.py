@@ -22,6 +22,7 @@ import numpy as np
 
 from bench.common import machine, md_table, write_section
 from dedup.lines import sorted_contains
+from pipelines.core.corpus_stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def stage_run(n_docs: int) -> dict[str, object]:
     try:
         write_source(root, n_docs)
         t0 = time.perf_counter()
-        stats = LineDedupStage(settings={"bucket_docs": max(1, n_docs // 3)}).run(root)
+        stats = run_stage(LineDedupStage(settings={"bucket_docs": max(1, n_docs // 3)}), root)
         sec = time.perf_counter() - t0
     finally:
         shutil.rmtree(root, ignore_errors=True)

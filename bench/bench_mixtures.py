@@ -2,6 +2,10 @@
 
 Documents: the Gutenberg books and CommonCrawl text samples in ../shared/corpus, cut into ~2,000-character
 documents (a typical web page).  Run: ``.venv/bin/python bench/bench_mixtures.py`` (``make bench`` runs it).
+
+``--scale [--sizes 20000,80000] [--workers 2] [--old DIR] [--no-build]`` prints (and does not write to results.md) the build as
+executor tasks: decontamination docs/s per core on a process pool, and build time and driver peak RSS, cold and
+warm, at two generated corpus sizes, beside the previous build when ``DIR`` holds its checkout.
 """
 
 from __future__ import annotations
@@ -159,6 +163,186 @@ def _batched(index: NGramIndex, docs: list[str], size: int = 4096) -> list:
     return out
 
 
+_BUILD = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from mixtures.build import build_stage
+from mixtures.spec import load_mixture
+t0 = time.perf_counter()
+m = build_stage(load_mixture(path=sys.argv[3]), sys.argv[2], **json.loads(sys.argv[4]))
+print(json.dumps({"s": time.perf_counter() - t0, "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "docs": m["documents"], "shards": len(m["shards"])}))
+"""
+
+
+def make_tree(root: str, n_docs: int, per_file: int = 5000) -> str:
+    """A curated OUTPUT of ``n_docs`` generated documents (70% web, 20% wikipedia, 10% books), ``per_file`` a file."""
+    from tests.helpers.mixture_data import docs_table, write_docs
+
+    for source, frac in (("commoncrawl", 0.7), ("wikipedia", 0.2), ("books", 0.1)):
+        n = int(n_docs * frac)
+        for k in range(0, n, per_file):
+            write_docs(root, source, docs_table(source, min(per_file, n - k), seed=k), f"{source}-{k}")
+    return root
+
+
+def _build(code: str, tree: str, mix: str, kwargs: dict) -> dict:
+    """One build in a fresh interpreter (its own peak RSS): wall seconds, driver peak RSS MiB, rows, shards."""
+    import json
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": code}
+    out = subprocess.run(
+        [sys.executable, "-c", _BUILD, code, tree, mix, json.dumps(kwargs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_build_scale(sizes: list[int], old: str | None, workers: int = 2) -> list[list[object]]:
+    """Build time and driver peak RSS, cold (token counts and decontamination run) and warm (sidecars reused), at
+    each corpus size; ``old``: a checkout of the previous build (``git archive <commit> | tar -x -C DIR``)."""
+    import shutil
+    import tempfile
+
+    from tests.helpers.mixture_data import write_mixture
+
+    new = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = []
+    for n in sizes:
+        base = tempfile.mkdtemp(prefix=f"bench-mix-{n}-")
+        mix = write_mixture(
+            os.path.join(base, "mix.yaml"),
+            {"commoncrawl": {"share": 0.7}, "wikipedia": {"share": 0.2}, "books": {"share": 0.1}},
+            stage="bench",
+            shard_max_tokens=2_000_000,
+            decontaminate={"benchmarks": ["gsm8k", "hellaswag", "humaneval", "mmlu"]},
+        )
+        tree = make_tree(os.path.join(base, "tree"), n)
+        variants = [
+            ("new, process pool", new, {"executor": "process", "workers": workers}),
+            ("new, local (1 process)", new, {"executor": "local"}),
+        ]
+        if old:
+            variants.append(("before (driver loop)", old, {}))
+        for label, code, kwargs in variants:
+            copy = os.path.join(base, label.split()[0] + str(len(rows)))
+            shutil.copytree(tree, copy)
+            cold, warm = _build(code, copy, mix, kwargs), _build(code, copy, mix, kwargs)
+            rows.append(
+                [
+                    f"{n:,}",
+                    label,
+                    f"{cold['s']:.1f}",
+                    f"{cold['rss']:.0f}",
+                    f"{warm['s']:.1f}",
+                    f"{warm['rss']:.0f}",
+                    f"{cold['docs']:,}",
+                    cold["shards"],
+                ]
+            )
+            print(rows[-1], flush=True)
+        shutil.rmtree(base, ignore_errors=True)
+    return rows
+
+
+def bench_decontam_pool(n_docs: int, workers: int) -> list[list[object]]:
+    """docs/s per core of decontaminate_file as executor tasks (one per docs file) on a process pool."""
+    import shutil
+    import tempfile
+    from functools import partial
+
+    from pipelines.core.executor import get_executor
+
+    index = load_index(load_mixture("core").decontaminate)
+    base = tempfile.mkdtemp(prefix="bench-decontam-pool-")
+    tree = make_tree(base, n_docs)
+    files = sorted(glob.glob(os.path.join(tree, "*", "docs", "*.parquet")))
+    import resource
+
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(files[0], columns=["text"]).column("text").to_pylist()  # the same kind of documents
+    old = PerDocumentLoop(index)
+    cpu = time.process_time()
+    for t in texts:
+        old.match(t)
+    old_rate = len(texts) / (time.process_time() - cpu)
+    # CPU seconds of the pool's workers (reaped when the pool closes): a rate per core that a busy machine's
+    # waiting time does not dilute
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    get_executor("process", workers).map(partial(decontaminate_file, index=index), files)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    shutil.rmtree(base, ignore_errors=True)
+    new_rate = n_docs / cpu_s
+    return [
+        ["per-document loop (before), one process", f"{len(texts):,}", 1, "", f"{old_rate:,.0f}", "1.0x"],
+        [
+            f"decontaminate_file tasks, {len(files)} files",
+            f"{n_docs:,}",
+            workers,
+            f"{wall:.1f}",
+            f"{new_rate:,.0f}",
+            f"{new_rate / old_rate:.1f}x",
+        ],
+    ]
+
+
+def main_scale(argv: list[str]) -> int:
+    """``--scale [--old DIR] [--sizes 20000,80000]``: print the distributed-build numbers (results.md untouched)."""
+    old = argv[argv.index("--old") + 1] if "--old" in argv else None
+    sizes = [
+        int(x) for x in (argv[argv.index("--sizes") + 1] if "--sizes" in argv else "20000,80000").split(",")
+    ]
+    workers = int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 2
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at start (shared machine)")
+    pool = bench_decontam_pool(sizes[-1], workers)
+    print(
+        md_table(
+            [
+                "decontamination (generated docs)",
+                "docs",
+                "processes",
+                "wall s",
+                "docs per CPU-s",
+                "vs before",
+            ],
+            pool,
+        )
+    )
+    if os.path.isdir(CORPUS):
+        _, dec = bench_decontam(sample_docs())
+        print(
+            md_table(["decontamination, one core", "docs", "contaminated", "s", "docs/s", "vs before"], dec)
+        )
+    if "--no-build" in argv:
+        return 0
+    rows = bench_build_scale(sizes, old, workers)
+    print(
+        md_table(
+            [
+                "docs",
+                "build",
+                "cold s",
+                "cold driver peak MiB",
+                "warm s",
+                "warm driver peak MiB",
+                "rows",
+                "shards",
+            ],
+            rows,
+        )
+    )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    return 0
+
+
 def main() -> int:
     if not os.path.isdir(CORPUS):
         print(f"bench_mixtures: {CORPUS} not found; skipped")
@@ -188,4 +372,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main_scale(sys.argv[1:]) if "--scale" in sys.argv else main())

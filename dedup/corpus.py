@@ -7,12 +7,9 @@ CommonCrawl against it) take part in the matching but are never removed from.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,65 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.text import mix64
-from pipelines.core.executor import get_executor
+from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
+from pipelines.core.folder import Folder, Staged, split
 
 ROW_BITS = 32
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """An input of a workflow, with its size and mtime as listed when the workflow started (the fingerprint uses
-    them, so a stage resuming its removal, which rewrites the file, still finds its work folder)."""
-
-    index: int
-    path: str
-    protected: bool = False
-    size: int = -1
-    mtime_ns: int = -1
-
-    @property
-    def key(self) -> str:
-        return f"{self.index:05d}"
-
-
-def list_parquet(spec: str) -> list[str]:
-    """Parquet files named by ``spec``: a file, a folder (recursively) or a glob."""
-    if os.path.isfile(spec):
-        return [os.path.abspath(spec)]
-    if os.path.isdir(spec):
-        found = glob.glob(os.path.join(spec, "**", "*.parquet"), recursive=True)
-    else:
-        found = glob.glob(spec, recursive=True)
-    found = [p for p in found if not os.path.basename(p).startswith(".")]
-    if not found:
-        raise FileNotFoundError(f"{spec!r} holds no Parquet file (expected documents with columns id, text)")
-    return sorted(os.path.abspath(p) for p in found)
-
-
-def build_inputs(inputs: list[str], references: list[str] | None = None) -> list[InputFile]:
-    files = [(p, False) for spec in inputs for p in list_parquet(spec)]
-    files += [(p, True) for spec in (references or []) for p in list_parquet(spec)]
-    seen: set[str] = set()
-    out: list[InputFile] = []
-    for path, protected in files:
-        if path in seen:
-            continue
-        seen.add(path)
-        st = os.stat(path)
-        out.append(InputFile(len(out), path, protected, st.st_size, st.st_mtime_ns))
-    return out
-
-
-def fingerprint(files: list[InputFile], settings: dict[str, Any]) -> str:
-    """Names the work folder: same inputs (path, size, mtime) and settings → same folder → resumable."""
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
-    for f in files:
-        size, mtime = f.size, f.mtime_ns
-        if size < 0:
-            st = os.stat(f.path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        h.update(f"{f.path}|{size}|{mtime}|{f.protected}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def check_columns(path: str, needed: list[str]) -> None:
@@ -185,11 +127,6 @@ def read_rows(path: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
     return pa.concat_tables(parts)
 
 
-def pmap(fn: Callable[[Any], Any], items: list[Any], workers: int = 1, executor: str = "local") -> list[Any]:
-    """Kept for callers not yet moved to :mod:`pipelines.core.executor` (line dedup): the executor named."""
-    return get_executor(executor, workers).map(fn, items)
-
-
 def part_of(keys: np.ndarray, partitions: int) -> np.ndarray:
     """Hash partition (int64) of uint64 keys; keys are mixed first, since gids are structured numbers."""
     return (mix64(keys.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
@@ -213,10 +150,10 @@ def group_of_files(groups: list[list[InputFile]]) -> np.ndarray:
 
 def read_folder(folder: str, columns: list[str] | None = None) -> pa.Table | None:
     """Every Parquet file of ``folder`` (a partition written by several tasks), concatenated; None when empty."""
-    if not os.path.isdir(folder):
-        return None
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet"))
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = [
+        pq.read_table(o.path, columns=columns)
+        for o in Folder(folder).list(suffix=".parquet", recursive=False)
+    ]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -225,12 +162,9 @@ def unit(i: int) -> str:
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    from pipelines.core.layout import tmp_name
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    """``table`` as the zstd Parquet file ``path``, whole or not at all (:meth:`Folder.write_table`)."""
+    folder, name = split(path)
+    folder.write_table(name, table, compression="zstd")
 
 
 class PartitionWriter:
@@ -242,10 +176,10 @@ class PartitionWriter:
     """
 
     def __init__(self, root: str, name: str, partitions: int, schema: pa.Schema, flush_rows: int = 1_000_000):
-        from pipelines.core.layout import tmp_name
-
-        self.paths = [os.path.join(root, unit(p), f"{name}.parquet") for p in range(partitions)]
-        self.tmps = [tmp_name(p) for p in self.paths]
+        self.folder = Folder(root)
+        self.names = [f"{unit(p)}/{name}.parquet" for p in range(partitions)]
+        self.paths = [self.folder.uri(n) for n in self.names]
+        self.staged: list[Staged | None] = [None] * partitions
         self.schema, self.flush_rows = schema, flush_rows
         self.buffers: list[list[pa.Table]] = [[] for _ in range(partitions)]
         self.writers: list[pq.ParquetWriter | None] = [None] * partitions
@@ -267,8 +201,8 @@ class PartitionWriter:
 
     def _writer(self, p: int) -> pq.ParquetWriter:
         if self.writers[p] is None:
-            os.makedirs(os.path.dirname(self.tmps[p]), exist_ok=True)
-            self.writers[p] = pq.ParquetWriter(self.tmps[p], self.schema, compression="zstd")
+            staged = self.staged[p] = self.folder.stage(self.names[p])
+            self.writers[p] = pq.ParquetWriter(staged.tmp, self.schema, compression="zstd")
         return self.writers[p]  # type: ignore[return-value]
 
     def flush(self) -> None:
@@ -283,30 +217,26 @@ class PartitionWriter:
         for p, w in enumerate(self.writers):
             if w is not None:
                 w.close()
-                os.replace(self.tmps[p], self.paths[p])
+                self.staged[p].commit()  # type: ignore[union-attr]
+
+
+def _marker_name(stage: str, unit: str) -> str:
+    return f"_done/{stage}/{unit}.json"
 
 
 def marker(work: str, stage: str, unit: str) -> str:
-    return os.path.join(work, "_done", stage, f"{unit}.json")
+    return os.path.join(work, _marker_name(stage, unit))
 
 
 def is_done(work: str, stage: str, unit: str) -> bool:
-    return os.path.exists(marker(work, stage, unit))
+    return Folder(work).exists(_marker_name(stage, unit))
 
 
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
     """A unit's marker, renamed into place after its outputs.  No fsync (the outputs have none either): a machine
     crash may lose a marker, and the unit then simply runs again; a pass has hundreds of units."""
-    from pipelines.core.layout import tmp_name
-
-    path = marker(work, stage, unit)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info or {}, f)
-    os.replace(tmp, path)
+    Folder(work).write_bytes(_marker_name(stage, unit), json.dumps(info or {}).encode(), durable=False)
 
 
 def read_marker(work: str, stage: str, unit: str) -> dict[str, Any]:
-    with open(marker(work, stage, unit), encoding="utf-8") as f:
-        return json.load(f)
+    return Folder(work).read_json(_marker_name(stage, unit))

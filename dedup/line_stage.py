@@ -14,8 +14,9 @@ Passes, each a set of tasks with results on disk and a marker per task (a killed
    were already rewritten changes nothing (its frequent lines are gone), so a kill at any point is safe.
 
 P grows with the corpus: ``max(partitions, ceil(docs / partition_docs))``.  Buckets: ``ceil(docs / bucket_docs)``.
-The stage keeps its work folder in ``_dedup/line_dedup.json`` until the rewrite is complete, so a rerun after a
-kill resumes with the counts of the original text (the docs fingerprint changes as files are rewritten).
+The work folder is named from the docs listing the stage started on, which ``pipelines.core.corpus_stage.run_stage``
+records until the rewrite is complete, so a rerun after a kill resumes with the counts of the original text (the
+docs fingerprint changes as files are rewritten).
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ import pyarrow.parquet as pq
 
 from dedup.corpus import (
     InputFile,
-    build_inputs,
     fingerprint,
     is_done,
     mark_done,
-    pmap,
     read_marker,
     write_parquet_atomic,
 )
-from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, sorted_contains
+from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, row_salts, sorted_contains
+from pipelines.core.corpus_stage import CorpusStage
+from pipelines.core.executor import Executor, get_executor
 from pipelines.core.layout import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -64,9 +65,16 @@ class LineDedupConfig:
     batch_rows: int = 2000
     executor: str = "local"  # local | process | ray
     workers: int = 2
+    #: a column (``lang``) whose values count apart: a line repeated on pages of one language never removes it
+    #: from pages of another (a file without the column counts as null); None: one count per bucket
+    partition_by: str | None = None
 
     def __post_init__(self) -> None:
         normalizer(self.normalization)
+        if self.partition_by == "auto":
+            raise ValueError(
+                "line_dedup partition_by: 'auto' is resolved by the source recipe; a column or null"
+            )
         if self.max_count < 1:
             raise ValueError(f"line_dedup max_count must be >= 1, got {self.max_count}")
 
@@ -75,6 +83,10 @@ class LineDedupConfig:
         d = asdict(self)
         for k in ("batch_rows", "executor", "workers"):
             d.pop(k)
+        if not d[
+            "partition_by"
+        ]:  # unpartitioned counts keep the work folders made before the setting existed
+            d.pop("partition_by")
         return {**d, "layout": LAYOUT}
 
 
@@ -99,9 +111,11 @@ def hash_task(args: tuple[InputFile, str, LineDedupConfig, int, int]) -> dict[st
     norm = normalizer(cfg.normalization)
     chunks = []
     pf = pq.ParquetFile(f.path)
-    for rb in pf.iter_batches(batch_size=cfg.batch_rows, columns=["id", "text"]):
-        for doc_id, text in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True):
-            _, keys, has = doc_line_keys(doc_id or "", text or "", n_buckets, norm)
+    part = cfg.partition_by if cfg.partition_by in pf.schema_arrow.names else None
+    for rb in pf.iter_batches(batch_size=cfg.batch_rows, columns=["id", "text"] + ([part] if part else [])):
+        salts = row_salts(pa.Table.from_batches([rb]), part).tolist()
+        for doc_id, text, salt in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), salts, strict=True):
+            _, keys, has = doc_line_keys(doc_id or "", text or "", n_buckets, norm, salt)
             chunks.append(keys[has])
     keys = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
     uniq, counts = np.unique(keys, return_counts=True)
@@ -148,10 +162,17 @@ def count_task(args: tuple[int, str, LineDedupConfig, bool]) -> dict[str, Any]:
     return info
 
 
-def count_lines(files: list[InputFile], work: str, cfg: LineDedupConfig, hits: bool = True) -> dict[str, Any]:
+def count_lines(
+    files: list[InputFile],
+    work: str,
+    cfg: LineDedupConfig,
+    hits: bool = True,
+    executor: Executor | None = None,
+) -> dict[str, Any]:
     """Passes 1 and 2 over ``files``; writes ``meta.json`` (what the ``mode: counts`` step reads) and returns it.
 
-    ``hits``: also write each file's frequent keys (what the rewrite pass reads)."""
+    ``hits``: also write each file's frequent keys (what the rewrite pass reads).  ``executor``: where the tasks
+    run (default: the one ``cfg`` names)."""
     meta_path = os.path.join(work, "meta.json")
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as fh:
@@ -162,15 +183,13 @@ def count_lines(files: list[InputFile], work: str, cfg: LineDedupConfig, hits: b
                 "count into a new folder"
             )
         return meta
+    executor = executor or get_executor(cfg.executor, cfg.workers)
     sizes = plan(files, cfg)
-    hashed = pmap(
-        hash_task,
-        [(f, work, cfg, sizes["buckets"], sizes["partitions"]) for f in files],
-        cfg.workers,
-        cfg.executor,
+    hashed = executor.map(
+        hash_task, [(f, work, cfg, sizes["buckets"], sizes["partitions"]) for f in files], "line hashes"
     )
-    counted = pmap(
-        count_task, [(p, work, cfg, hits) for p in range(sizes["partitions"])], cfg.workers, cfg.executor
+    counted = executor.map(
+        count_task, [(p, work, cfg, hits) for p in range(sizes["partitions"])], "line counts"
     )
     meta = {
         **sizes,
@@ -206,11 +225,12 @@ def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) ->
         norm = normalizer(cfg.normalization)
         docs = pq.read_table(f.path)
         out, empty = [], np.zeros(docs.num_rows, bool)
+        salts = row_salts(docs, cfg.partition_by).tolist()
         for i, (doc_id, text) in enumerate(
             zip(docs.column("id").to_pylist(), docs.column("text").to_pylist(), strict=True)
         ):
             text = text or ""
-            lines, keys, has = doc_line_keys(doc_id or "", text, n_buckets, norm)
+            lines, keys, has = doc_line_keys(doc_id or "", text, n_buckets, norm, salts[i])
             drop = sorted_contains(frequent, keys) & has
             if drop.any():
                 info["changed"] += 1
@@ -242,47 +262,41 @@ def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) ->
 
 
 @dataclass
-class LineDedupStage:
-    """Corpus stage: LLaMA-3 line dedup over a source's written docs (settings: :class:`LineDedupConfig`)."""
+class LineDedupStage(CorpusStage):
+    """Corpus stage: LLaMA-3 line dedup over a source's written docs (settings: :class:`LineDedupConfig`).
+
+    Its work folder is named from the listing it started on (``_dedup/line_dedup-<fingerprint>``); the folder of
+    an earlier round is removed when a new one starts (its ``counts-*.parquet`` stay until then, for DuckDB)."""
 
     name: str = "line_dedup"
     reason: str = EMPTY_REASON
     settings: dict[str, Any] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)  # none: line counts never read another source
 
+    def validate(self) -> None:
+        self.config()
+
     def config(self) -> LineDedupConfig:
         return LineDedupConfig(**self.settings)
 
-    def run(self, source_dir: str) -> dict[str, Any]:
+    def identity(self) -> dict[str, Any]:
+        return self.config().identity()
+
+    def executor(self) -> Executor:
         cfg = self.config()
-        state_path = os.path.join(source_dir, "_dedup", f"{self.name}.json")
-        state = _read_json(state_path)
-        docs_dir = os.path.join(source_dir, "docs")
-        if not glob.glob(os.path.join(docs_dir, "*.parquet")):
-            return {"docs": 0}
-        files = build_inputs([docs_dir])
-        later: list[InputFile] = []
-        current = fingerprint(files, {"stage": self.name, **cfg.identity()})
-        if state.get("done") and state.get("fingerprint") == current:
-            return {**state["stats"], "up_to_date": True}
-        if state.get("work") and not state.get("done"):  # resume: some docs may already be rewritten
-            work = state["work"]
-            wanted = set(state["files"])
-            later = [f for f in files if file_key(f) not in wanted]  # written after the kill: not counted yet
-            files = [f for f in files if file_key(f) in wanted]
-        else:
-            work = os.path.join(source_dir, "_dedup", f"{self.name}-{current}")
-            if state.get("work") and state["work"] != work:  # the work of an earlier, finished run
-                shutil.rmtree(state["work"], ignore_errors=True)
-            write_json_atomic(
-                state_path, {"work": work, "files": [file_key(f) for f in files], "done": False}
-            )
-        meta = count_lines(files, work, cfg)
-        rewritten = pmap(
+        return get_executor(cfg.executor, cfg.workers)
+
+    def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
+        cfg = self.config()
+        work = os.path.join(source_dir, "_dedup", f"{self.name}-{fingerprint(files, self.identity())}")
+        for old in glob.glob(os.path.join(source_dir, "_dedup", f"{self.name}-*")):
+            if old != work:  # the work of an earlier, finished round
+                shutil.rmtree(old, ignore_errors=True)
+        meta = count_lines(files, work, cfg, executor=executor)
+        rewritten = executor.map(
             rewrite_task,
             [(f, work, cfg, meta["buckets"], source_dir, self.name) for f in files],
-            cfg.workers,
-            cfg.executor,
+            "line rewrite",
         )
         stats = {
             **{
@@ -291,22 +305,6 @@ class LineDedupStage:
             },
             **{k: sum(r[k] for r in rewritten) for k in ("changed", "emptied", "lines_removed")},
         }
-        resumed_without = state.get("work") and not state.get("done") and later
-        after = (
-            ""
-            if resumed_without
-            else fingerprint(build_inputs([docs_dir]), {"stage": self.name, **cfg.identity()})
-        )
-        write_json_atomic(
-            state_path,
-            {
-                "fingerprint": after,
-                "stats": stats,
-                "done": True,
-                "work": work,
-                "files": [file_key(f) for f in files],
-            },
-        )
         shutil.rmtree(os.path.join(work, "hashes"), ignore_errors=True)  # counts-*.parquet stay for DuckDB
         log.info(
             "%s: %d docs, %d lines removed from %d docs",
@@ -315,22 +313,4 @@ class LineDedupStage:
             stats["lines_removed"],
             stats["changed"],
         )
-        if resumed_without:  # the interrupted run is finished; now count again with the inputs added since
-            return self.run(source_dir)
         return stats
-
-
-def _read_json(path: str) -> dict[str, Any]:
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def stage_from_config(section: dict[str, Any] | None) -> LineDedupStage | None:
-    """The stage from a source config's ``line_dedup`` section (``enabled: false`` → None); bad keys fail here."""
-    section = dict(section or {})
-    if not section.pop("enabled", True):
-        return None
-    LineDedupConfig(**section)
-    return LineDedupStage(settings=section)

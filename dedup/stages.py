@@ -1,106 +1,129 @@
-"""Dedup as corpus stages of a recipe (``Recipe.corpus_stages``): run once every input of a source is written.
+"""Dedup as corpus stages of a recipe (``corpus_stages:`` in a source config), run once every input is written.
 
 Removed documents move from ``<source>/docs/`` to ``<source>/rejected/`` with a reason (``dedup:minhash``,
-``dedup:exact_md5``, ``dedup:book``) and their cluster id in ``meta.dedup_cluster``; the per-input stats are
-recounted so ``read = kept + rejected`` holds.  The clusters are written to ``<source>/duplicates/<stage>.parquet``.
-A stage that already ran over the current docs (same files, sizes, mtimes) is skipped; one killed at any point
-resumes (the passes from their markers, the removal from the listing recorded before it started).
+``dedup:exact_md5``, ``dedup:book``, ``dedup:duplicate_id``, ``dedup:url``, ``dedup:semantic``) and their cluster id in
+``meta.dedup_cluster``; the per-input stats are recounted so ``read = kept + rejected`` holds.  The clusters are
+written to ``<source>/duplicates/<stage>.parquet``.  Skipping a stage that is up to date and resuming one that was
+killed is :func:`pipelines.core.corpus_stage.run_stage`'s work (the passes resume from their markers in a work
+folder named from the listing the stage started on, the removal from its per-file markers).
 
-Use in a recipe::
+Use in a recipe (``pipelines/sources/<source>.py``)::
 
-    from dedup.stages import ExactDedupStage, MinHashDedupStage, books_dedup_stage
-    assemble("github", Reader, STEPS, config, corpus_stages=[ExactDedupStage(mode="md5")])
+    CORPUS_STAGES = {"exact_md5": ExactDedupStage, "minhash": MinHashDedupStage}
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from dedup.corpus import InputFile, build_inputs, fingerprint
+from dedup.incremental import run_indexed
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
+from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core.corpus_stage import CorpusStage, InputFile
 from pipelines.core.executor import Executor, get_executor
-from pipelines.core.layout import write_json_atomic
 
-#: detection over the listed input files, in a work root: ``(files, work_root) -> DedupResult``
-Detect = Callable[[list[InputFile], str], DedupResult]
-
-
-def _read(path: str) -> dict[str, Any] | None:
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+#: settings that say how a stage runs, not what it finds (left out of its fingerprint)
+_EXECUTION = ("executor", "workers", "batch_rows")
 
 
-def _apply(
-    name: str, source_dir: str, detect: Detect, references: list[str], executor: Executor
-) -> dict[str, Any]:
-    """fingerprint -> skip -> detect -> removal -> state, resumable at every point.
+class RemovalStage(CorpusStage):
+    """A stage that detects duplicate clusters, then removes all but one member of each: subclasses give
+    :meth:`config` (a settings dataclass with ``executor`` and ``workers``) and :meth:`detect` (a new dedup, e.g.
+    semantic, only writes those); the removal and the clusters file are shared."""
 
-    Before removal rewrites ``docs/``, the listing the detection ran on (paths, sizes, mtimes) is recorded in
-    ``_dedup/<name>.removing.json``; a rerun after a kill finds it, rebuilds the same work folder name from it (so no
-    pass runs again) and finishes the removal tasks that have no marker.
-    """
-    docs = os.path.join(source_dir, "docs")
-    state_path = os.path.join(source_dir, "_dedup", f"{name}.json")
-    removing_path = os.path.join(source_dir, "_dedup", f"{name}.removing.json")
-    listed = build_inputs([docs], references)
-    current = fingerprint(listed, {"stage": name})
-    state = _read(state_path)
-    if state and state.get("fingerprint") == current:
-        return {**state["stats"], "up_to_date": True}
-    removing = _read(removing_path)
-    files = [InputFile(**f) for f in removing["files"]] if removing else listed
-    res = detect(files, os.path.join(source_dir, "_dedup"))
-    if not removing:
-        write_json_atomic(removing_path, {"work": res.work, "files": [dataclasses.asdict(f) for f in files]})
-    moved = move_to_rejected(res, source_dir, name, executor)
-    executor.map(
-        publish_task, [(res.work, res.files, os.path.join(source_dir, "duplicates", f"{name}.parquet"))]
-    )
-    stats = {k: v for k, v in res.stats.items() if k != "work"} | moved
-    after = build_inputs([docs], references)
-    same = [f.path for f in after] == [f.path for f in files]
-    # inputs added since the detection started were not deduplicated: leave the state stale so a rerun does them
-    write_json_atomic(
-        state_path, {"fingerprint": fingerprint(after, {"stage": name}) if same else "", "stats": stats}
-    )
-    os.remove(removing_path)
-    return stats
+    def config(self) -> Any:
+        raise NotImplementedError
+
+    def validate(self) -> None:
+        self.config()
+
+    def identity(self) -> dict[str, Any]:
+        ident = {k: v for k, v in dataclasses.asdict(self.config()).items() if k not in _EXECUTION}
+        return {**ident, "reason": self.reason}
+
+    def executor(self) -> Executor:
+        cfg = self.config()
+        return get_executor(cfg.executor, cfg.workers)
+
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        raise NotImplementedError
+
+    def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
+        res = self.detect(files, os.path.join(source_dir, "_dedup"), executor)
+        return {k: v for k, v in res.stats.items() if k != "work"} | self.remove(res, source_dir, executor)
+
+    def remove(self, res: DedupResult, source_dir: str, executor: Executor) -> dict[str, Any]:
+        """Removed rows to rejected/, the clusters to ``duplicates/<name>.parquet``."""
+        moved = move_to_rejected(res, source_dir, self.name, executor)
+        clusters = os.path.join(source_dir, "duplicates", f"{self.name}.parquet")
+        executor.map(publish_task, [(res.work, res.files, clusters)])
+        return moved
 
 
 @dataclass
-class MinHashDedupStage:
+class MinHashDedupStage(RemovalStage):
     """Near-duplicate removal over a source's written docs (settings: :class:`MinHashConfig` fields)."""
 
     name: str = "minhash"
     reason: str = "dedup:minhash"
     settings: dict[str, Any] = field(default_factory=dict)
+    #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
+    #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
+    incremental: bool = True
+    #: index generations (one per incremental run) before they are merged into one
+    index_generations_max: int = 8
+
+    @property
+    def references(self) -> list[str]:  # type: ignore[override]
+        return list(self.config().references)
 
     def config(self) -> MinHashConfig:
         return MinHashConfig(**self.settings)
 
-    def run(self, source_dir: str) -> dict[str, Any]:
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        return find_near_duplicates([], work_root, self.config(), self.reason, executor, files)
+
+    def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
+        if not self.incremental:
+            return super().run(source_dir, files, executor)
+
+        def remove(res: DedupResult) -> dict[str, Any]:
+            return self.remove(res, source_dir, executor)
+
         cfg = self.config()
-        executor = get_executor(cfg.executor, cfg.workers)
-        return _apply(
-            self.name,
-            source_dir,
-            lambda files, work: find_near_duplicates([], work, cfg, self.reason, executor, files),
-            cfg.references,
-            executor,
-        )
+        return run_indexed(source_dir, files, cfg, self.reason, executor, remove, self.index_generations_max)
 
 
 @dataclass
-class ExactDedupStage:
+class BookDedupStage(MinHashDedupStage):
+    """Book-level near-duplicates (LLaMA-1: >=90% similar), always verified by exact Jaccard of 5-gram sets.
+
+    Two editions of a book (other front matter, line wrapping, a few corrections) collapse to one; different
+    books by the same author do not.  Bands x rows are chosen from the threshold unless given.
+    """
+
+    name: str = "book_dedup"
+    reason: str = "dedup:book"
+
+    def __post_init__(self) -> None:
+        defaults = {
+            "threshold": 0.9,
+            "verify": True,
+            "bands": 0,
+            "rows": 0,
+            "score_column": None,
+            "batch_rows": 16,
+        }
+        self.settings = {**defaults, **self.settings}
+
+
+@dataclass
+class ExactDedupStage(RemovalStage):
     """Documents with equal keys keep one: ``mode="md5"`` (file content, RedPajama's GitHub rule), ``"normalized"``
     text, or ``"url"`` (normalised URLs); ``settings`` may name the hashed ``key_column`` (default: the text)."""
 
@@ -109,68 +132,64 @@ class ExactDedupStage:
     score_column: str | None = None
     references: list[str] = field(default_factory=list)
     #: the rejection reason (default ``dedup:exact_md5`` / ``dedup:exact``)
-    reason: str | None = None
+    reason: str | None = None  # type: ignore[assignment]
     #: further :class:`ExactConfig` fields (key_column, score_order, partitions, tasks, executor, workers)
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, source_dir: str) -> dict[str, Any]:
-        cfg = ExactConfig(
+    def config(self) -> ExactConfig:
+        return ExactConfig(
             mode=self.mode, score_column=self.score_column, references=self.references, **self.settings
         )
-        executor = get_executor(cfg.executor, cfg.workers)
-        return _apply(
-            self.name,
-            source_dir,
-            lambda files, work: find_exact_duplicates([], work, cfg, self.reason, executor, files),
-            self.references,
-            executor,
-        )
+
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        return find_exact_duplicates([], work_root, self.config(), self.reason, executor, files)
 
 
-def unique_ids_stage(**settings: Any) -> ExactDedupStage:
+@dataclass
+class UniqueIdsStage(ExactDedupStage):
     """Ids unique per source: documents that share an id (the same WARC record in two files, a page in two copies of a
     dump) keep one copy, the longest text, then the one in the first file; the others go with ``dedup:duplicate_id``."""
-    return ExactDedupStage(
-        mode="md5", name="unique_ids", reason="dedup:duplicate_id", settings={"key_column": "id", **settings}
-    )
+
+    name: str = "unique_ids"
+    reason: str | None = "dedup:duplicate_id"
+    settings: dict[str, Any] = field(default_factory=lambda: {"key_column": "id"})
 
 
-def url_dedup_stage(date_column: str = "warc_date", **settings: Any) -> ExactDedupStage:
+@dataclass
+class UrlDedupStage(ExactDedupStage):
     """URL-level dedup (LLaMA-3): captures of one page (equal :func:`dedup.urls.normalize_url`) keep the most recent
-    (``date_column``, a WARC-Date), then the longest text, then the smallest id; the others go with ``dedup:url``."""
-    return ExactDedupStage(
-        mode="url",
-        name="url_dedup",
-        score_column=date_column,
-        reason="dedup:url",
-        settings={"key_column": "url", "score_order": "max", **settings},
-    )
+    (``score_column``, a WARC-Date), then the longest text, then the smallest id; the others go with ``dedup:url``."""
+
+    mode: str = "url"
+    name: str = "url_dedup"
+    score_column: str | None = "warc_date"
+    reason: str | None = "dedup:url"
+    settings: dict[str, Any] = field(default_factory=lambda: {"key_column": "url", "score_order": "max"})
 
 
-def books_dedup_stage(
-    threshold: float = 0.9, score_column: str | None = None, name: str = "book_dedup", **settings: Any
-) -> MinHashDedupStage:
-    """Book-level near-duplicates (LLaMA-1: >=90% similar), always verified by exact Jaccard of 5-gram sets.
+@dataclass
+class SemanticDedupStage(RemovalStage):
+    """SemDeDup (LLaMA-3): documents whose embeddings are within a cosine threshold keep one (settings:
+    :class:`dedup.semantic_embed.SemanticConfig` fields).  Besides ``duplicates/<name>.parquet`` it writes
+    ``duplicates/<name>.pairs.parquet``: every pair from the record threshold with its cosine, so a threshold can
+    be re-chosen in DuckDB."""
 
-    Two editions of a book (other front matter, line wrapping, a few corrections) collapse to one; different
-    books by the same author do not.  Bands x rows are chosen from the threshold.
-    """
-    cfg = {
-        "threshold": threshold,
-        "verify": True,
-        "bands": 0,
-        "rows": 0,
-        "score_column": score_column,
-        "batch_rows": 16,
-        **settings,
-    }
-    return MinHashDedupStage(name=name, reason="dedup:book", settings=cfg)
+    name: str = "semantic_dedup"
+    reason: str = "dedup:semantic"
+    settings: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def references(self) -> list[str]:  # type: ignore[override]
+        return list(self.config().references)
 
-def stage_from_config(section: dict[str, Any] | None) -> MinHashDedupStage | None:
-    """A MinHash stage from a config section (``enabled: false`` → None)."""
-    section = dict(section or {})
-    if not section.pop("enabled", True):
-        return None
-    MinHashConfig(**section)  # validate early: unknown keys fail here with the field names
-    return MinHashDedupStage(settings=section)
+    def config(self) -> SemanticConfig:
+        return SemanticConfig(**self.settings)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.config().identity(), "reason": self.reason}  # the model's files too
+
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        res = find_semantic_duplicates(files, work_root, self.config(), self.reason, executor)
+        source_dir = os.path.dirname(os.path.normpath(work_root))  # work_root is <source>/_dedup
+        publish_pairs(res.work, os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet"))
+        return res

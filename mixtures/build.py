@@ -1,46 +1,53 @@
-"""Build one stage's mixture: curated docs → predicate → decontamination → token-budget sampling → shards + manifest.
+"""Build one stage's mixture: curated docs -> predicate -> decontamination -> token-budget sampling -> shards.
 
-``OUTPUT/mixtures/<stage>/`` gets ``shards/shard-*.parquet`` (only training rows, so ``shards/*.parquet`` loads in
-HF datasets or Polars), ``decontamination/matches.parquet`` and ``manifest.json``; the folder is written under a
-temporary name and swapped in whole, so a reader never sees half a stage.
+``OUTPUT/mixtures/<stage>/`` gets ``shards/shard-<partition>-<n>.parquet`` (only training rows, so
+``shards/*.parquet`` loads in HF datasets or Polars; file names in order give the row order), and
+``decontamination/matches.parquet`` and ``manifest.json``; the folder is written under a temporary name and swapped
+in whole, so a reader never sees half a stage.
+
+The work runs as executor tasks (``executor:`` / ``workers:`` in the mixture or ``--executor``; local, a process
+pool or Ray): one scan task per docs file (token counts and benchmark matches as sidecars, each entry's candidates
+as integer arrays; :mod:`mixtures.select`), sampling in the driver on those arrays, one shuffle task per docs file
+with selected rows and one task per shard partition (a range of the shuffle key) writing its shards
+(:mod:`mixtures.tasks`).  The partition count comes from the selected tokens and ``shard_max_tokens`` only, so the
+output is the same whatever the executor and its worker count.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import logging
+import math
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixtures.benchmarks import load_index
-from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, Match, decontam_summary, source_matches
-from mixtures.sample import SHARD_SCHEMA, ShardWriter, sample_tokens, selection_table
-from mixtures.spec import EmptyStage, MixtureError, MixtureSpec, SourceSpec
-from mixtures.tokens import TokenCounter, ensure_source_tokens, get_counter
-from pipelines.core.layout import write_json_atomic
+from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, decontam_summary
+from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
+from mixtures.select import EntryState, select_entries
+from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
+from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
+from mixtures.tokens import TokenCounter, get_counter
+from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
+from pipelines.core import storage
+from pipelines.core.executor import Executor, get_executor
+from pipelines.core.layout import readable_parquet, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of OUTPUT/mixtures/<stage>/
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-def _ident(s: str) -> str:
-    return '"' + s.replace('"', '""') + '"'
+SHUFFLE = "_shuffle"  # the work folder of a build, inside its temporary stage folder
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
+    """Bytes and sha256 of a small file the build depends on (the mixture YAML, a benchmark hash set)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -48,113 +55,37 @@ def file_fingerprint(path: str) -> dict[str, Any]:
     return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
-@dataclass
-class EntryState:
-    spec: SourceSpec
-    status: str = "ok"
-    note: str = ""
-    candidates: int = 0
-    contaminated: int = 0
-    ids: list[str] = field(default_factory=list)
-    n_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    @property
-    def available(self) -> int:
-        return int(self.n_tokens.sum())
+def _list(folder: str) -> list[storage.ObjectInfo]:
+    """Files directly in ``folder`` with size and mtime, from one listing (local or object store)."""
+    if storage.is_uri(folder):
+        return storage.list_files(folder, recursive=False)
+    if not os.path.isdir(folder):
+        return []
+    with os.scandir(folder) as it:
+        entries = [(e.path, e.stat()) for e in it if e.is_file()]
+    return sorted(
+        (storage.ObjectInfo(p, st.st_size, st.st_mtime_ns) for p, st in entries), key=lambda o: o.uri
+    )
 
 
-def _origin_views(
-    con: duckdb.DuckDBPyConnection,
-    output: str,
-    origins: list[str],
-    counter: TokenCounter,
-    fingerprints: dict[str, Any],
-    docs_files: dict[str, list[str]],
-) -> dict[str, list[str]]:
-    """A view ``o_<i>`` per origin (docs, deduplicated by id, joined with n_tokens); returns their columns."""
-    columns: dict[str, list[str]] = {}
-    for i, origin in enumerate(origins):
-        docs, sidecars, _ = ensure_source_tokens(os.path.join(output, origin), counter)
-        if not docs:
-            continue
-        docs_files[origin] = docs
-        for d in docs:
-            fingerprints[os.path.relpath(d, output)] = file_fingerprint(d)
-        dl = "[" + ", ".join(_q(d) for d in docs) + "]"
-        tl = "[" + ", ".join(_q(t) for t in sidecars) + "]"
-        names = [
-            r[0]
-            for r in con.execute(f"DESCRIBE SELECT * FROM read_parquet({dl}, union_by_name=true)").fetchall()
+def docs_listing(output: str, origins: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """Per origin its readable docs files (sorted), and their fingerprints from the listing (size, mtime):
+    the corpus is never read to fingerprint it."""
+    docs: dict[str, list[str]] = {}
+    fingerprints: dict[str, Any] = {}
+    for origin in origins:
+        listed = [
+            o
+            for o in _list(os.path.join(output, origin, "docs"))
+            if o.uri.endswith(".parquet") and not os.path.basename(o.uri).startswith(".")
         ]
-        exclude = " EXCLUDE (n_tokens)" if "n_tokens" in names else ""
-        con.execute(
-            f"CREATE VIEW o_{i} AS SELECT d.*{exclude}, t.n_tokens FROM "
-            f"(SELECT * FROM read_parquet({dl}, union_by_name=true, filename=true) "
-            f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY filename) = 1) d "
-            f"JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM read_parquet({tl}) GROUP BY id) t "
-            f"USING (id)"
-        )
-        columns[origin] = [c for c in names if c != "n_tokens"] + ["n_tokens"]
-    return columns
-
-
-def _entry_view(
-    con: duckdb.DuckDBPyConnection, idx: int, origin_idx: int, spec: SourceSpec, columns: list[str]
-) -> str:
-    extra = ", ".join(f"{v} AS {_ident(k)}" for k, v in spec.missing_columns.items() if k not in columns)
-    con.execute(f"CREATE VIEW e_{idx} AS SELECT *{', ' + extra if extra else ''} FROM o_{origin_idx}")
-    return f"e_{idx}"
-
-
-def _where(spec: SourceSpec) -> str:
-    return f"WHERE ({spec.where})" if spec.where else ""
-
-
-def _rank_column(spec: SourceSpec, columns: list[str]) -> str | None:
-    return next((c for c in spec.rank_by if c in columns or c in spec.missing_columns), None)
-
-
-def _candidates(
-    con: duckdb.DuckDBPyConnection, view: str, spec: SourceSpec, columns: list[str], stage: str
-) -> pa.Table:
-    sql = f"SELECT id, n_tokens FROM {view} {_where(spec)}"
-    rank = _rank_column(spec, columns)
-    if spec.top_fraction is not None:
-        if rank is None:
-            raise MixtureError(
-                f"mixture {stage}: source {spec.name!r}: none of rank_by {list(spec.rank_by)} is a "
-                f"column of {spec.origin} ({', '.join(columns)})"
-            )
-        sql = (
-            f"SELECT id, n_tokens FROM (SELECT id, n_tokens, {_ident(rank)} AS _r FROM {view} {_where(spec)}) "
-            f"QUALIFY row_number() OVER (ORDER BY _r DESC NULLS LAST, id) "
-            f"<= ceil(count(*) OVER () * {spec.top_fraction})"
-        )
-    try:
-        return con.sql(f"SELECT id, n_tokens FROM ({sql}) ORDER BY id").to_arrow_table()
-    except (duckdb.BinderException, duckdb.ParserException, duckdb.ConversionException) as exc:
-        raise MixtureError(
-            f"mixture {stage}: source {spec.name!r} (from {spec.origin}): predicate {spec.where!r} does not apply "
-            f"to its docs: {str(exc).splitlines()[0]}\n  columns of {spec.origin}: {', '.join(columns)}\n"
-            f"  (a column a source may lack can be given a value under missing_columns)"
-        ) from None
-
-
-def _decontaminate(st: EntryState, matches: dict[str, Match]) -> list[dict[str, Any]]:
-    """Drop the candidates of ``st`` that match a benchmark (``matches``: the origin's per-file sidecars)."""
-    spec = st.spec
-    bad = [i for i, d in enumerate(st.ids) if d in matches]
-    rows = [
-        {"mix_source": spec.name, "origin": spec.origin, "id": st.ids[i], **matches[st.ids[i]].__dict__}
-        for i in bad
-    ]
-    if bad:
-        drop = set(bad)
-        keep = [i for i in range(len(st.ids)) if i not in drop]
-        st.ids = [st.ids[i] for i in keep]
-        st.n_tokens = st.n_tokens[keep]
-    st.contaminated = len(bad)
-    return rows
+        # a truncated docs file (a crashed copy) is left out with a WARNING naming it; the pipeline's rerun redoes it
+        good = set(readable_parquet([o.uri for o in listed]))
+        docs[origin] = [o.uri for o in listed if o.uri in good]
+        for o in listed:
+            if o.uri in good:
+                fingerprints[os.path.relpath(o.uri, output)] = {"bytes": o.size, "mtime_ns": o.mtime_ns}
+    return {o: d for o, d in docs.items() if d}, fingerprints
 
 
 def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[str, float], float]:
@@ -184,14 +115,14 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
         )
     total_share = sum(s.spec.share for s in present)
     eff = {s.spec.name: s.spec.share / total_share for s in present}
-    max_budget = min(s.available * s.spec.max_epochs / eff[s.spec.name] for s in present)
+    max_budget = min(s.capacity / eff[s.spec.name] for s in present)
     budget = float(max_budget if spec.total_tokens is None else spec.total_tokens)
     if budget > max_budget * (1 + 1e-9):
         lines = [
             f"  {s.spec.name:<16} target {eff[s.spec.name] * budget:>16,.0f}  achievable "
             f"{s.available * s.spec.max_epochs:>16,.0f}  ({s.available:,} tokens x {s.spec.max_epochs} epochs)"
             for s in present
-            if eff[s.spec.name] * budget > s.available * s.spec.max_epochs
+            if eff[s.spec.name] * budget > s.capacity
         ]
         msg = (
             f"mixture {spec.stage}: total_tokens {budget:,.0f} is impossible under the epoch caps; the largest "
@@ -208,15 +139,19 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
     return budget, eff, max_budget
 
 
-def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = None) -> dict[str, Any]:
-    """Build ``OUTPUT/mixtures/<stage>/`` and return its manifest."""
+def build_stage(
+    spec: MixtureSpec,
+    output: str,
+    counter: TokenCounter | None = None,
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Build ``OUTPUT/mixtures/<stage>/`` and return its manifest (``executor``/``workers`` override the spec's)."""
     output = os.path.abspath(output)
     counter = counter or get_counter(spec.tokenizer)
-    con = duckdb.connect()
-    fingerprints: dict[str, Any] = {}
+    ex = get_executor(executor or spec.executor, workers or spec.workers)
     origins = sorted({s.origin for s in spec.sources})
-    docs_files: dict[str, list[str]] = {}
-    columns = _origin_views(con, output, origins, counter, fingerprints, docs_files)
+    docs, fingerprints = docs_listing(output, origins)
     index = load_index(spec.decontaminate) if spec.decontaminate and spec.decontaminate.benchmarks else None
     if index is None:
         log.warning(NO_DECONTAMINATION, spec.stage)
@@ -227,29 +162,15 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
         }
         for b in (spec.decontaminate.benchmarks if spec.decontaminate else ())
     }
-    states: list[EntryState] = []
-    decontam_rows: list[dict[str, Any]] = []
-    matches: dict[str, dict[str, Match]] = {}  # per origin: contaminated docs by id, from per-file sidecars
-    for i, s in enumerate(spec.sources):
-        st = EntryState(s)
-        states.append(st)
-        if s.origin not in columns:
-            st.status, st.note = "missing", f"no {s.origin}/docs/*.parquet under {output}"
-            continue
-        view = _entry_view(con, i, origins.index(s.origin), s, columns[s.origin])
-        cand = _candidates(con, view, s, columns[s.origin], spec.stage)
-        st.ids = cand.column("id").to_pylist()
-        st.n_tokens = cand.column("n_tokens").to_numpy(zero_copy_only=False).astype(np.int64)
-        st.candidates = len(st.ids)
-        if index is not None and st.ids:
-            if s.origin not in matches:
-                matches[s.origin] = source_matches(docs_files[s.origin], index)
-            decontam_rows += _decontaminate(st, matches[s.origin])
-        if not st.ids:
-            st.status = "missing"
-            st.note = (
-                "the predicate selects no documents" if not st.candidates else "all candidates contaminated"
+    states, files, scans, _ = select_entries(spec, docs, output, counter.name, index, ex)
+    for st in states:  # per-topic shares, caps and weights inside an entry (mixtures/topics.py)
+        try:
+            st.topic_plan = (
+                plan_topics(st.spec.topics, st.topic, st.n_tokens, st.spec.origin) if st.size else None
             )
+        except TopicRuleError as exc:
+            raise MixtureError(f"mixture {spec.stage}: source {st.spec.name!r}: {exc}") from None
+    nodes = {"scan": sorted({r.node for r in scans})}
     try:
         budget, eff, max_budget = _budget(spec, states)
     except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
@@ -263,40 +184,12 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             )
         raise
 
-    selections, per_source = [], []
-    for st in states:
-        s = st.spec
-        target = eff.get(s.name, 0.0) * budget
-        cap = st.available * s.max_epochs
-        take = min(target, cap)
-        sampled = sample_tokens(st.ids, st.n_tokens, take, spec.seed, s.name)
-        if len(sampled.ids):
-            selections.append(selection_table(s.origin, s.name, sampled, spec.seed))
-        status = st.status if st.status != "ok" or target <= cap * (1 + 1e-9) else "short"
-        per_source.append(
-            {
-                "name": s.name,
-                "from": s.origin,
-                "where": s.where,
-                "status": status,
-                "note": st.note,
-                "ranked_by": _rank_column(s, columns.get(s.origin, [])) if s.top_fraction else None,
-                "top_fraction": s.top_fraction,
-                "target_share": s.share,
-                "effective_target_share": round(eff.get(s.name, 0.0), 6),
-                "max_epochs": s.max_epochs,
-                "candidate_documents": st.candidates,
-                "contaminated_documents": st.contaminated,
-                "available_documents": len(st.ids),
-                "available_tokens": st.available,
-                "target_tokens": round(target),
-                "realised_tokens": sampled.tokens,
-                "shortfall_tokens": max(0, round(target - sampled.tokens)) if status == "short" else 0,
-                "documents": len(sampled.ids),
-                "unique_documents": len(set(sampled.ids)),
-                "epochs": round(sampled.tokens / st.available, 4) if st.available else 0.0,
-            }
-        )
+    per_source, picks = [], []
+    for k, st in enumerate(states):
+        pick, entry = _sample_entry(st, eff.get(st.spec.name, 0.0), budget)
+        per_source.append(entry)
+        if len(pick[0]):
+            picks.append((k, *pick))
     total = sum(p["realised_tokens"] for p in per_source)
     for p in per_source:
         p["realised_share"] = round(p["realised_tokens"] / total, 6) if total else 0.0
@@ -307,14 +200,18 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
                 f"documents too coarse for {p['target_tokens']:,} target tokens "
                 f"({p['available_documents']:,} documents, {p['available_tokens']:,} tokens); raise total_tokens"
             )
+    decontam_rows = [r for st in states for r in st.decontam_rows]
 
     final = os.path.join(output, "mixtures", spec.stage)
+    for stale in glob.glob(os.path.join(output, "mixtures", f".{glob.escape(spec.stage)}.tmp-*")):
+        shutil.rmtree(stale, ignore_errors=True)  # a build killed while writing (one build per stage at a time)
     tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
     try:
         os.makedirs(os.path.join(tmp, SHARDS))
         os.makedirs(os.path.join(tmp, DECONTAMINATION))
-        shards = _write_shards(con, selections, origins, os.path.join(tmp, SHARDS), spec.shard_max_tokens)
+        partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
+        shards = _write_shards(ex, spec, states, picks, files, tmp, partitions, nodes)
         for sh in shards:
             sh["file"] = f"{SHARDS}/{sh['file']}"
         pq.write_table(
@@ -334,6 +231,7 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
             "realised_tokens": total,
             "documents": sum(p["documents"] for p in per_source),
             "sources": per_source,
+            "shard_partitions": partitions,
             "shards": shards,
             "decontamination": decontam_summary(spec.stage, index, decontam_rows),
             "inputs": {
@@ -341,6 +239,8 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
                 "docs": fingerprints,
                 "benchmarks": bench_fp,
             },
+            # where the work ran (differs between runs of the same inputs; everything above does not)
+            "execution": {"executor": ex.name, "nodes": nodes},
         }
         write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
         old = None
@@ -355,28 +255,101 @@ def build_stage(spec: MixtureSpec, output: str, counter: TokenCounter | None = N
     return manifest
 
 
+def _sample_entry(
+    st: EntryState, share: float, budget: float
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """The entry's sampled (positions in rank order, epochs) and its manifest entry."""
+    s = st.spec
+    target = share * budget
+    cap = st.capacity
+    if st.topic_plan is not None and st.topic_plan.applied and st.topic is not None:
+        positions, epochs = sample_by_topic(st.topic, st.n_tokens, st.topic_plan, min(target, cap))
+    else:
+        positions, epochs = sample_ranked(st.n_tokens, min(target, cap))
+    realised = int(st.n_tokens[positions].sum())
+    status = st.status if st.status != "ok" or target <= cap * (1 + 1e-9) else "short"
+    entry = {
+        "name": s.name,
+        "from": s.origin,
+        "where": s.where,
+        "status": status,
+        "note": st.note,
+        "ranked_by": st.ranked_by,
+        "top_fraction": s.top_fraction,
+        "target_share": s.share,
+        "effective_target_share": round(share, 6),
+        "max_epochs": s.max_epochs,
+        "candidate_documents": st.candidates,
+        "contaminated_documents": st.contaminated,
+        "available_documents": st.size,
+        "available_tokens": st.available,
+        "target_tokens": round(target),
+        "realised_tokens": realised,
+        "shortfall_tokens": max(0, round(target - realised)) if status == "short" else 0,
+        "documents": len(positions),
+        "unique_documents": len(np.unique(positions)),
+        "epochs": round(realised / st.available, 4) if st.available else 0.0,
+        **topic_report(st.topic_plan, st.topic, positions, st.n_tokens),
+    }
+    return (positions, epochs), entry
+
+
 def _write_shards(
-    con: duckdb.DuckDBPyConnection,
-    selections: list[pa.Table],
-    origins: list[str],
+    ex: Executor,
+    spec: MixtureSpec,
+    states: list[EntryState],
+    picks: list[tuple[int, np.ndarray, np.ndarray]],
+    files: list[str],
     folder: str,
-    max_tokens: int,
+    partitions: int,
+    nodes: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
-    writer = ShardWriter(folder, max_tokens)
-    if not selections:
-        return writer.shards
-    con.register("sel", pa.concat_tables(selections))
-    used = sorted(set(pa.concat_tables(selections).column("origin").to_pylist()))
-    parts = [
-        f"SELECT s.shuffle_key, s.id, d.source, d.url, d.text, d.meta, s.n_tokens, s.mix_source, s.epoch "
-        f"FROM sel s JOIN o_{origins.index(o)} d ON s.origin = {_q(o)} AND s.id = d.id"
-        for o in used
+    """Shuffle the selected rows into ``partitions`` key ranges (one task per docs file), then one task per range
+    sorts its rows and writes its shards; returns the shards in order."""
+    if not picks:
+        return []
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("file", "row", "entry", "epoch", "tokens", "key")}
+    for k, positions, epochs in picks:
+        st = states[k]
+        cols["file"].append(st.file_no[positions])
+        cols["row"].append(st.row[positions])
+        cols["entry"].append(np.full(len(positions), k, np.int32))
+        cols["epoch"].append(epochs)
+        cols["tokens"].append(st.n_tokens[positions])
+        cols["key"].append(shuffle_keys(st.rank_hash[positions], epochs))
+    sel = {k: np.concatenate(v) for k, v in cols.items()}
+    part = key_partitions(sel["key"], partitions).astype(np.int64)
+    order = np.argsort(sel["file"], kind="stable")
+    bounds = np.flatnonzero(np.diff(sel["file"][order])) + 1
+    work = os.path.join(folder, SHUFFLE)
+    names = tuple(st.spec.name for st in states)
+    jobs = [
+        ShuffleJob(
+            files[int(sel["file"][g[0]])],
+            int(sel["file"][g[0]]),
+            work,
+            names,
+            sel["row"][g],
+            sel["entry"][g],
+            sel["epoch"][g],
+            sel["tokens"][g],
+            sel["key"][g],
+            part[g],
+        )
+        for g in np.split(order, bounds)
     ]
-    sql = (
-        f"SELECT id, source, url, text, meta, n_tokens, mix_source, epoch FROM ({' UNION ALL '.join(parts)}) "
-        "ORDER BY shuffle_key, mix_source, id, epoch"
+    shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
+    pieces: dict[int, list[str]] = {}
+    for _, made in shuffled:
+        for p, path in made:
+            pieces.setdefault(p, []).append(path)
+    shard_dir = os.path.join(folder, SHARDS)
+    written = ex.map(
+        write_partition,
+        [PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens) for p in sorted(pieces)],
+        desc=f"mixture {spec.stage}: shards",
     )
-    for batch in con.sql(sql).to_arrow_reader(4096):
-        writer.write(pa.Table.from_batches([batch]).cast(SHARD_SCHEMA))
-    writer.flush()
-    return writer.shards
+    shutil.rmtree(work, ignore_errors=True)
+    nodes["shuffle"] = sorted({n for n, _ in shuffled})
+    nodes["shards"] = sorted({n for n, _ in written})
+    return [sh for _, shards in written for sh in shards]

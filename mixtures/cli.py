@@ -39,8 +39,15 @@ def format_manifest(m: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build(output: str, stage: str | None = None, mixture: str | None = None) -> dict[str, Any]:
-    """Build one stage (``mixture`` YAML or the shipped ``stage``) and return its manifest.
+def build(
+    output: str,
+    stage: str | None = None,
+    mixture: str | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Build one stage (``mixture`` YAML or the shipped ``stage``) and return its manifest; ``executor`` and
+    ``workers`` override the mixture's own settings.
 
     Raises :class:`MixtureError` (what to change), :class:`EmptyStage` (nothing selected) or FileNotFoundError."""
     from mixtures.build import build_stage
@@ -48,7 +55,7 @@ def build(output: str, stage: str | None = None, mixture: str | None = None) -> 
     spec = load_mixture(stage, mixture)
     if not os.path.isdir(output):
         raise MixtureError(f"OUTPUT {output} does not exist: run `make pipeline SOURCE=...` first")
-    return build_stage(spec, output)
+    return build_stage(spec, output, executor=executor, workers=workers)
 
 
 def empty_is_error(stage: str | None, mixture: str | None, strict: bool) -> bool:
@@ -60,6 +67,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
     p.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
     p.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
+    p.add_argument(
+        "--executor",
+        default=None,
+        choices=("auto", "local", "process", "ray"),
+        help="where the tasks run (default: the mixture's executor:, else auto: Ray when RAY_ADDRESS is set, "
+        "else a process pool)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="process pool size (default: every core)")
     p.add_argument(
         "--strict", action="store_true", help="a stage that selects nothing is an error (exit 2), not 'empty'"
     )
@@ -86,7 +101,7 @@ def run_mixture(args: argparse.Namespace) -> int:
         print("winnow mixture: give --stage (STAGE=) or --mixture (MIXTURE=)", file=sys.stderr)
         return 2
     try:
-        manifest = build(args.output, args.stage, args.mixture)
+        manifest = build(args.output, args.stage, args.mixture, args.executor, args.workers)
     except EmptyStage as exc:
         if empty_is_error(args.stage, args.mixture, args.strict):
             print(f"winnow mixture: {exc}", file=sys.stderr)

@@ -16,10 +16,9 @@ the benchmark).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -31,6 +30,7 @@ import xxhash
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS
 
 from dedup.text import _PUNCT_TO_SPACE, WordHasher, strip_diacritics, words_of
+from mixtures import sidecars
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +218,28 @@ class NGramIndex:
         self.keys, first = np.unique(keys, return_index=True)
         self.bench = np.asarray(bench, np.int32)[first]
         self.item = np.asarray(items, np.int32)[first]
-        self._hasher = WordHasher()
-        self._prefix = np.zeros(1 << (64 - int(_PREFIX_SHIFT)), dtype=bool)
-        self._prefix[self.keys >> _PREFIX_SHIFT] = True
+        self._lookup_tables()
         self.fingerprint = xxhash.xxh64(
             self.keys.tobytes() + self.bench.tobytes() + "\0".join(self.names).encode() + bytes([n])
         ).hexdigest()
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What travels to a task: the sorted uint64 keys with their benchmark and item columns, not the 4 MiB
+        prefix bitmap or the word-hash cache (rebuilt on arrival), so Ray stores one compact copy per build."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hasher", "_prefix")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lookup_tables()
+
+    def _lookup_tables(self) -> None:
+        """The word-hash cache and the bitmap of key prefixes that lookups test first."""
+        self._hasher = WordHasher()
+        self._prefix = np.zeros(1 << (64 - int(_PREFIX_SHIFT)), dtype=bool)
+        self._prefix[self.keys >> _PREFIX_SHIFT] = True
 
     def match(self, text: str | None) -> Match | None:
         return self.match_batch([text])[0]
@@ -262,24 +275,7 @@ class NGramIndex:
 
 
 def sidecar_path(docs_file: str) -> str:
-    folder = os.path.dirname(os.path.dirname(os.path.abspath(docs_file)))
-    return os.path.join(folder, "decontam", os.path.basename(docs_file))
-
-
-def _stamp(docs_file: str, index: NGramIndex) -> dict[str, str]:
-    st = os.stat(docs_file)
-    return {"index": index.fingerprint, "docs_size": str(st.st_size), "docs_mtime_ns": str(st.st_mtime_ns)}
-
-
-def _current(path: str, stamp: dict[str, str]) -> bool:
-    if not os.path.exists(path):
-        return False
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except Exception as exc:  # noqa: BLE001 - a broken sidecar is recomputed, never trusted
-        log.warning("decontamination sidecar %s unreadable (%s): recomputing", path, exc)
-        return False
-    return all(meta.get(k.encode(), b"").decode() == v for k, v in stamp.items())
+    return sidecars.sidecar_path(docs_file, "decontam")
 
 
 def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096) -> tuple[str, bool]:
@@ -287,11 +283,9 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
 
     Returns (sidecar path, whether it was computed now).  The sidecar records the index fingerprint and the docs
     file's size and mtime, so a changed benchmark list or a rewritten docs file is checked again."""
-    from pipelines.core.layout import tmp_name
-
     path = sidecar_path(docs_file)
-    stamp = _stamp(docs_file, index)
-    if _current(path, stamp):
+    stamp = sidecars.stamp(docs_file, index=index.fingerprint)
+    if sidecars.is_current(path, stamp):
         return path, False
     rows: list[dict[str, object]] = []
     for batch in pq.ParquetFile(docs_file).iter_batches(batch_size=batch_size, columns=["id", "text"]):
@@ -299,27 +293,13 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
         for doc_id, m in zip(ids, index.match_batch(batch.column(1).to_pylist()), strict=True):
             if m is not None:
                 rows.append({"id": doc_id, **m.__dict__})
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(pa.Table.from_pylist(rows, schema=MATCH_SCHEMA.with_metadata(stamp)), tmp)
-    os.replace(tmp, path)
+    sidecars.write_sidecar(path, pa.Table.from_pylist(rows, schema=MATCH_SCHEMA), stamp)
     return path, True
 
 
-def source_matches(docs_files: Iterable[str], index: NGramIndex) -> dict[str, Match]:
-    """Matches of a source's docs, by id (the first docs file holding an id wins, as in the mixture's views)."""
-    found: dict[str, Match] = {}
-    computed = 0
-    for d in sorted(docs_files):
-        path, now = decontaminate_file(d, index)
-        computed += now
-        for r in pq.read_table(path).to_pylist():
-            found.setdefault(r.pop("id"), Match(**r))
-    if computed:
-        log.info(
-            "decontamination: checked %d docs file(s), %d contaminated document(s)", computed, len(found)
-        )
-    return found
+def read_matches(sidecar: str) -> dict[str, Match]:
+    """The matches of one docs file's sidecar, by id (few: most documents match nothing)."""
+    return {r.pop("id"): Match(**r) for r in pq.read_table(sidecar).to_pylist()}
 
 
 def decontam_summary(stage: str, index: NGramIndex | None, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Deterministic token-budget sampling and shard writing.
+"""Deterministic token-budget sampling and shard writing, on fixed-width integers only.
 
 Sampling depends only on the seed, the mixture entry and the document id (never on file order or worker count):
-documents are ranked by ``xxh64(seed:entry:id)``; a target of ``T`` tokens over ``A`` available takes
-``floor(T/A)`` full epochs and then, in rank order, the documents that fill the remainder most closely.  Output rows
-are ordered by ``xxh64(seed:entry:id:epoch)``, which shuffles sources together and spreads an epoch's repeats.
+documents are ranked by ``xxh64(seed:entry:id)`` (ties, a 64-bit collision, by a second hash of the id); a target
+of ``T`` tokens over ``A`` available takes ``floor(T/A)`` full epochs and then, in rank order, the documents that
+fill the remainder most closely.  Output rows are ordered by a shuffle key mixed from that rank hash and the epoch
+(:func:`shuffle_keys`), which shuffles sources together and spreads an epoch's repeats; the key range is cut into
+partitions, each written by its own task, so no step sorts the whole selection.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
+
+from pipelines.core.layout import tmp_name
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -30,16 +33,8 @@ SHARD_SCHEMA = pa.schema(
         ("epoch", pa.int32()),
     ]
 )
-SELECTION_SCHEMA = pa.schema(
-    [
-        ("origin", pa.string()),
-        ("mix_source", pa.string()),
-        ("id", pa.string()),
-        ("epoch", pa.int32()),
-        ("n_tokens", pa.int64()),
-        ("shuffle_key", pa.uint64()),
-    ]
-)
+#: the seed of the id hash that breaks ties of the seeded rank hash and tells duplicate ids apart
+ID_HASH_SEED = 0x5EED
 
 
 def seeded_hashes(seed: int, entry: str, ids: Iterable[str], suffix: str = "") -> np.ndarray:
@@ -49,35 +44,45 @@ def seeded_hashes(seed: int, entry: str, ids: Iterable[str], suffix: str = "") -
     )
 
 
-@dataclass
-class Sampled:
-    ids: list[str]
-    epochs: np.ndarray  # int32 per selected row
-    n_tokens: np.ndarray  # int64 per selected row
-
-    @property
-    def tokens(self) -> int:
-        return int(self.n_tokens.sum())
+def id_hashes(ids: Iterable[str]) -> np.ndarray:
+    """A second 64-bit hash of each id: with the seeded hash, a 128-bit fingerprint of the id."""
+    return np.fromiter((xxhash.xxh64_intdigest(i.encode(), ID_HASH_SEED) for i in ids), dtype=np.uint64)
 
 
-def sample_tokens(ids: list[str], n_tokens: np.ndarray, target: float, seed: int, entry: str) -> Sampled:
-    """Rows (id, epoch) whose tokens come closest to ``target``: whole epochs, then a seeded partial one."""
-    n_tokens = np.asarray(n_tokens, dtype=np.int64)
-    available = int(n_tokens.sum())
-    if target <= 0 or available <= 0 or not ids:
-        return Sampled([], np.zeros(0, np.int32), np.zeros(0, np.int64))
-    rank = np.lexsort((np.array(ids, dtype=object), seeded_hashes(seed, entry, ids)))
-    ids_r = [ids[i] for i in rank]
-    tok_r = n_tokens[rank]
+def sample_ranked(tokens: np.ndarray, target: float) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, epochs) of the rows, in rank order, whose tokens come closest to ``target``: whole epochs, then
+    a seeded partial one.  ``tokens`` are the candidates' token counts in rank order."""
+    tokens = np.asarray(tokens, dtype=np.int64)
+    available = int(tokens.sum())
+    if target <= 0 or available <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32)
     full = int(math.floor(target / available))
-    remainder = target - full * available
-    part = partial_epoch(tok_r, remainder)
-    out_ids = ids_r * full + [ids_r[i] for i in part]
+    part = partial_epoch(tokens, target - full * available)
+    every = np.arange(len(tokens), dtype=np.int64)
+    positions = np.concatenate([every] * full + [part])
     epochs = np.concatenate(
-        [np.full(len(ids_r), e, np.int32) for e in range(full)] + [np.full(len(part), full, np.int32)]
+        [np.full(len(tokens), e, np.int32) for e in range(full)] + [np.full(len(part), full, np.int32)]
     )
-    toks = np.concatenate([tok_r] * full + [tok_r[part]])
-    return Sampled(out_ids, epochs, toks)
+    return positions, epochs
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def shuffle_keys(rank_hashes: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+    """The output order of rows: splitmix64 of (the row's seeded id hash + epoch x golden ratio), uint64."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(rank_hashes, np.uint64) + np.asarray(epochs, np.uint64) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def key_partitions(keys: np.ndarray, partitions: int) -> np.ndarray:
+    """The partition (0..partitions-1) of each shuffle key: ``partitions`` equal ranges of the uint64 space."""
+    if partitions >= 1 << 32:
+        raise ValueError("at most 2**32 - 1 shard partitions")
+    return ((np.asarray(keys, np.uint64) >> np.uint64(32)) * np.uint64(partitions)) >> np.uint64(32)
 
 
 def partial_epoch(tokens: np.ndarray, remainder: float) -> np.ndarray:
@@ -110,29 +115,6 @@ def partial_epoch(tokens: np.ndarray, remainder: float) -> np.ndarray:
     return np.array(sorted(taken), dtype=np.int64)
 
 
-def selection_table(origin: str, entry: str, sampled: Sampled, seed: int) -> pa.Table:
-    keys = np.fromiter(
-        (
-            xxhash.xxh64_intdigest(f"{seed}:{entry}:{i}:{e}".encode())
-            for i, e in zip(sampled.ids, sampled.epochs.tolist(), strict=True)
-        ),
-        dtype=np.uint64,
-        count=len(sampled.ids),
-    )
-    n = len(sampled.ids)
-    return pa.table(
-        {
-            "origin": pa.array([origin] * n, pa.string()),
-            "mix_source": pa.array([entry] * n, pa.string()),
-            "id": pa.array(sampled.ids, pa.string()),
-            "epoch": pa.array(sampled.epochs, pa.int32()),
-            "n_tokens": pa.array(sampled.n_tokens, pa.int64()),
-            "shuffle_key": pa.array(keys, pa.uint64()),
-        },
-        schema=SELECTION_SCHEMA,
-    )
-
-
 class ShardWriter:
     """Cuts the shuffled stream into ``shard-NNNNN.parquet`` files of at most ``max_tokens`` (one doc may exceed).
 
@@ -140,8 +122,9 @@ class ShardWriter:
     the batch boundaries of the stream were.
     """
 
-    def __init__(self, folder: str, max_tokens: int, row_group_size: int = 10_000):
+    def __init__(self, folder: str, max_tokens: int, row_group_size: int = 10_000, prefix: str = "shard-"):
         self.folder, self.max_tokens, self.row_group_size = folder, max(1, max_tokens), row_group_size
+        self.prefix = prefix
         self._batches: list[pa.Table] = []
         self._tokens = 0
         self.shards: list[dict] = []
@@ -166,9 +149,10 @@ class ShardWriter:
         if not self._batches:
             return
         table = pa.concat_tables(self._batches).combine_chunks()
-        name = f"shard-{len(self.shards):05d}.parquet"
-        pq.write_table(
-            table, os.path.join(self.folder, name), compression="zstd", row_group_size=self.row_group_size
-        )
+        name = f"{self.prefix}{len(self.shards):05d}.parquet"
+        final = os.path.join(self.folder, name)
+        tmp = tmp_name(final)  # a retried task never leaves half a shard behind
+        pq.write_table(table, tmp, compression="zstd", row_group_size=self.row_group_size)
+        os.replace(tmp, final)
         self.shards.append({"file": name, "documents": table.num_rows, "tokens": self._tokens})
         self._batches, self._tokens = [], 0

@@ -12,15 +12,17 @@ from typing import Any
 
 import yaml
 
+from mixtures.topics import TopicRule, TopicRuleError, parse_topic_rules
 from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
-SHIPPED_DIR = os.path.join(
-    MIXTURE_DIR, "benchmarks"
-)  # the benchmark hash sets the default YAMLs nameSTAGES = ("core", "anneal", "long_context")
+#: the benchmark hash sets the default YAMLs name
+SHIPPED_DIR = os.path.join(MIXTURE_DIR, "benchmarks")
+STAGES = ("core", "anneal", "long_context")
 SHORTFALL_MODES = ("error", "scale", "take_available")
 MISSING_MODES = ("renormalise", "error")
 EMPTY_MODES = ("report", "error")
+EXECUTORS = ("auto", "local", "process", "ray")
 
 
 class MixtureError(ValueError):
@@ -47,6 +49,8 @@ class SourceSpec:
     # keep only the best `top_fraction` of the selected docs, ranked by the first of `rank_by` the source has
     rank_by: tuple[str, ...] = ()
     top_fraction: float | None = None
+    # per-topic share / max_share / weight inside the entry (mixtures/topics.py)
+    topics: tuple[TopicRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,8 @@ class MixtureSpec:
     decontaminate: DecontamSpec | None = None
     path: str | None = None
     on_empty: str = "report"  # nothing selected: report "empty" and succeed | error
+    executor: str = "auto"  # where the build's tasks run: auto | local | process | ray
+    workers: int | None = None  # process pool size (None: every core)
 
 
 def _number(value: Any, what: str) -> float:
@@ -111,6 +117,10 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         top = None if top is None else _number(top, f"{where}: sources.{name}.top_fraction")
         if top is not None and (not rank_by or not 0 < top <= 1):
             raise MixtureError(f"{where}: sources.{name}: top_fraction needs rank_by and a value in (0, 1]")
+        try:
+            topics = parse_topic_rules(entry.get("topics"), f"{where}: sources.{name}")
+        except TopicRuleError as exc:
+            raise MixtureError(str(exc)) from None
         sources.append(
             SourceSpec(
                 name=str(name),
@@ -121,6 +131,7 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
                 missing_columns=missing,
                 rank_by=rank_by,
                 top_fraction=top,
+                topics=topics,
             )
         )
     total = sum(s.share for s in sources)
@@ -143,6 +154,11 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
     if on_empty not in EMPTY_MODES:
         raise MixtureError(f"{where}: on_empty must be one of {EMPTY_MODES}, got {on_empty!r}")
     decontam = _decontam(data["decontaminate"], where) if data.get("decontaminate") else None
+    executor = str(data.get("executor", "auto"))
+    if executor not in EXECUTORS:
+        raise MixtureError(f"{where}: executor must be one of {EXECUTORS}, got {executor!r}")
+    workers = data.get("workers")
+    workers = None if workers is None else int(_number(workers, f"{where}: workers"))
     return MixtureSpec(
         stage=stage,
         sources=tuple(sources),
@@ -155,6 +171,8 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         decontaminate=decontam,
         path=path,
         on_empty=on_empty,
+        executor=executor,
+        workers=workers,
     )
 
 

@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from pipelines.core.layout import readable_parquet, tmp_name
+from mixtures import sidecars
+from pipelines.core.layout import readable_parquet
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,7 @@ def text_hashes(texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def sidecar_path(docs_file: str) -> str:
-    folder = os.path.dirname(os.path.dirname(os.path.abspath(docs_file)))
-    return os.path.join(folder, "tokens", os.path.basename(docs_file))
+    return sidecars.sidecar_path(docs_file, "tokens")
 
 
 def _cached(path: str, tokenizer: str) -> dict[tuple[str, int], int]:
@@ -113,9 +113,15 @@ def _cached(path: str, tokenizer: str) -> dict[tuple[str, int], int]:
 
 
 def ensure_token_counts(docs_file: str, counter: TokenCounter, batch_size: int = 2048) -> tuple[str, int]:
-    """Make ``tokens/<key>.parquet`` current for one docs file; returns its path and how many docs were counted."""
+    """Make ``tokens/<key>.parquet`` current for one docs file; returns its path and how many docs were counted.
+
+    A sidecar stamped with this tokenizer and the docs file's size and mtime is current without reading the docs;
+    otherwise counts are reused per (id, text hash) and only new or changed texts are tokenized."""
     path = sidecar_path(docs_file)
     fp = counter.fingerprint
+    stamped = sidecars.stamp(docs_file, tokenizer=fp)
+    if sidecars.is_current(path, stamped):
+        return path, 0
     cache = _cached(path, fp)
     pf = pq.ParquetFile(docs_file)
     ids: list[str] = []
@@ -134,20 +140,15 @@ def ensure_token_counts(docs_file: str, counter: TokenCounter, batch_size: int =
         ids += bid
         hashes.append(h)
         counts.append(n)
-    if counted == 0 and len(cache) == len(ids) and os.path.exists(path):
-        return path, 0
     table = pa.table(
         {
             "id": pa.array(ids, pa.string()),
             "text_hash": pa.array(np.concatenate(hashes) if hashes else [], pa.uint64()),
             "n_tokens": pa.array(np.concatenate(counts) if counts else [], pa.int64()),
         },
-        schema=TOKENS_SCHEMA.with_metadata({"tokenizer": fp}),
+        schema=TOKENS_SCHEMA,
     )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    sidecars.write_sidecar(path, table, stamped)
     return path, counted
 
 

@@ -13,12 +13,9 @@ import os
 import duckdb
 
 from pipelines.core.layout import parquet_files_sql
+from pipelines.core.sql import quote
 
 _STAGE = r"regexp_extract(filename, '[\\/]mixtures[\\/]([^\\/]+)[\\/][^\\/]+[\\/][^\\/]+$', 1)"
-
-
-def _q(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
 
 
 def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
@@ -34,7 +31,7 @@ def mixture_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
             'CREATE VIEW mixture_sources AS SELECT stage, s.name AS source, s."from" AS origin, s.status, '
             "s.target_share, s.effective_target_share, s.realised_share, s.available_tokens, s.target_tokens, "
             "s.realised_tokens, s.epochs, s.max_epochs, s.documents, s.unique_documents, s.contaminated_documents "
-            f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({_q(manifests)}, union_by_name=true, "
+            f"FROM (SELECT stage, unnest(sources) AS s FROM read_json_auto({quote(manifests)}, union_by_name=true, "
             "maximum_object_size=67108864))"
         )
     decontam = parquet_files_sql(os.path.join(output, "mixtures", "*", "decontamination", "*.parquet"))

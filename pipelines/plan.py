@@ -117,7 +117,7 @@ def describe_plan(recipe: Recipe, inputs: list[str], output: str) -> str:
     lines.append(f"  reader {type(recipe.reader).__name__} (batch_size {recipe.reader.batch_size})")
     lines.append("  steps (in order; name, kind, class, settings that differ from the class defaults):")
     lines += [f"    {_describe(s)}" for s in recipe.steps]
-    stages = [getattr(s, "name", type(s).__name__) for s in recipe.corpus_stages]
+    stages = [s.name for s in recipe.corpus_stages]
     lines.append(f"  corpus stages after the last input: {', '.join(stages) or 'none'}")
     lines.append(f"  output {layout.base}/{{docs,rejected,stats,_done}}/<key>.*, summary.json")
     problems = recipe.environment_problems()

@@ -1,6 +1,6 @@
-"""The runner: the only module that knows about Ray (start-up in ``pipelines.core.executor``).
+"""The runner: inputs through the recipe's steps on an executor (``pipelines.core.executor``), then corpus stages.
 
-One Ray task per pending input (``process_input``), largest first; completed inputs are skipped, so a killed cron
+One executor task per pending input (``process_input``), largest first; completed inputs are skipped, so a killed cron
 job restarts where it stopped, and a completed input whose Parquet file was found damaged is redone.  Ray runs
 embedded by default (``num_cpus`` = cores; its own instance even when another Ray runs on the machine) and joins a
 cluster when ``RAY_ADDRESS`` is set, shipping the code as the job's ``working_dir``.  Steps that declare
@@ -14,6 +14,7 @@ re-partition rows across files.  Batches inside a task are still Arrow tables, a
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import random
@@ -27,8 +28,9 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.core import storage
+from pipelines.core.corpus_stage import run_stages  # noqa: F401 - the chain of corpus stages, re-exported
 from pipelines.core.errors import describe
-from pipelines.core.executor import init_ray
+from pipelines.core.executor import TaskFailed, get_executor, init_ray
 from pipelines.core.inputs import largest_first
 from pipelines.core.layout import (
     SourceLayout,
@@ -44,7 +46,6 @@ from pipelines.core.recipe import Recipe
 from pipelines.core.steps import Step, StepResult
 
 log = logging.getLogger(__name__)
-
 
 
 class InputsFailed(RuntimeError):
@@ -72,29 +73,38 @@ class RunResult:
     summary: dict[str, Any]
 
 
-class RemoteStep(Step):
-    """Stands in for a model step inside tasks; sends each batch to one of the step's actors."""
+class ActorStep:
+    """Stands in for a model step inside tasks; sends each batch to one of the step's actors.
+
+    Not a :class:`Step`: it has the step's name, kind and columns, and a call, which is all the per-input
+    processing uses; its work happens in the actors."""
 
     def __init__(self, inner: Step, actors: list[Any]):
-        self.inner_name, self.actors = inner.name, actors
+        self.actors = actors
         #: how the step runs, for the run's summary: {"actors": n, "num_gpus": 1, ...}
         self.placement = {"actors": len(actors), **inner.resources}
-        self.name = inner.name
-        self.kind = inner.kind  # type: ignore[misc]
+        self.name, self.kind, self.reads, self.resources = (
+            inner.name,
+            inner.kind,
+            inner.reads,
+            inner.resources,
+        )
         self._adds = inner.adds()
 
     def adds(self) -> dict[str, pa.DataType]:
-        return getattr(self, "_adds", {})
+        return self._adds
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {"inner_name": self.inner_name, "actors": self.actors, "name": self.name, "kind": self.kind,
-                "_adds": self._adds, "placement": self.placement}
+    def check(self) -> None:
+        """Checked as the step it stands for, before it was placed."""
 
     def start_input(self, path: str) -> None:
         """Nothing to forget: only steps without per-input state become actors (``_actor_steps``), since one actor
         serves batches of many inputs at once."""
 
-    def process(self, batch: pa.Table) -> StepResult:
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_next"}
+
+    def __call__(self, batch: pa.Table) -> StepResult:
         import ray
 
         # round robin over the pool; each task's copy starts at a random actor (``_next`` is not pickled)
@@ -134,7 +144,7 @@ def _actor_steps(recipe: Recipe) -> Recipe:
             )
             actors = [cls.remote(step) for _ in range(n)]
             log.info("step %s runs as %d actor(s) with %s", step.name, n, res)
-            steps.append(RemoteStep(step, actors))
+            steps.append(ActorStep(step, actors))  # type: ignore[arg-type]
         else:
             steps.append(step)
     recipe.steps = steps
@@ -149,7 +159,7 @@ class _StepActor:
         return self.step(batch)
 
 
-def _remote_process(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
+def _remote_process(recipe: Recipe, out_root: str, path: str) -> dict[str, Any]:
     """One input in a Ray task; its stats also record the Ray node it ran on (``node``), to audit cluster runs."""
     import ray
 
@@ -177,8 +187,17 @@ def merge_stats(stats: Iterable[dict[str, Any]]) -> dict[str, Any]:
         skipped.update(s.get("skipped", {}))
         errors.extend(f"{s.get('input')}: {e}" for e in s.get("errors", []))
         for st in s.get("steps", []):
-            agg = steps.setdefault(st["name"], {"kind": st["kind"], "seen": 0, "kept": 0, "changed": 0,
-                                                "seconds": 0.0, "dropped": Counter()})
+            agg = steps.setdefault(
+                st["name"],
+                {
+                    "kind": st["kind"],
+                    "seen": 0,
+                    "kept": 0,
+                    "changed": 0,
+                    "seconds": 0.0,
+                    "dropped": Counter(),
+                },
+            )
             for k in ("seen", "kept", "changed", "seconds"):
                 agg[k] += st.get(k, 0)
             agg["dropped"].update(st.get("dropped", {}))
@@ -231,7 +250,9 @@ def run_recipe(
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
         # summary is merged after them; they wait until every input is done
         stage_results = (
-            run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending)) if not failures else {}
+            run_stages(recipe.corpus_stages, layout.base, inputs_written=bool(pending))
+            if not failures
+            else {}
         )
         stats = _read_stats(layout, [p for p in inputs if p not in failures])
         summary = merge_stats(stats)
@@ -245,8 +266,14 @@ def run_recipe(
         write_json_atomic(storage.join(layout.base, "summary.json"), summary)
     if failures:
         raise InputsFailed(recipe.source, failures)
-    return RunResult(recipe.source, len(inputs), len(pending), len(inputs) - len(pending),
-                     round(time.perf_counter() - t0, 3), summary)
+    return RunResult(
+        recipe.source,
+        len(inputs),
+        len(pending),
+        len(inputs) - len(pending),
+        round(time.perf_counter() - t0, 3),
+        summary,
+    )
 
 
 def _read_stats(layout: SourceLayout, inputs: list[str]) -> list[dict[str, Any]]:
@@ -273,71 +300,12 @@ def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
     return [p for p in inputs if not layout.is_done(input_key(p))]
 
 
-def _docs_listing(base: str) -> list[list[Any]]:
-    """What the docs folder holds now (names, sizes, mtimes), from one listing."""
-    docs = storage.join(base, "docs")
-    if storage.is_uri(base):
-        return [[o.uri[len(docs) :], o.size, o.mtime_ns] for o in storage.list_files(docs)]
-    names = sorted(os.listdir(docs)) if os.path.isdir(docs) else []
-    return [[n, (st := os.stat(os.path.join(docs, n))).st_size, st.st_mtime_ns] for n in names]
-
-
-def _read_json_or_empty(path: str) -> dict[str, Any]:
-    import json
-
-    if storage.is_uri(path):
-        return storage.read_json(path) if storage.exists(path) else {}
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def run_stages(stages: list[Any], base: str, inputs_written: bool) -> dict[str, Any]:
-    """Run the corpus stages in order as one resumable chain; returns their stats by name.
-
-    A later stage that rewrites docs (line dedup after MinHash) changes the docs fingerprint an earlier stage
-    recorded, so on its own every rerun would redo the earlier one (and replace its clusters with those of the
-    survivors).  ``_dedup/_chain.json`` records the stages done, the one running and the docs listing after the
-    last: a run that wrote no input skips the stages done and resumes the one that was running; a run that wrote
-    inputs, or docs that changed outside the chain, start it again (each stage still skips itself when current).
-    """
-    if not stages:
-        return {}
-    path = storage.join(base, "_dedup", "_chain.json")
-    names = [s.name for s in stages]
-    state = _read_json_or_empty(path)
-    fresh = inputs_written or state.get("stages") != names
-    if fresh or (state.get("running") is None and state.get("listing") != _docs_listing(base)):
-        state = {}
-    done: dict[str, Any] = dict(state.get("done") or {})
-    results: dict[str, Any] = {}
-    for stage in stages:
-        if stage.name in done:
-            results[stage.name] = {**done[stage.name], "up_to_date": True}
-            continue
-        write_json_atomic(path, {"stages": names, "done": done, "running": stage.name, "listing": None})
-        results[stage.name] = done[stage.name] = _run_stage(stage, base)
-    ran = state.get("running") is not None or len(state.get("done") or {}) < len(stages)
-    if ran:  # a rerun that skipped every stage writes nothing
-        final = {"stages": names, "done": done, "running": None, "listing": _docs_listing(base)}
-        write_json_atomic(path, final)
-    return results
-
-
-def _run_stage(stage: Any, source_dir: str) -> dict[str, Any]:
-    """A corpus stage over the written source; on object storage through a local working copy."""
-    if storage.is_uri(source_dir):
-        from pipelines.object_storage_stages import run_stage_remote
-
-        return run_stage_remote(stage, source_dir)
-    return stage.run(source_dir)
-
-
 def _progress(total: int, enabled: bool):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="input", desc="inputs", disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, unit="input", desc="inputs", disable=not enabled, file=sys.stderr, dynamic_ncols=True
+    )
 
 
 def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> dict[str, str]:
@@ -368,34 +336,20 @@ def _forward_storage_env(pending: list[str], out_root: str) -> bool:
 def _run_ray(
     recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Run the pending inputs as Ray tasks; returns the placement of the steps that ran as actor pools and the
-    inputs that failed (with why)."""
-    import ray
-
+    """Run the pending inputs as tasks of the Ray executor (SPREAD, retries on worker death, credentials, progress);
+    returns the placement of the steps that ran as actor pools and the inputs that failed (with why)."""
     init_ray(address)
     recipe = _actor_steps(recipe)
-    placements = {s.name: s.placement for s in recipe.steps if isinstance(s, RemoteStep)}
-    # SPREAD: inputs are independent and I/O-heavy, so fan them out over every node rather than packing one
-    options: dict[str, Any] = {"max_retries": 3, "retry_exceptions": False, "scheduling_strategy": "SPREAD"}
-    if _forward_storage_env(pending, out_root):
-        options["runtime_env"] = {"env_vars": storage.forwarded_env()}
-    task = ray.remote(_remote_process).options(**options)
-    recipe_ref = ray.put(recipe)
-    out_root = storage.absolute(out_root)
-    refs = {task.remote(recipe_ref, p, out_root): p for p in pending}
-    kept = 0
+    placements = {s.name: s.placement for s in recipe.steps if isinstance(s, ActorStep)}
+    env = storage.forwarded_env() if _forward_storage_env(pending, out_root) else {}
+    executor = get_executor("ray", address=address, progress=progress, env=env)
+    task = functools.partial(_remote_process, recipe, storage.absolute(out_root))
     failures: dict[str, str] = {}
-    with _progress(len(pending), progress) as bar:
-        remaining = list(refs)
-        while remaining:
-            done, remaining = ray.wait(remaining, num_returns=1)
-            for ref in done:
-                try:
-                    kept += ray.get(ref)["kept"]
-                except Exception as exc:  # noqa: BLE001 - report every failed input, then fail the run
-                    cause = getattr(exc, "cause", None)
-                    failures[refs[ref]] = describe(cause if isinstance(cause, BaseException) else exc)
-                    log.error("input %s failed (no marker: a rerun retries it): %s", refs[ref], failures[refs[ref]])
-                bar.set_postfix(kept=kept)
-                bar.update(1)
+    try:
+        kept = sum(s["kept"] for s in executor.map(task, pending, "inputs"))
+        log.info("%s: %d input(s) processed, %d documents kept", recipe.source, len(pending), kept)
+    except TaskFailed as exc:  # every input ran; report each failed one, then fail the run
+        for i, err in sorted(exc.by_index.items()):
+            failures[pending[i]] = describe(err)
+            log.error("input %s failed (no marker: a rerun retries it): %s", pending[i], failures[pending[i]])
     return placements, failures

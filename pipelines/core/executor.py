@@ -42,10 +42,17 @@ NAMES = ("auto", "local", "process", "ray")
 
 
 class TaskFailed(RuntimeError):
-    """One or more items failed; ``failures`` is ``[(item description, exception), ...]``."""
+    """One or more items failed; ``failures`` is ``[(item description, exception), ...]``, ``by_index`` maps the
+    position of each failed item in ``items`` to its exception (a caller that reports per item, e.g. the runner)."""
 
-    def __init__(self, desc: str, failures: list[tuple[str, BaseException]]):
+    def __init__(
+        self,
+        desc: str,
+        failures: list[tuple[str, BaseException]],
+        by_index: dict[int, BaseException] | None = None,
+    ):
         self.failures = failures
+        self.by_index = dict(by_index or {})
         lines = "\n".join(f"  {item}: {type(e).__name__}: {e}" for item, e in failures)
         super().__init__(f"{desc}: {len(failures)} item(s) failed (a rerun retries them):\n{lines}")
 
@@ -93,9 +100,8 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 def _raise_failures(desc: str, items: Sequence[Any], failed: dict[int, BaseException]) -> None:
     if failed:
         order = sorted(failed)
-        raise TaskFailed(desc or "map", [(describe(items[i]), failed[i]) for i in order]) from failed[
-            order[0]
-        ]
+        failures = [(describe(items[i]), failed[i]) for i in order]
+        raise TaskFailed(desc or "map", failures, failed) from failed[order[0]]
 
 
 class LocalExecutor:

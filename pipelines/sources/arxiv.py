@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from filters.latex import CleanLatex
+from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.recipe import Recipe
 from pipelines.readers.arxiv import ArxivReader
 from pipelines.sources.compose import assemble
@@ -20,6 +21,9 @@ STEPS = {
     "clean_latex": CleanLatex,
 }
 
+#: no corpus stage for this source (the shape is that of STEPS; see commoncrawl.py)
+CORPUS_STAGES: dict[str, type[CorpusStage]] = {}
+
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
-    return assemble("arxiv", ArxivReader, STEPS, config)
+    return assemble("arxiv", ArxivReader, STEPS, config, CORPUS_STAGES)

@@ -27,15 +27,13 @@ STEPS = {
 }
 
 
+CORPUS_STAGES = {
+    "exact_md5": ExactDedupStage,
+}
+
+
 def build_recipe(config: dict[str, Any]) -> Recipe:
+    # the section was `exact_dedup:` before corpus stages were declared like steps
     return assemble(
-        "github", GithubReader, STEPS, config, corpus_stages=exact_stage(config.get("exact_dedup"))
+        "github", GithubReader, STEPS, config, CORPUS_STAGES, renamed_stages={"exact_dedup": "exact_md5"}
     )
-
-
-def exact_stage(section: dict[str, Any] | None) -> list[ExactDedupStage]:
-    """The exact-dedup corpus stage from the ``exact_dedup`` config section (``enabled: false``: none)."""
-    section = dict(section or {})
-    if not section.pop("enabled", True):
-        return []
-    return [ExactDedupStage(mode="md5", name="exact_md5", **section)]

@@ -11,6 +11,7 @@ from typing import Any
 
 from filters.langid import LanguageFilter, LanguageID
 from filters.stackexchange import QAFilter
+from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.recipe import Recipe
 from pipelines.readers.stackexchange import StackExchangeReader
 from pipelines.sources.compose import assemble
@@ -21,6 +22,9 @@ STEPS = {
     "qa_filter": QAFilter,
 }
 
+#: no corpus stage for this source (the shape is that of STEPS; see commoncrawl.py)
+CORPUS_STAGES: dict[str, type[CorpusStage]] = {}
+
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
-    return assemble("stackexchange", StackExchangeReader, STEPS, config)
+    return assemble("stackexchange", StackExchangeReader, STEPS, config, CORPUS_STAGES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from filters.wikitext import WikiLengthFilter
+from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.recipe import Recipe
 from pipelines.readers.wikipedia import WikipediaReader
 from pipelines.sources.compose import assemble
@@ -17,6 +18,9 @@ STEPS = {
     "wiki_filter": WikiLengthFilter,
 }
 
+#: no corpus stage for this source (the shape is that of STEPS; see commoncrawl.py)
+CORPUS_STAGES: dict[str, type[CorpusStage]] = {}
+
 
 def build_recipe(config: dict[str, Any]) -> Recipe:
-    return assemble("wikipedia", WikipediaReader, STEPS, config)
+    return assemble("wikipedia", WikipediaReader, STEPS, config, CORPUS_STAGES)

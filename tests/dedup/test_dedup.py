@@ -16,6 +16,7 @@ from dedup.evalset import exact_jaccard_pairs, make_documents, pair_metrics, rea
 from dedup.minhash import MinHashConfig, signatures
 from dedup.text import jaccard, shingle_set, simplify_text, words_of
 from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core.corpus_stage import run_stage
 from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 from tests.helpers.cli import command
 from tests.helpers.paths import CORPUS, corpus_path
@@ -221,7 +222,7 @@ def test_exact_dedup_normalized_and_md5(tmp_path):
 
 @pytest.mark.integration
 def test_books_stage_collapses_editions_not_different_books(tmp_path):
-    from dedup.stages import books_dedup_stage
+    from dedup.stages import BookDedupStage
 
     raw = open(corpus_path("books", "gutenberg-972.txt"), encoding="utf-8", errors="replace").read()
     body = raw[len(raw) // 10 : len(raw) * 9 // 10]
@@ -246,7 +247,7 @@ def test_books_stage_collapses_editions_not_different_books(tmp_path):
     json.dump(
         {"read": 5, "kept": 5, "rejected": 0, "rejected_by_reason": {}}, open(src / "stats" / "k1.json", "w")
     )
-    out = books_dedup_stage(threshold=0.9).run(str(src))
+    out = run_stage(BookDedupStage(settings={"threshold": 0.9}), str(src))
     left = pq.read_table(src / "docs" / "k1.parquet").column("id").to_pylist()
     assert left == [
         "ed1",
@@ -258,7 +259,7 @@ def test_books_stage_collapses_editions_not_different_books(tmp_path):
     assert rej["id"] == ["ed2"] and rej["reason"] == ["dedup:book"]
     stats = json.load(open(src / "stats" / "k1.json"))
     assert (stats["kept"], stats["rejected"]) == (4, 1) and out["removed"] == 1
-    assert books_dedup_stage(threshold=0.9).run(str(src))["up_to_date"]
+    assert run_stage(BookDedupStage(settings={"threshold": 0.9}), str(src))["up_to_date"]
 
 
 def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
@@ -313,9 +314,9 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
 
     monkeypatch.setattr(removal, "write_parquet_atomic", dying)
     with pytest.raises(KeyboardInterrupt):
-        MinHashDedupStage(settings={"executor": "local"}).run(str(src))
+        run_stage(MinHashDedupStage(settings={"executor": "local"}), str(src))
     monkeypatch.setattr(removal, "write_parquet_atomic", real)
-    MinHashDedupStage(settings={"executor": "local"}).run(str(src))
+    run_stage(MinHashDedupStage(settings={"executor": "local"}), str(src))
     docs = pq.read_table(src / "docs" / "k.parquet").column("id").to_pylist()
     rejected = pq.read_table(src / "rejected" / "k.parquet").to_pydict()
     assert docs == ["x1", "x3"]
@@ -325,7 +326,7 @@ def test_minhash_stage_move_is_idempotent_after_a_kill(tmp_path, monkeypatch):
     assert stats["kept"] + stats["rejected"] == stats["read"] == 4
     assert stats["rejected_by_reason"] == {"dedup:minhash": 1, "lang:not_en": 1}
     shutil.rmtree(src / "_dedup")
-    again = MinHashDedupStage(settings={"executor": "local"}).run(
-        str(src)
+    again = run_stage(
+        MinHashDedupStage(settings={"executor": "local"}), str(src)
     )  # a full rerun over the deduplicated docs removes nothing
     assert again["removed"] == 0

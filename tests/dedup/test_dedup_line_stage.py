@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
@@ -14,6 +15,7 @@ import pytest
 import dedup.line_stage as line_stage
 from dedup.line_stage import LineDedupStage, plan
 from dedup.lines import bucket_of, normalizer
+from pipelines.core.corpus_stage import run_stage
 from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 
 SITES = {  # site: (boilerplate lines, documents)
@@ -115,7 +117,7 @@ def test_stage_equals_brute_force_counter_across_inputs_and_buckets(tmp_path, no
     texts = make_source(root)
     settings = {"bucket_docs": 60, "normalization": normalization, "partitions": 2, "partition_docs": 40}
     stage = LineDedupStage(settings=settings)
-    stats = stage.run(root)
+    stats = run_stage(stage, root)
     assert (
         stats["buckets"] == 3 and stats["partitions"] == 5
     )  # partitions grow with the corpus: 162 docs / 40
@@ -131,7 +133,7 @@ def test_stage_equals_brute_force_counter_across_inputs_and_buckets(tmp_path, no
     assert kept_lines["Anna's garden diary"] >= 2
     assert "Print recipe" not in kept_lines  # 40 pages: ~13 per bucket, ~3 per bucket and input
     # a rerun is up to date and changes nothing
-    again = stage.run(root)
+    again = run_stage(stage, root)
     assert again["up_to_date"] is True and read_source(root) == (docs, rejected)
 
 
@@ -141,7 +143,7 @@ def test_ray_tasks_give_the_local_result(tmp_path, ray_local):
     for executor in ("local", "ray"):
         root = str(tmp_path / executor)
         make_source(root)
-        LineDedupStage(settings={"bucket_docs": 60, "executor": executor}).run(root)
+        run_stage(LineDedupStage(settings={"bucket_docs": 60, "executor": executor}), root)
         check_accounting(root)
         results.append(read_source(root))
     assert results[0] == results[1] and len(results[0][1]) > 0
@@ -159,7 +161,7 @@ def test_every_copy_counted_across_inputs_not_per_input(tmp_path):
         )
         for n in sorted(os.listdir(os.path.join(root, "docs")))
     ]
-    LineDedupStage(settings={"bucket_docs": 0}).run(root)
+    run_stage(LineDedupStage(settings={"bucket_docs": 0}), root)
     docs, _ = read_source(root)
     line = "Home | News | Sport | Weather"
     assert max(c[line] for c in by_input) <= 20 and sum(c[line] for c in by_input) == 60
@@ -171,7 +173,7 @@ def test_killed_rewrite_resumes_to_the_same_output(tmp_path, monkeypatch):
     settings = {"bucket_docs": 60, "partitions": 3}
     whole = str(tmp_path / "whole")
     make_source(whole)
-    LineDedupStage(settings=settings).run(whole)
+    run_stage(LineDedupStage(settings=settings), whole)
     killed = str(tmp_path / "killed")
     make_source(killed)
     real = line_stage.rewrite_task
@@ -185,9 +187,11 @@ def test_killed_rewrite_resumes_to_the_same_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(line_stage, "rewrite_task", dies_on_third)
     with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
-        LineDedupStage(settings=settings).run(killed)
+        run_stage(LineDedupStage(settings=settings), killed)
     monkeypatch.setattr(line_stage, "rewrite_task", real)
-    stats = LineDedupStage(settings=settings).run(killed)  # resumes with the counts of the original text
+    stats = run_stage(
+        LineDedupStage(settings=settings), killed
+    )  # resumes with the counts of the original text
     assert read_source(killed) == read_source(whole)
     assert "up_to_date" not in stats
     check_accounting(killed)
@@ -198,14 +202,19 @@ def test_rewrite_after_docs_written_changes_nothing(tmp_path):
     root = str(tmp_path / "cc")
     make_source(root)
     stage = LineDedupStage(settings={"bucket_docs": 0})
-    stage.run(root)
+    run_stage(stage, root)
     before = read_source(root)
-    state = json.load(open(os.path.join(root, "_dedup", "line_dedup.json"), encoding="utf-8"))
-    shutil.rmtree(os.path.join(state["work"], "_done", "line_rewrite"))
-    state["done"] = False
-    with open(os.path.join(root, "_dedup", "line_dedup.json"), "w", encoding="utf-8") as f:
-        json.dump(state, f)
-    stage.run(root)
+    # as if killed after every docs file was rewritten, before the markers and the state: the listing recorded at
+    # the start is back in place, so the rerun finds the same work folder (the counts of the original text)
+    state_path = os.path.join(root, "_dedup", "line_dedup.json")
+    state = json.load(open(state_path, encoding="utf-8"))
+    (work,) = glob.glob(os.path.join(root, "_dedup", "line_dedup-*"))
+    shutil.rmtree(os.path.join(work, "_done", "line_rewrite"))
+    with open(os.path.join(root, "_dedup", "line_dedup.running.json"), "w", encoding="utf-8") as f:
+        json.dump({"files": state["files"]}, f)
+    os.remove(state_path)
+    assert "up_to_date" not in run_stage(stage, root)
+    assert glob.glob(os.path.join(root, "_dedup", "line_dedup-*")) == [work]
     assert read_source(root) == before
     check_accounting(root)
 
@@ -227,7 +236,7 @@ def test_plan_grows_partitions_and_buckets_with_docs(tmp_path):
 
 def test_empty_source_is_a_no_op(tmp_path):
     os.makedirs(tmp_path / "docs")
-    assert LineDedupStage().run(str(tmp_path)) == {"docs": 0}
+    assert run_stage(LineDedupStage(), str(tmp_path)) == {"docs": 0}
 
 
 def _add_copies(root: str, texts: dict[str, str], n: int = 3) -> None:
@@ -328,16 +337,17 @@ def test_input_added_after_a_kill_is_deduplicated_too(tmp_path, monkeypatch):
 
     monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
     with pytest.raises(Exception, match="killed"):
-        LineDedupStage(settings=settings).run(root)
+        run_stage(LineDedupStage(settings=settings), root)
     monkeypatch.setattr(line_stage, "rewrite_task", real)
     _add_copies(root, texts)  # the new input: three pages whose boilerplate is frequent
-    LineDedupStage(settings=settings).run(root)
+    run_stage(LineDedupStage(settings=settings), root)
     first = {i: t for i, t in brute_force(texts, 3, 6, "ccnet").items() if t}
     new = {f"copy/{i}": texts[i] + "\nMirrored page." for i in sorted(texts)[:3]}
     expected = brute_force({**first, **new}, 3, 6, "ccnet")
     docs, rejected = read_source(root)
     assert docs == {i: t for i, t in expected.items() if t}
     state = json.load(open(os.path.join(root, "_dedup", "line_dedup.json"), encoding="utf-8"))
-    assert "input99" in state["files"] and state["done"] is True
-    assert LineDedupStage(settings=settings).run(root)["up_to_date"] is True
+    assert "input99.parquet" in {os.path.basename(f["path"]) for f in state["files"]}
+    assert not os.path.exists(os.path.join(root, "_dedup", "line_dedup.running.json"))
+    assert run_stage(LineDedupStage(settings=settings), root)["up_to_date"] is True
     check_accounting(root)

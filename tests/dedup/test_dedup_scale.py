@@ -15,6 +15,7 @@ from dedup.components import components
 from dedup.corpus import unit
 from dedup.minhash import MinHashConfig
 from dedup.workflow import find_near_duplicates
+from pipelines.core.corpus_stage import run_stage
 from pipelines.core.executor import LocalExecutor, TaskFailed
 from pipelines.core.schema import CORE_SCHEMA, table_from_rows
 
@@ -152,7 +153,7 @@ def test_a_stage_killed_during_removal_resumes_removal_without_redoing_minhash(t
     stage = MinHashDedupStage(
         settings={"partitions": 4, "executor": "local"}
     )  # the kill is a patched function
-    expected = stage.run(fresh)
+    expected = run_stage(stage, fresh)
     assert expected["moved_to_rejected"] > 10
 
     real = removal.move_task
@@ -166,23 +167,23 @@ def test_a_stage_killed_during_removal_resumes_removal_without_redoing_minhash(t
 
     monkeypatch.setattr(removal, "move_task", dying)
     with pytest.raises(TaskFailed, match="node lost during removal"):
-        stage.run(src)
+        run_stage(stage, src)
     monkeypatch.setattr(removal, "move_task", real)
-    assert os.path.exists(os.path.join(src, "_dedup", "minhash.removing.json"))
-    markers = glob.glob(os.path.join(src, "_dedup", "minhash-*", "_done", "*", "*.json"))
+    assert os.path.exists(os.path.join(src, "_dedup", "minhash.running.json"))
+    markers = glob.glob(os.path.join(src, "_dedup", "minhash-[0-9a-f]*", "_done", "*", "*.json"))
     assert sum("/removal/" in m for m in markers) == 2
     before = {m: os.stat(m).st_mtime_ns for m in markers}
-    done = stage.run(src)
-    # the same work folder: no pass ran again (markers untouched), only the two files left were moved
-    assert len(glob.glob(os.path.join(src, "_dedup", "minhash-*"))) == 1
+    done = run_stage(stage, src)
+    # the same work folder (minhash-index/ is the incremental index): no pass ran again (markers untouched), only the two files left were moved
+    assert len(glob.glob(os.path.join(src, "_dedup", "minhash-[0-9a-f]*"))) == 1
     assert all(os.stat(m).st_mtime_ns == t for m, t in before.items())
     assert done["moved_to_rejected"] == expected["moved_to_rejected"]
     for kind in ("docs", "rejected"):
         for f in sorted(glob.glob(os.path.join(fresh, kind, "*.parquet"))):
             mine = pq.read_table(os.path.join(src, kind, os.path.basename(f)))
             assert mine.column("id").to_pylist() == pq.read_table(f).column("id").to_pylist()
-    assert not os.path.exists(os.path.join(src, "_dedup", "minhash.removing.json"))
-    assert stage.run(src)["up_to_date"] is True
+    assert not os.path.exists(os.path.join(src, "_dedup", "minhash.running.json"))
+    assert run_stage(stage, src)["up_to_date"] is True
     dups = pq.read_table(os.path.join(src, "duplicates", "minhash.parquet"))
     assert (
         dups.select(KEY).to_pylist()

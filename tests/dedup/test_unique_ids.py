@@ -1,4 +1,4 @@
-"""Ids unique per source (dedup.stages.unique_ids_stage in the CommonCrawl recipe): the same WARC records in two input
+"""Ids unique per source (dedup.stages.UniqueIdsStage in the CommonCrawl recipe): the same WARC records in two input
 files keep one document per id, the others are rejected dedup:duplicate_id, and nothing is lost."""
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from pipelines.runner import run_recipe
 from tests.helpers.ops_hostile import _warc
 from tests.helpers.sources import assert_accounting
 from tests.pipelines.sources.test_commoncrawl import recipe
+
+#: the corpus stages without MinHash (tests of the other stages)
+NO_MINHASH = {"corpus_stages": {"minhash": {"enabled": False}}}
 
 
 def _page(topic: str, extra: str = "") -> bytes:
@@ -35,7 +38,7 @@ def test_records_in_two_files_keep_one_document_per_id(tmp_path):
         _warc([("bridge", _page("bridge", " Local shops welcomed the news.")), ("canal", _page("canal"))], urn="ids")
     )
     out = str(tmp_path / "out")
-    result = run_recipe(recipe(minhash={"enabled": False}), str(src), out, executor="local", progress=False)
+    result = run_recipe(recipe(**NO_MINHASH), str(src), out, executor="local", progress=False)
     docs = pq.read_table(os.path.join(out, "commoncrawl", "docs")).to_pylist()
     rejected = pq.read_table(os.path.join(out, "commoncrawl", "rejected")).to_pylist()
     kept = Counter(d["id"] for d in docs)

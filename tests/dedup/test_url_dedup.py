@@ -1,4 +1,4 @@
-"""URL-level dedup (dedup/urls.py, url_dedup_stage): the normalisation rules, and in the CommonCrawl recipe two
+"""URL-level dedup (dedup/urls.py, UrlDedupStage): the normalisation rules, and in the CommonCrawl recipe two
 captures of one page keep the most recent, the other rejected dedup:url."""
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_two_captures_of_one_url_keep_the_most_recent(tmp_path):
     # the stage is under test, not the quality rules (short generated pages): those are off here
     heuristics_off = {n: {"enabled": False} for n in ("gopher_rep", "gopher", "c4", "fineweb")}
     result = run_recipe(
-        recipe(minhash={"enabled": False}, steps=heuristics_off),
+        recipe(corpus_stages={"minhash": {"enabled": False}}, steps=heuristics_off),
         str(src),
         out,
         executor="local",

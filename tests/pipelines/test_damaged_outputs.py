@@ -21,7 +21,8 @@ BOOKS = os.path.join(FIXTURES, "books")
 
 
 def _recipe():
-    return build_recipe("books", {**load_config("books"), "book_dedup": {"enabled": False}})
+    no_dedup = {"corpus_stages": {"book_dedup": {"enabled": False}}}
+    return build_recipe("books", {**load_config("books"), **no_dedup})
 
 
 def _rows(out: str, kind: str) -> list[tuple]:

@@ -212,7 +212,7 @@ def test_batches_are_cut_by_text_size_as_well_as_rows(tmp_path, monkeypatch):
 def test_only_steps_without_per_input_state_become_actors(ray_local):
     """One actor serves batches of many inputs at once, so a step that resets state per input stays in the tasks."""
     from pipelines.readers.books import BooksReader
-    from pipelines.runner import RemoteStep, _actor_steps
+    from pipelines.runner import ActorStep, _actor_steps
 
     class StatelessModel(Step):  # defined here so that Ray's workers receive it by value
         resources = {"num_cpus": 1}
@@ -230,10 +230,47 @@ def test_only_steps_without_per_input_state_become_actors(ray_local):
     placed = _actor_steps(recipe)
     try:
         assert placed.steps[0] is recipe.steps[0]
-        assert isinstance(placed.steps[1], RemoteStep)
+        assert isinstance(placed.steps[1], ActorStep)
         assert placed.steps[1].placement == {"actors": 2, "num_cpus": 1}
         table = pa.table({"id": ["x"], "text": ["a document"]})
         assert placed.steps[1](table).table.equals(table)  # the batch went to an actor and came back
     finally:  # the actors hold the session's two CPUs
         for actor in getattr(placed.steps[1], "actors", []):
             ray_local.kill(actor)
+
+
+def test_a_ray_run_reports_each_failed_input_and_completes_the_others(ray_local, tmp_path):
+    """The runner's tasks go through the Ray executor: an input whose worker hits an environment error is named
+    with its cause, has no marker, and the other inputs complete (their summary is written)."""
+    import json
+
+    from pipelines.runner import InputsFailed, run_recipe
+    from pipelines.sources.registry import build_recipe
+
+    @dataclass
+    class DeniedOnOneBook(Step):  # defined here so that Ray's workers receive it by value
+        victim: str = "pg90002.txt"
+
+        def start_input(self, path: str) -> None:
+            self._path = path
+
+        def process(self, batch: pa.Table) -> StepResult:
+            if os.path.basename(self._path) == self.victim:
+                raise PermissionError(13, "Permission denied", self._path)
+            return StepResult(batch)
+
+    config = deep_merge(load_config("books"), {"corpus_stages": {"book_dedup": {"enabled": False}}})
+    recipe = build_recipe("books", config)
+    recipe.steps.insert(0, DeniedOnOneBook(name="denied"))
+    inputs = os.path.join(os.path.dirname(__file__), "..", "fixtures", "books")
+    out = tmp_path / "out"
+    with pytest.raises(InputsFailed) as failed:
+        run_recipe(recipe, inputs, str(out), executor="ray", progress=False)
+    (victim,) = failed.value.failures
+    assert os.path.basename(victim) == "pg90002.txt" and "Permission denied" in failed.value.failures[victim]
+    assert not (out / "books" / "_done" / f"{input_key(victim)}.json").exists()
+    summary = json.loads((out / "books" / "summary.json").read_text())
+    assert list(summary["failed"]) == [victim] and summary["inputs"] == len(
+        os.listdir(out / "books" / "_done")
+    )
+    assert summary["inputs"] >= 3

@@ -83,7 +83,7 @@ def _driver(base: str, inputs: str, out: str, config: str) -> subprocess.Popen:
 @pytest.mark.timeout(600)
 def test_a_run_beside_another_ray_starts_its_own_and_a_killed_runs_ray_is_reaped(base, tmp_path):
     config = tmp_path / "books.yaml"
-    config.write_text(yaml.safe_dump({"book_dedup": {"enabled": False}}))
+    config.write_text(yaml.safe_dump({"corpus_stages": {"book_dedup": {"enabled": False}}}))
     inputs = str(tmp_path / "in")
     shutil.copytree(BOOKS, inputs, ignore=shutil.ignore_patterns("*.py"))  # the books, not their generator
     # another user's Ray on this machine, found through RAY_TMPDIR/ray/ray_current_cluster by a plain ray.init()

@@ -79,7 +79,7 @@ def books(tmp_path):
     inputs.mkdir()
     for name in ("pg90001.txt", "pg90002.txt", "not-gutenberg.txt"):
         (inputs / name).write_bytes((open(os.path.join(FIXTURES, "books", name), "rb")).read())
-    config = {**load_config("books"), "book_dedup": {"enabled": False}}
+    config = {**load_config("books"), "corpus_stages": {"book_dedup": {"enabled": False}}}
     reference = tmp_path / "reference"
     run_recipe(build_recipe("books", config), str(inputs), str(reference), executor="local", progress=False)
     return inputs, config, reference

@@ -74,7 +74,7 @@ def test_books_with_undecodable_names_are_read_and_rerun_skips_them(tmp_path):
         f.write(data)
     (src / "good.txt").write_bytes(other)
     out = str(tmp_path / "out")
-    res = run_source("books", str(src), out, {"book_dedup": {"enabled": False}})
+    res = run_source("books", str(src), out, {"corpus_stages": {"book_dedup": {"enabled": False}}})
     assert res.processed == 2
     stats = _check_run(out, "books", 2)
     inputs = sorted(s["input"] for s in stats)
@@ -83,7 +83,7 @@ def test_books_with_undecodable_names_are_read_and_rerun_skips_them(tmp_path):
     assert ids == ["gutenberg:90001:caf\\xe9-\\xff.txt", "gutenberg:90003:good.txt"]
     bad_path = os.path.join(str(src), BAD, f"{BAD}.txt")
     assert os.path.exists(os.path.join(out, "books", "_done", f"{input_key(bad_path)}.json"))
-    again = run_source("books", str(src), out, {"book_dedup": {"enabled": False}})
+    again = run_source("books", str(src), out, {"corpus_stages": {"book_dedup": {"enabled": False}}})
     assert again.processed == 0 and again.already_done == 2
 
 
@@ -108,7 +108,7 @@ def test_warc_and_zip_with_undecodable_names(tmp_path):
     with zipfile.ZipFile(os.path.join(str(zsrc), f"{BAD}.zip"), "w") as zf:
         zf.writestr("pg90002.txt", data)
     zout = str(tmp_path / "zout")
-    run_source("books", str(zsrc), zout, {"book_dedup": {"enabled": False}})
+    run_source("books", str(zsrc), zout, {"corpus_stages": {"book_dedup": {"enabled": False}}})
     (zstats,) = _check_run(zout, "books", 1)
     assert read_kind(zout, "books", "docs").column("id").to_pylist() == [
         "gutenberg:90002:caf\\xe9-\\xff.zip/pg90002.txt"

@@ -152,7 +152,8 @@ def test_damaged_warcs_through_the_recipe_account_for_every_record(tmp_path):
     (src / "overrun.warc").write_bytes(b"".join([recs[0], _relength(recs[1], 1500), *recs[2:]]))
     (src / "dups.warc.gz").write_bytes(b"".join(gzip.compress(r) for r in [recs[0], recs[0], recs[3]]))
     out = str(tmp_path / "out")
-    run_source("commoncrawl", str(src), out, {**without_models(), "minhash": {"enabled": False}})
+    no_minhash = {"corpus_stages": {"minhash": {"enabled": False}}}
+    run_source("commoncrawl", str(src), out, {**without_models(), **no_minhash})
     assert_accounting(out, "commoncrawl")
     stats = {s["input"].rsplit("/", 1)[1]: s for s in all_stats(out, "commoncrawl")}
     over, dups = stats["overrun.warc"], stats["dups.warc.gz"]

@@ -16,7 +16,7 @@ from tests.helpers.paths import FIXTURES, corpus_path
 from tests.helpers.sources import all_stats, assert_accounting, read_kind, run_source
 
 BOOKS = os.path.join(FIXTURES, "books")
-NO_DEDUP = {"book_dedup": {"enabled": False}}
+NO_DEDUP = {"corpus_stages": {"book_dedup": {"enabled": False}}}
 
 
 def _docs(out: str) -> dict[str, dict]:

@@ -22,6 +22,10 @@ from tests.helpers.paths import FIXTURES, corpus_path
 CC_FIXTURES = os.path.join(FIXTURES, "commoncrawl")
 
 
+#: the corpus stages without MinHash (tests of the other stages)
+NO_MINHASH = {"corpus_stages": {"minhash": {"enabled": False}}}
+
+
 def recipe(**overrides):
     from pipelines.sources.commoncrawl import without_models
     from pipelines.sources.registry import deep_merge
@@ -164,7 +168,7 @@ def test_bad_inputs_are_recorded_and_the_run_goes_on(tmp_path):
     (d / "huge.warc.gz").write_bytes(_warc_bytes([("h1", huge), ("h2", big)]))  # 52 MB and 9 MB pages
     # the good pages repeat three articles on purpose; MinHash (tested in test_dedup.py) would rightly remove copies
     result = run_recipe(
-        recipe(minhash={"enabled": False}), str(d), str(tmp_path / "out"), executor="local", progress=False
+        recipe(**NO_MINHASH), str(d), str(tmp_path / "out"), executor="local", progress=False
     )
     stats = {
         os.path.basename(json.load(open(p))["input"]): json.load(open(p))

@@ -1,14 +1,16 @@
 """Corpus stages (dedup) over a source written to object storage, through a local working copy.
 
-The stages (``dedup.stages``, GitHub's exact-file dedup) are local multi-pass workflows that rewrite
+``pipelines.core.corpus_stage.run_stage`` comes here for an ``s3://`` / ``gs://`` source.  The stages are local
+multi-pass workflows that rewrite
 ``docs/<key>.parquet``, ``rejected/<key>.parquet`` and ``stats/<key>.json`` in place.  On ``s3://`` / ``gs://`` they
 run unchanged on a copy of the source in a local temporary folder (under ``WINNOW_WORK_DIR``, default the system
 temp dir), and only the files whose bytes changed are uploaded back: rejected files first, then docs (the order the
 local stages use, so a run killed in between leaves a row in both, which the next run repairs), then stats and the
 clusters; the stage's state object ``_dedup/<stage>.json`` last.
 
-Reruns are idempotent: the state holds a fingerprint of the ``docs/`` objects (name, size, modification time) as
-they were after the stage; when it still matches, the stage is skipped without downloading anything.  A pass killed
+Reruns are idempotent: the state holds a fingerprint of the stage's settings and the ``docs/`` objects (name, size,
+modification time) as they were after the stage; when it still matches, the stage is skipped without downloading
+anything.  A pass killed
 half-way is not resumed from its intermediate files (they were local): the next run redoes the stage.
 """
 
@@ -20,9 +22,14 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.corpus_files import build_inputs, fingerprint
+
+#: a ``pipelines.core.corpus_stage.CorpusStage`` (not imported: that module calls this one)
+CorpusStage = Any
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +40,8 @@ _NOT_COPIED_FILES = (".lock", "summary.json")
 _UPLOAD_ORDER = ("rejected", "docs", "stats")
 
 
-def _references(stage: Any) -> list[str]:
-    refs = getattr(stage, "references", None)
-    if refs is None and hasattr(stage, "config"):
-        refs = getattr(stage.config(), "references", None)
-    refs = list(refs or [])
+def _references(stage: CorpusStage) -> list[str]:
+    refs = list(stage.references)
     remote = [r for r in refs if storage.is_uri(r)]
     if remote:
         raise ValueError(
@@ -47,13 +51,13 @@ def _references(stage: Any) -> list[str]:
     return refs
 
 
-def docs_fingerprint(base: str, stage: Any) -> str:
-    """What the stage's result depends on: its name, the ``docs/`` objects and any local reference corpus."""
-    h = hashlib.sha1(json.dumps({"stage": stage.name}, sort_keys=True).encode())
+def docs_fingerprint(base: str, stage: CorpusStage) -> str:
+    """What the stage's result depends on: its name and settings, the ``docs/`` objects and any local reference
+    corpus."""
+    settings = {"stage": stage.name, **stage.identity()}
+    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
     refs = _references(stage)
     if refs:
-        from dedup.corpus import build_inputs, fingerprint
-
         h.update(fingerprint(build_inputs([], refs), {}).encode())
     for o in storage.list_files(storage.join(base, "docs")):
         h.update(f"{o.uri}|{o.size}|{o.mtime_ns}\n".encode())
@@ -109,8 +113,14 @@ def _relocate_inputs(local: str, base: str) -> None:
             )
 
 
-def run_stage_remote(stage: Any, base: str, work_root: str | None = None) -> dict[str, Any]:
-    """Run ``stage`` over the source at URI ``base``; returns the stage's stats (``up_to_date`` when skipped)."""
+def run_on_copy(
+    stage: CorpusStage,
+    base: str,
+    run_local: Callable[[str], dict[str, Any]],
+    work_root: str | None = None,
+) -> dict[str, Any]:
+    """Run ``stage`` over the source at URI ``base`` (``run_local(local_copy)`` does the run); returns the stage's
+    stats (``up_to_date`` when skipped)."""
     state_uri = storage.join(base, "_dedup", f"{stage.name}.json")
     current = docs_fingerprint(base, stage)
     if storage.exists(state_uri):
@@ -130,7 +140,7 @@ def run_stage_remote(stage: Any, base: str, work_root: str | None = None) -> dic
                 before[rel] = _digest(dst)
         os.makedirs(os.path.join(local, "docs"), exist_ok=True)
         log.info("%s: stage %s on a local copy of %d file(s) in %s", base, stage.name, len(before), local)
-        result = stage.run(local)
+        result = run_local(local)
         _relocate_inputs(local, base)
         after = _local_files(local)
         changed = sorted((rel for rel, d in after.items() if before.get(rel) != d), key=_upload_rank)

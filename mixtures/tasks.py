@@ -1,0 +1,239 @@
+"""The tasks of a mixture build, one per docs file or shard partition, run by the executor (local, pool or Ray).
+
+* :func:`scan_file`: one docs file -> its token-count and decontamination sidecars (reused while current), then,
+  per mixture entry of its source, fixed-width arrays of the documents the entry's predicate selects (seeded rank
+  hash, id hash, tokens, row, rank value, contaminated or not).  No id string leaves the task.
+* :func:`shuffle_file`: one docs file's selected rows, read once, split by shuffle-key partition into work files.
+* :func:`write_partition`: one partition's pieces, sorted by shuffle key, cut into shards.
+
+Every task is idempotent (sidecars stamped and written atomically, work files named from their inputs), so a task
+Ray retries, or a rerun after a kill, redoes only what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mixtures.decontam import NGramIndex, decontaminate_file, read_matches
+from mixtures.sample import SHARD_SCHEMA, ShardWriter, id_hashes, seeded_hashes
+from mixtures.tokens import ensure_token_counts, get_counter
+from mixtures.topics import TOPIC_COLUMN, topic_codes
+from pipelines.core.layout import tmp_name
+from pipelines.core.sql import ident, quote
+
+KEY = "_key"  # the shuffle key column of the work files
+PIECE_SCHEMA = SHARD_SCHEMA.append(pa.field(KEY, pa.uint64()))
+
+
+@dataclass(frozen=True)
+class EntryQuery:
+    """What a scan task needs of one mixture entry."""
+
+    name: str
+    where: str | None
+    missing: tuple[tuple[str, str], ...] = ()  # (column, SQL value) for columns the source lacks
+    rank: str | None = None  # the column ranked by, when the entry keeps a top fraction
+    topic: bool = False  # read the topic column (as taxonomy codes) for per-topic rules and the manifest
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    docs_file: str
+    file_no: int  # the file's place in the build's sorted listing
+    columns: tuple[tuple[str, str], ...]  # (name, DuckDB type) over all docs files of the source, no n_tokens
+    entries: tuple[EntryQuery, ...]
+    seed: int
+
+
+@dataclass
+class Candidates:
+    """One entry's selected documents of one docs file, as arrays of equal length."""
+
+    rank_hash: np.ndarray  # uint64 xxh64(seed:entry:id): the sampling order
+    id_hash: np.ndarray  # uint64: breaks rank ties, tells duplicate ids apart
+    n_tokens: np.ndarray  # int64
+    row: np.ndarray  # int64 row of the document in its docs file
+    rank: np.ndarray | None  # float64 value of the rank column (NaN for NULL), entries with top_fraction only
+    contaminated: np.ndarray  # bool
+    matches: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> {id, benchmark, item, ...}
+    topic: np.ndarray | None = None  # int16 topic code (mixtures.topics.topic_codes), entries with topic only
+
+
+@dataclass
+class ScanResult:
+    file_no: int
+    node: str
+    tokens_counted: int
+    decontam_checked: bool
+    entries: list[Candidates]
+
+
+def current_node() -> str:
+    """The Ray node id inside a Ray task, else this machine's host name (recorded per task in the manifest).
+
+    Only a Ray worker asks Ray: a pool worker forked from a driver that runs Ray must not touch its state."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        worker = getattr(getattr(ray, "_private", None), "worker", None)
+        if worker is not None and worker.global_worker.mode == ray.WORKER_MODE:
+            return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
+_CONNECTION: tuple[int, duckdb.DuckDBPyConnection] | None = None
+
+
+def worker_connection() -> duckdb.DuckDBPyConnection:
+    """One in-memory DuckDB per worker process (opening one costs ~0.2 s, more than a small file's scan),
+    single-threaded: the executor already runs one task per core.  It is closed before this process forks (a
+    process pool started later), since a child that inherits a used DuckDB crashes when it opens its own."""
+    global _CONNECTION
+    if _CONNECTION is None or _CONNECTION[0] != os.getpid():
+        con = duckdb.connect()
+        con.execute("SET threads = 1")
+        if _CONNECTION is None:
+            os.register_at_fork(before=_close_connection)
+        _CONNECTION = (os.getpid(), con)
+    return _CONNECTION[1]
+
+
+def _close_connection() -> None:
+    global _CONNECTION
+    if _CONNECTION is not None and _CONNECTION[0] == os.getpid():
+        _CONNECTION[1].close()
+    _CONNECTION = (-1, None)  # type: ignore[assignment]  # registered once; the next call opens a new one
+
+
+def column_list(columns: tuple[tuple[str, str], ...], present: set[str] | None = None) -> str:
+    """The SELECT list of a source's columns; those a docs file lacks are NULLs of the source's type."""
+    return ", ".join(
+        ident(n) if present is None or n in present else f"CAST(NULL AS {t}) AS {ident(n)}"
+        for n, t in columns
+    )
+
+
+def entry_sql(view: str, names: set[str], entry: EntryQuery) -> str:
+    """The documents of ``view`` an entry selects: id, n_tokens, _row (and _r, the rank value)."""
+    extra = "".join(f", {v} AS {ident(k)}" for k, v in entry.missing if k not in names)
+    rank = f", CAST({ident(entry.rank)} AS DOUBLE) AS _r" if entry.rank else ""
+    rank += f", CAST({ident(TOPIC_COLUMN)} AS VARCHAR) AS _topic" if entry.topic else ""
+    where = f"WHERE ({entry.where})" if entry.where else ""
+    return f"SELECT id, n_tokens, _row{rank} FROM (SELECT *{extra} FROM {view}) {where}"
+
+
+def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanResult:
+    """Sidecars of one docs file, then each entry's candidates in it (see the module docstring)."""
+    tokens_path, counted = ensure_token_counts(job.docs_file, get_counter(tokenizer))
+    matches, checked = {}, False
+    if index is not None:
+        path, checked = decontaminate_file(job.docs_file, index)
+        matches = read_matches(path)
+    con = worker_connection()
+    present = set(pq.read_schema(job.docs_file).names)
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW f AS SELECT {column_list(job.columns, present)}, t.n_tokens, d.file_row_number AS _row "
+        f"FROM (SELECT * FROM read_parquet({quote(job.docs_file)}, file_row_number=true) "
+        f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY file_row_number) = 1) d "
+        f"JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM read_parquet({quote(tokens_path)}) GROUP BY id) t "
+        f"USING (id)"
+    )
+    names = {n for n, _ in job.columns} | {"n_tokens"}
+    out = []
+    for entry in job.entries:
+        table = con.sql(entry_sql("f", names, entry)).to_arrow_table()
+        ids = table.column("id").to_pylist()
+        rows = table.column("_row").to_numpy().astype(np.int64)
+        bad = np.array([i in matches for i in ids], dtype=bool)
+        out.append(
+            Candidates(
+                rank_hash=seeded_hashes(job.seed, entry.name, ids),
+                id_hash=id_hashes(ids),
+                n_tokens=table.column("n_tokens").to_numpy().astype(np.int64),
+                row=rows,
+                rank=table.column("_r").to_numpy(zero_copy_only=False).astype(np.float64)
+                if entry.rank
+                else None,
+                contaminated=bad,
+                matches={
+                    int(rows[k]): {"id": ids[k], **matches[ids[k]].__dict__} for k in np.flatnonzero(bad)
+                },
+                topic=topic_codes(table.column("_topic")) if entry.topic else None,
+            )
+        )
+    return ScanResult(job.file_no, current_node(), counted, bool(checked), out)
+
+
+@dataclass(frozen=True)
+class ShuffleJob:
+    """The selected rows of one docs file: per row its entry, epoch, tokens, shuffle key and partition."""
+
+    docs_file: str
+    file_no: int
+    work: str  # the build's work folder (shared by every node)
+    names: tuple[str, ...]  # entry names, indexed by ``entry``
+    row: np.ndarray
+    entry: np.ndarray
+    epoch: np.ndarray
+    n_tokens: np.ndarray
+    key: np.ndarray
+    part: np.ndarray
+
+
+def piece_path(work: str, partition: int, file_no: int) -> str:
+    return os.path.join(work, f"p-{partition:05d}", f"f-{file_no:06d}.parquet")
+
+
+def shuffle_file(job: ShuffleJob) -> tuple[str, list[tuple[int, str]]]:
+    """Read the docs file once, write its selected rows into one piece per partition; (node, [(partition, path)])."""
+    docs = pq.read_table(job.docs_file, columns=["id", "source", "url", "text", "meta"])
+    rows = docs.take(pa.array(job.row))
+    table = pa.table(
+        {
+            "id": rows.column("id"),
+            "source": rows.column("source"),
+            "url": rows.column("url"),
+            "text": rows.column("text").cast(pa.large_string()),
+            "meta": rows.column("meta"),
+            "n_tokens": pa.array(job.n_tokens, pa.int64()),
+            "mix_source": pa.array(np.asarray(job.names, dtype=object)[job.entry], pa.string()),
+            "epoch": pa.array(job.epoch, pa.int32()),
+            KEY: pa.array(job.key, pa.uint64()),
+        }
+    ).cast(PIECE_SCHEMA)
+    pieces = []
+    for p in np.unique(job.part).tolist():
+        path = piece_path(job.work, p, job.file_no)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = tmp_name(path)
+        pq.write_table(table.filter(pa.array(job.part == p)), tmp)
+        os.replace(tmp, path)
+        pieces.append((p, path))
+    return current_node(), pieces
+
+
+@dataclass(frozen=True)
+class PartitionJob:
+    partition: int
+    pieces: tuple[str, ...]
+    folder: str  # where the shards go
+    max_tokens: int
+
+
+def write_partition(job: PartitionJob) -> tuple[str, list[dict[str, Any]]]:
+    """One partition's rows in shuffle-key order, cut into ``shard-<partition>-<n>.parquet``; (node, shards)."""
+    table = pa.concat_tables([pq.read_table(p) for p in job.pieces]).sort_by(
+        [(KEY, "ascending"), ("mix_source", "ascending"), ("id", "ascending"), ("epoch", "ascending")]
+    )
+    writer = ShardWriter(job.folder, job.max_tokens, prefix=f"shard-{job.partition:05d}-")
+    writer.write(table.drop_columns([KEY]).cast(SHARD_SCHEMA))
+    writer.flush()
+    return current_node(), writer.shards
