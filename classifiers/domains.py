@@ -63,42 +63,24 @@ def train_domain_model(
     lr: float = 0.2,
     quantize: bool = True,
 ) -> str:
-    """fastText one-vs-all on (text, label index) pairs; one thread, so a seed gives the same model."""
-    import tempfile
+    """fastText one-vs-all on (text, label index) pairs (:func:`classifiers.wikiref.fit_fasttext`)."""
+    from classifiers.wikiref import fit_fasttext
 
-    import fasttext
-
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        for text, label in examples:
-            f.write(f"__label__{LABELS[label]} {preprocess(text)}\n")
-        name = f.name
-    try:
-        for attempt in range(4):  # fastText stops with "Encountered NaN" when a rate is too high for the data
-            try:
-                model = fasttext.train_supervised(
-                    input=name,
-                    epoch=epoch,
-                    dim=dim,
-                    wordNgrams=word_ngrams,
-                    lr=lr / 2**attempt,
-                    loss="ova",
-                    minCount=2,
-                    bucket=200_000,
-                    thread=1,
-                    seed=seed,
-                    verbose=0,
-                )
-                break
-            except RuntimeError as exc:
-                if "NaN" not in str(exc) or attempt == 3:
-                    raise
-                log.warning("fastText diverged at lr %.3f; retrying at half the rate", lr / 2**attempt)
-        if quantize:
-            model.quantize(input=name, qnorm=True, retrain=True, cutoff=50_000, thread=1, verbose=0)
-    finally:
-        os.unlink(name)
-    model.save_model(out_path)
+    lines = [f"__label__{LABELS[label]} {preprocess(text)}\n" for text, label in examples]
+    fit_fasttext(
+        lines,
+        out_path,
+        cutoff=50_000,
+        quantize=quantize,
+        epoch=epoch,
+        dim=dim,
+        wordNgrams=word_ngrams,
+        lr=lr,
+        loss="ova",
+        minCount=2,
+        bucket=200_000,
+        seed=seed,
+    )
     return out_path
 
 
@@ -126,7 +108,9 @@ def evidence(
     text: str, code_min: float = CODE_MIN_SYMBOLS, math_min: float = MATH_MIN_SYMBOLS
 ) -> tuple[bool, bool]:
     """(has code syntax, has math signs): a page goes to a domain only with the classifier's score and its signs."""
-    maths = _NOT_TEX.sub("", text)  # a backslash counts only as a TeX command (\\frac), not as an escape (\\|)
+    maths = _NOT_TEX.sub(
+        "", text
+    )  # a backslash counts only as a TeX command (\\frac), not as an escape (\\|)
     return symbol_share(text) >= code_min, symbol_share(maths, MATH_SYMBOLS) >= math_min
 
 
