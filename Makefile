@@ -90,11 +90,29 @@ dedup: $(STAMP)
 REFERENCE ?=
 WEB ?=
 LABELS ?=
+# The topic classifier: TOPIC_CORPUS= folders labelled by rule (Wikipedia categories, web URLs, books, arXiv) and/or
+# TOPIC_LABELS= your file of `__label__<topic> text` lines (classifiers/topics.py lists the topics).
+TOPIC_CORPUS ?=
+TOPIC_LABELS ?=
 .PHONY: models models-lid
 models: $(STAMP)
-	@test -n "$(REFERENCE)$(WEB)$(LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] (the shipped models in classifiers/default_models need no training)"; exit 2)
-	$(KENLM_BUILD)
-	nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)")
+	@test -n "$(REFERENCE)$(WEB)$(LABELS)$(TOPIC_CORPUS)$(TOPIC_LABELS)" || (echo "make models: nothing to train on: give REFERENCE=<folder of reference text> WEB=<folder of web pages> [LABELS=<file.jsonl>] and/or TOPIC_CORPUS=<folder> TOPIC_LABELS=<file> (the shipped models in classifiers/default_models need no training)"; exit 2)
+	@if [ -n "$(REFERENCE)$(WEB)$(LABELS)" ]; then $(KENLM_BUILD) && \
+	  nice $(BIN)/winnow models train --models-dir $(MODELS) $(if $(REFERENCE),--reference "$(REFERENCE)") $(if $(WEB),--web "$(WEB)") $(if $(LABELS),--labels "$(LABELS)"); fi
+	@if [ -n "$(TOPIC_CORPUS)$(TOPIC_LABELS)" ]; then nice $(BIN)/winnow models topics --models-dir $(MODELS) \
+	  $(foreach c,$(TOPIC_CORPUS),--corpus "$(c)") $(if $(TOPIC_LABELS),--labels "$(TOPIC_LABELS)"); fi
+
+# The code/math page classifier (classifiers/default_models/domains): CODE= GitHub repositories or StackExchange dumps,
+# MATH= arXiv sources or math StackExchange dumps, PROSE= web pages / Wikipedia, or DOMAIN_LABELS= a fastText file
+# of `__label__code|math|prose <text>` lines.  Writes $(MODELS)/domains with its held-out quality.json.
+CODE ?=
+MATH ?=
+PROSE ?=
+DOMAIN_LABELS ?=
+.PHONY: models-domains
+models-domains: $(STAMP)
+	@test -n "$(CODE)$(MATH)$(PROSE)$(DOMAIN_LABELS)" || (echo "make models-domains: give CODE=<repositories> MATH=<arXiv sources> PROSE=<web pages> or DOMAIN_LABELS=<fastText label file>"; exit 2)
+	nice $(BIN)/winnow models domains --models-dir $(MODELS) $(foreach f,$(CODE),--code "$(f)") $(foreach f,$(MATH),--math "$(f)") $(foreach f,$(PROSE),--prose "$(f)") $(if $(DOMAIN_LABELS),--labels "$(DOMAIN_LABELS)")
 
 # LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>
 TSV ?=

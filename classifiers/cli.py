@@ -40,7 +40,9 @@ def how_to_use(models_dir: str, trained: list[str]) -> str:
         "To use them, put this in a copy of pipelines/configs/commoncrawl.yaml and run with CONFIG=<copy>:",
         "steps:",
     ]
-    lines += [f"  {keys[m][0]}: {{{keys[m][1]}: {keys[m][2]}}}" for m in trained]
+    lines += [f"  {keys[m][0]}: {{{keys[m][1]}: {keys[m][2]}}}" for m in trained if m in keys]
+    if "semantic" in trained:
+        lines.append(f"semantic_dedup: {{model_dir: {os.path.join(base, 'semantic')}}}")
     return "\n".join(lines)
 
 
@@ -54,6 +56,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         labels=args.labels,
         seed=args.seed,
         roberta_init=args.roberta_init,
+        lang=args.lang,
     )
     if args.only:
         s.only = args.only
@@ -61,6 +64,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps(reports, indent=2) if args.json else format_reports(reports))
     print(f"models written to {os.path.abspath(s.models_dir)}")
     print(how_to_use(s.models_dir, list(reports)))
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace) -> int:
+    """``winnow models domains``: the code/math classifier from your folders or label file (``make models-domains``)."""
+    from classifiers.domains import train_domains
+
+    folders = (args.code or [], args.math or [], args.prose or [])
+    record = train_domains(*folders, args.models_dir, labels=args.labels, seed=args.seed)
+    h = record["heldout"]
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(
+            f"domains: held-out AUC code {h['code']['auc']} ({h['code']['positives']} code texts), math "
+            f"{h['math']['auc']} ({h['math']['positives']} math texts) of {h['routing']['n']}; routing accuracy "
+            f"{h['routing']['accuracy']}; {'meets' if record['meets_bar'] else 'BELOW'} its bar {record['bar_auc']}"
+        )
+    path = os.path.join(os.path.abspath(args.models_dir), "domains", "model.ftz")
+    print(f"use it: `steps: {{domains: {{model_path: {path}}}}}` in a copy of the commoncrawl config")
     return 0
 
 
@@ -83,6 +106,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace) -> int:
+    """``winnow models topics``: the topic classifier from rule-labelled corpora and/or the user's label file."""
+    from classifiers.topic_train import TopicSettings, train_topics
+
+    rep = train_topics(
+        TopicSettings(
+            models_dir=args.models_dir, corpus=args.corpus or [], labels=args.labels, seed=args.seed
+        )
+    )
+    h = rep["heldout"]
+    worst = sorted(h["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    print(
+        f"topics: held-out accuracy {h['accuracy']}, macro-F1 {h['macro_f1']} on {h['n']} texts; worst "
+        + ", ".join(f"{t} (F1 {m['f1']})" for t, m in worst)
+        + f"\nmodel written to {os.path.abspath(os.path.join(args.models_dir, 'topics', 'model.ftz'))}; use it: "
+        "steps.topics.model_path in a copy of the CommonCrawl config"
+    )
+    return 0
+
+
 def cmd_lid_eval(args: argparse.Namespace) -> int:
     from classifiers.lid_eval import evaluate, format_eval
 
@@ -101,9 +144,13 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
 
     texts: list[str] = []
     for root in args.input:
-        files = [root] if os.path.isfile(root) else sorted(
-            glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
-            + glob.glob(os.path.join(root, "**", "*.jsonl"), recursive=True)
+        files = (
+            [root]
+            if os.path.isfile(root)
+            else sorted(
+                glob.glob(os.path.join(root, "**", "*.parquet"), recursive=True)
+                + glob.glob(os.path.join(root, "**", "*.jsonl"), recursive=True)
+            )
         )
         for path in files:
             if path.endswith(".parquet"):
@@ -113,12 +160,15 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
                     texts += [t for t in (_json.loads(line).get("text") for line in f if line.strip()) if t]
     if not texts:
         raise ValueError(f"no documents with text under {args.input}")
-    meta = build_reference(texts, args.out, percentile=args.percentile, min_tokens=args.min_tokens,
-                           origin=", ".join(args.input))
-    print(f"token_kl reference: {meta['reference_tokens']:,} tokens from {meta['train_docs']:,} documents; cut "
-          f"{meta['cut']} (p{args.percentile} of {meta['heldout_pieces']:,} held-out pieces) in {args.out}\n"
-          f"use it: steps.token_kl.reference_dir: {os.path.abspath(args.out)}  and  "
-          f"steps.token_kl_filter.max: {meta['cut']}")
+    meta = build_reference(
+        texts, args.out, percentile=args.percentile, min_tokens=args.min_tokens, origin=", ".join(args.input)
+    )
+    print(
+        f"token_kl reference: {meta['reference_tokens']:,} tokens from {meta['train_docs']:,} documents; cut "
+        f"{meta['cut']} (p{args.percentile} of {meta['heldout_pieces']:,} held-out pieces) in {args.out}\n"
+        f"use it: steps.token_kl.reference_dir: {os.path.abspath(args.out)}  and  "
+        f"steps.token_kl_filter.max: {meta['cut']}"
+    )
     return 0
 
 
@@ -134,6 +184,12 @@ def add_parser(sub: Any) -> None:
     )
     t.add_argument("--models-dir", default="models", help="where the models go")
     t.add_argument(
+        "--lang",
+        default="en",
+        help="the language to train on (a lid.176 code): pages of other languages are left out and KenLM goes "
+        "to <models-dir>/kenlm/<lang>, the sub-folder steps.perplexity.languages reads",
+    )
+    t.add_argument(
         "--reference",
         action="append",
         help="folder of reference-quality text (repeatable): MediaWiki XML(.bz2), .txt books, .tex papers, "
@@ -145,10 +201,23 @@ def add_parser(sub: Any) -> None:
     t.add_argument(
         "--labels", default=None, help="JSONL of text,label (e.g. from a larger model) to train on too"
     )
-    t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta"], default=None)
+    t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta", "semantic"], default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
+    d = add_command(
+        cmds,
+        "domains",
+        "train the code/math page classifier (code_prob, math_prob) from your folders or a fastText label file",
+        guarded(cmd_domains),
+    )
+    d.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/domains/")
+    d.add_argument("--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)")
+    d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
+    d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
+    d.add_argument("--labels", default=None, help="fastText lines `__label__code|math|prose <text>`")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true", help="print the quality record as JSON")
     e = add_command(
         cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
     )
@@ -159,14 +228,35 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
     e.add_argument("--json", action="store_true")
     k = add_command(
-        cmds, "token-kl", "build the token_kl reference distribution (and its cut) from your documents",
+        cmds,
+        "token-kl",
+        "build the token_kl reference distribution (and its cut) from your documents",
         guarded(cmd_token_kl),
     )
-    k.add_argument("--input", action="append", required=True,
-                   help="Parquet docs folder (e.g. output/wikipedia/docs) or JSONL with text (repeatable)")
+    k.add_argument(
+        "--input",
+        action="append",
+        required=True,
+        help="Parquet docs folder (e.g. output/wikipedia/docs) or JSONL with text (repeatable)",
+    )
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")
+    tp = add_command(
+        cmds,
+        "topics",
+        "train the fastText topic classifier from rule-labelled corpora or your __label__<topic> file",
+        guarded(cmd_topics),
+    )
+    tp.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/topics/")
+    tp.add_argument(
+        "--corpus",
+        action="append",
+        help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
+        "Posts.xml, books, arXiv",
+    )
+    tp.add_argument("--labels", default=None, help="your file of `__label__<topic> text` lines")
+    tp.add_argument("--seed", type=int, default=0)
     lid = add_command(
         cmds,
         "lid-eval",

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from dedup.text import mix64
 from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
+from pipelines.core.folder import Folder, Staged, split
 
 ROW_BITS = 32
 
@@ -149,10 +150,10 @@ def group_of_files(groups: list[list[InputFile]]) -> np.ndarray:
 
 def read_folder(folder: str, columns: list[str] | None = None) -> pa.Table | None:
     """Every Parquet file of ``folder`` (a partition written by several tasks), concatenated; None when empty."""
-    if not os.path.isdir(folder):
-        return None
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".parquet"))
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = [
+        pq.read_table(o.path, columns=columns)
+        for o in Folder(folder).list(suffix=".parquet", recursive=False)
+    ]
     return pa.concat_tables(tables) if tables else None
 
 
@@ -161,12 +162,9 @@ def unit(i: int) -> str:
 
 
 def write_parquet_atomic(table: pa.Table, path: str) -> None:
-    from pipelines.core.layout import tmp_name
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    """``table`` as the zstd Parquet file ``path``, whole or not at all (:meth:`Folder.write_table`)."""
+    folder, name = split(path)
+    folder.write_table(name, table, compression="zstd")
 
 
 class PartitionWriter:
@@ -178,10 +176,10 @@ class PartitionWriter:
     """
 
     def __init__(self, root: str, name: str, partitions: int, schema: pa.Schema, flush_rows: int = 1_000_000):
-        from pipelines.core.layout import tmp_name
-
-        self.paths = [os.path.join(root, unit(p), f"{name}.parquet") for p in range(partitions)]
-        self.tmps = [tmp_name(p) for p in self.paths]
+        self.folder = Folder(root)
+        self.names = [f"{unit(p)}/{name}.parquet" for p in range(partitions)]
+        self.paths = [self.folder.uri(n) for n in self.names]
+        self.staged: list[Staged | None] = [None] * partitions
         self.schema, self.flush_rows = schema, flush_rows
         self.buffers: list[list[pa.Table]] = [[] for _ in range(partitions)]
         self.writers: list[pq.ParquetWriter | None] = [None] * partitions
@@ -203,8 +201,8 @@ class PartitionWriter:
 
     def _writer(self, p: int) -> pq.ParquetWriter:
         if self.writers[p] is None:
-            os.makedirs(os.path.dirname(self.tmps[p]), exist_ok=True)
-            self.writers[p] = pq.ParquetWriter(self.tmps[p], self.schema, compression="zstd")
+            staged = self.staged[p] = self.folder.stage(self.names[p])
+            self.writers[p] = pq.ParquetWriter(staged.tmp, self.schema, compression="zstd")
         return self.writers[p]  # type: ignore[return-value]
 
     def flush(self) -> None:
@@ -219,30 +217,26 @@ class PartitionWriter:
         for p, w in enumerate(self.writers):
             if w is not None:
                 w.close()
-                os.replace(self.tmps[p], self.paths[p])
+                self.staged[p].commit()  # type: ignore[union-attr]
+
+
+def _marker_name(stage: str, unit: str) -> str:
+    return f"_done/{stage}/{unit}.json"
 
 
 def marker(work: str, stage: str, unit: str) -> str:
-    return os.path.join(work, "_done", stage, f"{unit}.json")
+    return os.path.join(work, _marker_name(stage, unit))
 
 
 def is_done(work: str, stage: str, unit: str) -> bool:
-    return os.path.exists(marker(work, stage, unit))
+    return Folder(work).exists(_marker_name(stage, unit))
 
 
 def mark_done(work: str, stage: str, unit: str, info: dict[str, Any] | None = None) -> None:
     """A unit's marker, renamed into place after its outputs.  No fsync (the outputs have none either): a machine
     crash may lose a marker, and the unit then simply runs again; a pass has hundreds of units."""
-    from pipelines.core.layout import tmp_name
-
-    path = marker(work, stage, unit)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(info or {}, f)
-    os.replace(tmp, path)
+    Folder(work).write_bytes(_marker_name(stage, unit), json.dumps(info or {}).encode(), durable=False)
 
 
 def read_marker(work: str, stage: str, unit: str) -> dict[str, Any]:
-    with open(marker(work, stage, unit), encoding="utf-8") as f:
-        return json.load(f)
+    return Folder(work).read_json(_marker_name(stage, unit))

@@ -43,7 +43,7 @@ from dedup.corpus import (
     read_marker,
     write_parquet_atomic,
 )
-from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, sorted_contains
+from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, row_salts, sorted_contains
 from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.executor import Executor, get_executor
 from pipelines.core.layout import write_json_atomic
@@ -65,9 +65,16 @@ class LineDedupConfig:
     batch_rows: int = 2000
     executor: str = "local"  # local | process | ray
     workers: int = 2
+    #: a column (``lang``) whose values count apart: a line repeated on pages of one language never removes it
+    #: from pages of another (a file without the column counts as null); None: one count per bucket
+    partition_by: str | None = None
 
     def __post_init__(self) -> None:
         normalizer(self.normalization)
+        if self.partition_by == "auto":
+            raise ValueError(
+                "line_dedup partition_by: 'auto' is resolved by the source recipe; a column or null"
+            )
         if self.max_count < 1:
             raise ValueError(f"line_dedup max_count must be >= 1, got {self.max_count}")
 
@@ -76,6 +83,10 @@ class LineDedupConfig:
         d = asdict(self)
         for k in ("batch_rows", "executor", "workers"):
             d.pop(k)
+        if not d[
+            "partition_by"
+        ]:  # unpartitioned counts keep the work folders made before the setting existed
+            d.pop("partition_by")
         return {**d, "layout": LAYOUT}
 
 
@@ -100,9 +111,11 @@ def hash_task(args: tuple[InputFile, str, LineDedupConfig, int, int]) -> dict[st
     norm = normalizer(cfg.normalization)
     chunks = []
     pf = pq.ParquetFile(f.path)
-    for rb in pf.iter_batches(batch_size=cfg.batch_rows, columns=["id", "text"]):
-        for doc_id, text in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), strict=True):
-            _, keys, has = doc_line_keys(doc_id or "", text or "", n_buckets, norm)
+    part = cfg.partition_by if cfg.partition_by in pf.schema_arrow.names else None
+    for rb in pf.iter_batches(batch_size=cfg.batch_rows, columns=["id", "text"] + ([part] if part else [])):
+        salts = row_salts(pa.Table.from_batches([rb]), part).tolist()
+        for doc_id, text, salt in zip(rb.column(0).to_pylist(), rb.column(1).to_pylist(), salts, strict=True):
+            _, keys, has = doc_line_keys(doc_id or "", text or "", n_buckets, norm, salt)
             chunks.append(keys[has])
     keys = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
     uniq, counts = np.unique(keys, return_counts=True)
@@ -212,11 +225,12 @@ def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) ->
         norm = normalizer(cfg.normalization)
         docs = pq.read_table(f.path)
         out, empty = [], np.zeros(docs.num_rows, bool)
+        salts = row_salts(docs, cfg.partition_by).tolist()
         for i, (doc_id, text) in enumerate(
             zip(docs.column("id").to_pylist(), docs.column("text").to_pylist(), strict=True)
         ):
             text = text or ""
-            lines, keys, has = doc_line_keys(doc_id or "", text, n_buckets, norm)
+            lines, keys, has = doc_line_keys(doc_id or "", text, n_buckets, norm, salts[i])
             drop = sorted_contains(frequent, keys) & has
             if drop.any():
                 info["changed"] += 1

@@ -38,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
-from dedup.text import simplify_text
+from dedup.text import partition_salts, simplify_text
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _BUCKET_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -88,9 +88,12 @@ def combined_keys(bucket: int | np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def doc_line_keys(
-    doc_id: str, text: str, n_buckets: int, norm: Callable[[str], str]
+    doc_id: str, text: str, n_buckets: int, norm: Callable[[str], str], salt: int = 0
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """The lines of one document, their (bucket, hash) keys, and which lines have a key (non-empty normal form)."""
+    """The lines of one document, their (bucket, hash) keys, and which lines have a key (non-empty normal form).
+
+    ``salt``: the document's partition (:func:`dedup.text.partition_salts` of its language), mixed into every key,
+    so a line counts only with the same line of documents of the same partition."""
     lines = text.split("\n")
     hashes = np.zeros(len(lines), np.uint64)
     has = np.zeros(len(lines), bool)
@@ -99,7 +102,8 @@ def doc_line_keys(
         if n:
             hashes[i] = xxhash.xxh3_64_intdigest(n.encode("utf-8", "surrogatepass"))
             has[i] = True
-    return lines, combined_keys(bucket_of(doc_id, n_buckets), hashes), has
+    keys = combined_keys(bucket_of(doc_id, n_buckets), hashes)
+    return lines, (keys ^ np.uint64(salt) if salt else keys), has
 
 
 def sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -116,8 +120,16 @@ def drop_lines(lines: list[str], drop: np.ndarray) -> str:
     return "\n".join(x for x, d in zip(lines, drop.tolist(), strict=True) if not d).strip()
 
 
-def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[np.ndarray, int]:
-    """Sorted keys counted more than ``max_count`` times by ``winnow dedup lines``, and the bucket count."""
+def row_salts(batch: pa.Table, partition_by: str | None) -> np.ndarray:
+    """Each row's partition salt (0 everywhere when unpartitioned or the batch lacks the column)."""
+    if not partition_by or partition_by not in batch.column_names:
+        return np.zeros(batch.num_rows, np.uint64)
+    return partition_salts(batch.column(partition_by).to_pylist())
+
+
+def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[np.ndarray, int, str | None]:
+    """Sorted keys counted more than ``max_count`` times by ``winnow dedup lines``, the bucket count and the
+    column the counts were partitioned by."""
     import pyarrow.parquet as pq
 
     meta_path = os.path.join(counts_dir, "meta.json")
@@ -140,7 +152,8 @@ def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[
         .to_numpy()
         for p in parts
     ]
-    return (np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)), int(meta["buckets"])
+    frequent = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
+    return frequent, int(meta["buckets"]), (meta.get("settings") or {}).get("partition_by")
 
 
 @dataclass
@@ -155,6 +168,9 @@ class LineDedup(Step):
     mode: str = "per_input_approx"
     counts_dir: str | None = None
     normalization: str = "ccnet"
+    #: per_input_approx: count lines apart per value of this column (``lang``); counts mode reads it from the
+    #: counts' own settings (what ``winnow dedup lines`` was run with)
+    partition_by: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,8 +182,9 @@ class LineDedup(Step):
 
     def setup(self) -> None:
         self._norm = normalizer(self.normalization)
+        self._partition = self.partition_by
         if self.mode == "counts":
-            self._frequent, self._buckets = load_frequent(
+            self._frequent, self._buckets, self._partition = load_frequent(
                 self.counts_dir or "", self.max_count, self.normalization
             )
         self._seen: Counter = Counter()
@@ -177,11 +194,11 @@ class LineDedup(Step):
         # input's output depend on scheduling (Ray vs local, resumed runs)
         self._seen = Counter()
 
-    def _drop_mask(self, doc_id: str, text: str) -> tuple[list[str], np.ndarray]:
+    def _drop_mask(self, doc_id: str, text: str, salt: int) -> tuple[list[str], np.ndarray]:
         if self.mode == "counts":
-            lines, keys, has = doc_line_keys(doc_id, text, self._buckets, self._norm)
+            lines, keys, has = doc_line_keys(doc_id, text, self._buckets, self._norm, salt)
             return lines, sorted_contains(self._frequent, keys) & has
-        lines, keys, has = doc_line_keys("", text, 1, self._norm)
+        lines, keys, has = doc_line_keys("", text, 1, self._norm, salt)
         drop = np.zeros(len(lines), bool)
         for i in np.flatnonzero(has).tolist():
             k = int(keys[i])
@@ -191,8 +208,16 @@ class LineDedup(Step):
 
     def process(self, batch: pa.Table) -> StepResult:
         out, reasons, changed = [], [], 0
-        for doc_id, text in zip(batch.column("id").to_pylist(), texts(batch), strict=True):
-            lines, drop = self._drop_mask(doc_id or "", text)
+        if self._partition and self._partition not in batch.column_names:
+            raise ValueError(
+                f"{self.name}: partition_by {self._partition!r} but the batch has no such column (in the commoncrawl "
+                "recipe this step runs before LID adds lang): use the line_dedup corpus stage, which partitions by lang"
+            )
+        salts = row_salts(batch, self._partition)
+        for doc_id, text, salt in zip(
+            batch.column("id").to_pylist(), texts(batch), salts.tolist(), strict=True
+        ):
+            lines, drop = self._drop_mask(doc_id or "", text, salt)
             if drop.any():
                 changed += 1
                 text = drop_lines(lines, drop)

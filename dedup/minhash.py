@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dedup.corpus import (
     DOC_TABLE_SCHEMA,
@@ -36,7 +37,7 @@ from dedup.corpus import (
     unit,
     write_parquet_atomic,
 )
-from dedup.text import _POS_MULT, mix64, shingle_hashes
+from dedup.text import _POS_MULT, mix64, partition_salts, shingle_hashes
 from pipelines.core.executor import NAMES
 
 _U64 = np.uint64
@@ -77,6 +78,9 @@ class MinHashConfig:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     #: documents of these Parquet dirs/globs are matched against but never removed (cross-source dedup)
     references: list[str] = field(default_factory=list)
+    #: a column (``lang``) whose values split the corpus: documents are compared only within one value (a file
+    #: without the column, e.g. a reference folder, counts as null: its own partition); None: one corpus
+    partition_by: str | None = None
 
     def __post_init__(self) -> None:
         if self.bands <= 0 or self.rows <= 0:
@@ -84,6 +88,10 @@ class MinHashConfig:
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"minhash threshold must be in (0, 1], got {self.threshold}")
         check_settings(self.executor, self.score_order, self.partitions, self.tasks)
+        if self.partition_by == "auto":
+            raise ValueError(
+                "minhash partition_by: 'auto' is resolved by the source recipe; give a column or null"
+            )
 
     @property
     def num_perm(self) -> int:
@@ -108,7 +116,7 @@ class MinHashConfig:
                 "text_column",
                 "id_column",
             )
-        }
+        } | ({"partition_by": self.partition_by} if self.partition_by else {})
 
 
 def check_settings(executor: str, score_order: str, partitions: int, tasks: int) -> None:
@@ -183,11 +191,16 @@ def signature_task(args: tuple[int, list[InputFile], MinHashConfig, str]) -> dic
     doc_tables = []
     docs = empty = 0
     for f in files:
-        for first, t in iter_batches(f.path, cols, cfg.batch_rows):
+        part_col = cfg.partition_by if cfg.partition_by in pq_columns(f.path) else None
+        for first, t in iter_batches(f.path, cols + ([part_col] if part_col else []), cfg.batch_rows):
             texts = ["" if x is None else x for x in t.column(cfg.text_column).to_pylist()]
             sig, ok = signatures(texts, cfg)
             g = gids(f.index, first, t.num_rows)
-            flat = band_keys(sig[ok], cfg.bands, cfg.rows).reshape(-1)
+            keys = band_keys(sig[ok], cfg.bands, cfg.rows)
+            if cfg.partition_by:  # documents of different partitions (languages) never share a bucket
+                salts = partition_salts(t.column(part_col).to_pylist() if part_col else [None] * t.num_rows)
+                keys = mix64(keys ^ salts[ok][:, None])
+            flat = keys.reshape(-1)
             rows = pa.table(
                 {
                     "band": np.tile(np.arange(cfg.bands, dtype=np.uint8), int(ok.sum())),
@@ -206,6 +219,11 @@ def signature_task(args: tuple[int, list[InputFile], MinHashConfig, str]) -> dic
     info = {"group": group, "files": len(files), "docs": docs, "no_shingles": empty}
     mark_done(work, "signatures", name, info)
     return info
+
+
+def pq_columns(path: str) -> list[str]:
+    """The column names of a Parquet file (from its footer)."""
+    return pq.ParquetFile(path).schema_arrow.names
 
 
 def _bucket_pairs(t: pa.Table, all_pairs_max_bucket: int) -> tuple[np.ndarray, np.ndarray]:
@@ -239,6 +257,16 @@ def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return mix64(a.astype(_U64)) ^ b.astype(_U64)
 
 
+def write_pairs(out: PartitionWriter, a: np.ndarray, b: np.ndarray, partitions: int) -> int:
+    """Distinct pairs ``a < b`` to their pair partitions; returns how many."""
+    if not len(a):
+        return 0
+    ab = np.unique(np.stack([a, b], axis=1), axis=0)
+    table = pa.table({"a": ab[:, 0], "b": ab[:, 1]}, schema=PAIR_SCHEMA)
+    out.add_split(table, part_of(pair_key(ab[:, 0], ab[:, 1]), partitions))
+    return len(ab)
+
+
 def bucket_task(args: tuple[int, MinHashConfig, str]) -> dict[str, Any]:
     """Pass 2 for one partition: candidate pairs ``a < b`` to ``pairs/<q>/<p>.parquet`` (q: hash of the pair)."""
     part, cfg, work = args
@@ -252,11 +280,7 @@ def bucket_task(args: tuple[int, MinHashConfig, str]) -> dict[str, Any]:
         rows = t.num_rows
         a, b = _bucket_pairs(t, cfg.all_pairs_max_bucket)
         del t
-        if len(a):
-            ab = np.unique(np.stack([a, b], axis=1), axis=0)
-            pairs = len(ab)
-            table = pa.table({"a": ab[:, 0], "b": ab[:, 1]}, schema=PAIR_SCHEMA)
-            out.add_split(table, part_of(pair_key(ab[:, 0], ab[:, 1]), cfg.partitions))
+        pairs = write_pairs(out, a, b, cfg.partitions)
     out.close()
     info = {"partition": part, "rows": rows, "pairs": pairs}
     mark_done(work, "buckets", name, info)

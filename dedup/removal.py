@@ -35,6 +35,7 @@ from dedup.corpus import (
     write_parquet_atomic,
 )
 from pipelines.core.executor import Executor
+from pipelines.core.folder import split
 from pipelines.core.layout import write_json_atomic
 from pipelines.core.schema import conform
 
@@ -61,8 +62,6 @@ def removed_rows(work: str, group: int, f: InputFile) -> pa.Table:
 def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
     """The public cluster table (``PUBLIC_COLUMNS``) as one Parquet file, streamed partition by partition."""
     work, files, path = args
-    from pipelines.core.layout import tmp_name
-
     paths = sorted(glob.glob(os.path.join(work, "duplicates", "*.parquet")))
     names = np.array([f.path for f in files], dtype=object)
     schema = pa.schema(
@@ -71,10 +70,9 @@ def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
             for c in PUBLIC_COLUMNS
         ]
     )
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
+    folder, name = split(path)
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    with folder.parquet_writer(name, schema, compression="zstd") as w:  # committed whole, or nothing on error
         for p in paths:
             t = pq.read_table(p).sort_by(
                 [("cluster_id", "ascending"), ("kept", "descending"), ("id", "ascending")]
@@ -83,7 +81,6 @@ def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
             t = t.append_column("input", pa.array(names[fidx].tolist(), pa.string()))
             w.write_table(t.select(PUBLIC_COLUMNS).cast(schema))
             rows += t.num_rows
-    os.replace(tmp, path)
     return {"rows": rows}
 
 

@@ -1,7 +1,7 @@
 """Dedup as corpus stages of a recipe (``corpus_stages:`` in a source config), run once every input is written.
 
 Removed documents move from ``<source>/docs/`` to ``<source>/rejected/`` with a reason (``dedup:minhash``,
-``dedup:exact_md5``, ``dedup:book``, ``dedup:duplicate_id``, ``dedup:url``) and their cluster id in
+``dedup:exact_md5``, ``dedup:book``, ``dedup:duplicate_id``, ``dedup:url``, ``dedup:semantic``) and their cluster id in
 ``meta.dedup_cluster``; the per-input stats are recounted so ``read = kept + rejected`` holds.  The clusters are
 written to ``<source>/duplicates/<stage>.parquet``.  Skipping a stage that is up to date and resuming one that was
 killed is :func:`pipelines.core.corpus_stage.run_stage`'s work (the passes resume from their markers in a work
@@ -19,8 +19,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from dedup.incremental import run_indexed
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
+from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
 from pipelines.core.corpus_stage import CorpusStage, InputFile
 from pipelines.core.executor import Executor, get_executor
@@ -53,10 +55,14 @@ class RemovalStage(CorpusStage):
 
     def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
         res = self.detect(files, os.path.join(source_dir, "_dedup"), executor)
+        return {k: v for k, v in res.stats.items() if k != "work"} | self.remove(res, source_dir, executor)
+
+    def remove(self, res: DedupResult, source_dir: str, executor: Executor) -> dict[str, Any]:
+        """Removed rows to rejected/, the clusters to ``duplicates/<name>.parquet``."""
         moved = move_to_rejected(res, source_dir, self.name, executor)
         clusters = os.path.join(source_dir, "duplicates", f"{self.name}.parquet")
         executor.map(publish_task, [(res.work, res.files, clusters)])
-        return {k: v for k, v in res.stats.items() if k != "work"} | moved
+        return moved
 
 
 @dataclass
@@ -66,6 +72,11 @@ class MinHashDedupStage(RemovalStage):
     name: str = "minhash"
     reason: str = "dedup:minhash"
     settings: dict[str, Any] = field(default_factory=dict)
+    #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
+    #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
+    incremental: bool = True
+    #: index generations (one per incremental run) before they are merged into one
+    index_generations_max: int = 8
 
     @property
     def references(self) -> list[str]:  # type: ignore[override]
@@ -76,6 +87,16 @@ class MinHashDedupStage(RemovalStage):
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         return find_near_duplicates([], work_root, self.config(), self.reason, executor, files)
+
+    def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
+        if not self.incremental:
+            return super().run(source_dir, files, executor)
+
+        def remove(res: DedupResult) -> dict[str, Any]:
+            return self.remove(res, source_dir, executor)
+
+        cfg = self.config()
+        return run_indexed(source_dir, files, cfg, self.reason, executor, remove, self.index_generations_max)
 
 
 @dataclass
@@ -144,3 +165,31 @@ class UrlDedupStage(ExactDedupStage):
     score_column: str | None = "warc_date"
     reason: str | None = "dedup:url"
     settings: dict[str, Any] = field(default_factory=lambda: {"key_column": "url", "score_order": "max"})
+
+
+@dataclass
+class SemanticDedupStage(RemovalStage):
+    """SemDeDup (LLaMA-3): documents whose embeddings are within a cosine threshold keep one (settings:
+    :class:`dedup.semantic_embed.SemanticConfig` fields).  Besides ``duplicates/<name>.parquet`` it writes
+    ``duplicates/<name>.pairs.parquet``: every pair from the record threshold with its cosine, so a threshold can
+    be re-chosen in DuckDB."""
+
+    name: str = "semantic_dedup"
+    reason: str = "dedup:semantic"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def references(self) -> list[str]:  # type: ignore[override]
+        return list(self.config().references)
+
+    def config(self) -> SemanticConfig:
+        return SemanticConfig(**self.settings)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.config().identity(), "reason": self.reason}  # the model's files too
+
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        res = find_semantic_duplicates(files, work_root, self.config(), self.reason, executor)
+        source_dir = os.path.dirname(os.path.normpath(work_root))  # work_root is <source>/_dedup
+        publish_pairs(res.work, os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet"))
+        return res

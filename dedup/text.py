@@ -139,6 +139,15 @@ def shingle_hashes(
     return mix64(out), offsets
 
 
+def partition_salts(values: Sequence[str | None]) -> np.ndarray:
+    """One uint64 per row, mixed into the dedup keys of ``partition_by`` (e.g. ``lang``): rows of different
+    partitions never share a key, so two pages in different languages never dedup each other; 0 for a null."""
+    h = xxhash.xxh64_intdigest
+    return np.fromiter(
+        (h(v.encode("utf-8", "surrogatepass")) if v else 0 for v in values), dtype=_U64, count=len(values)
+    )
+
+
 def shingle_set(text: str, n: int = 5) -> np.ndarray:
     """Sorted distinct shingle hashes of one text (for exact Jaccard)."""
     h, _ = shingle_hashes([text], n)

@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from filters.languages import UNSPACED  # languages without spaces: entries match inside the running text
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
 LISTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordlists", "ldnoobw")
-#: languages written without spaces between words: entries are matched inside the running text
-UNSPACED = frozenset({"zh", "ja", "th"})
 #: extra list files read with a language's own
 VARIANTS = {"fr": ("fr-CA-u-sd-caqc",)}
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -38,8 +37,10 @@ def read_lists(folder: str) -> dict[str, set[str]]:
         code = name[:-4]
         base = next((b for b, v in VARIANTS.items() if code in v), code)
         with open(os.path.join(folder, name), encoding="utf-8") as f:
-            entries = {" ".join(_WORD.findall(line.lower())) if base not in UNSPACED else line.strip().lower()
-                       for line in f}
+            entries = {
+                " ".join(_WORD.findall(line.lower())) if base not in UNSPACED else line.strip().lower()
+                for line in f
+            }
         out.setdefault(base, set()).update(e for e in entries if e)
     return out
 
@@ -112,8 +113,11 @@ class DirtyWords(Step):
         return self._matchers[lang]
 
     def process(self, batch: pa.Table) -> StepResult:
-        langs = (batch.column("lang").to_pylist() if "lang" in batch.column_names
-                 else [self.default_language] * batch.num_rows)
+        langs = (
+            batch.column("lang").to_pylist()
+            if "lang" in batch.column_names
+            else [self.default_language] * batch.num_rows
+        )
         values: list[float | None] = []
         for text, lang in zip(texts(batch), langs, strict=True):
             matcher = self._matcher(lang or self.default_language)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from filters.languages import check_languages
 from pipelines.core.steps import RowFilter, Step, StepResult, set_column, texts
 
 _MODELS: dict[str, Any] = {}
@@ -83,15 +84,30 @@ class LanguageID(Step):
 
 @dataclass
 class LanguageFilter(RowFilter):
-    """Keeps rows whose ``lang`` is in ``languages`` (empty: any) with ``lang_score >= threshold``."""
+    """Keeps rows whose ``lang`` is in ``languages`` with ``lang_score >= threshold``.
+
+    ``languages``: lid.176 codes (``[en]``, LLaMA-1), ``[all]`` or empty for any language (LLaMA-3 style), or a list
+    such as the 30 of ``configs/examples/commoncrawl-llama3-multilingual.yaml``.  ``threshold`` applies to every
+    language; ``thresholds`` sets it per language (lid.176 is less sure of closely related languages)."""
 
     reads: ClassVar[tuple[str, ...]] = ("lang", "lang_score")
     languages: list[str] = field(default_factory=lambda: ["en"])
     threshold: float = 0.5
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_languages([*self.languages, *self.thresholds], f"{self.name}.languages")
+
+    def setup(self) -> None:
+        self._any = not self.languages or "all" in self.languages
+        wanted = sorted(set(self.languages))
+        # one language or two: the reason names them (lang:not_en); a longer list: lang:not_selected
+        self._not = "lang:not_" + ("_".join(wanted) if len(wanted) <= 2 else "selected")
 
     def reason(self, row: dict[str, Any]) -> str | None:
-        if self.languages and row["lang"] not in self.languages:
-            return "lang:not_" + "_".join(sorted(set(self.languages)))
-        if row["lang_score"] is None or row["lang_score"] < self.threshold:
+        if not self._any and row["lang"] not in self.languages:
+            return self._not
+        if row["lang_score"] is None or row["lang_score"] < self.thresholds.get(row["lang"], self.threshold):
             return "lang:low_score"
         return None

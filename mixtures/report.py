@@ -2,7 +2,8 @@
 
 Per source: the funnel from read to kept and every drop reason (summary.json / stats); score histograms of kept
 documents; dedup cluster sizes when a ``duplicates`` folder exists; per stage: target vs realised shares and the
-decontamination table.  Whatever is absent is said so in the page, never an error.
+decontamination table; the topic distribution of each source and stage (mixtures/report_topics.py).  Whatever
+is absent is said so in the page, never an error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import duckdb
 import numpy as np
 
 from mixtures import plots
+from mixtures.languages import languages_section
+from mixtures.report_topics import topic_section
 from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
@@ -233,12 +236,16 @@ def build_report(output: str) -> str:
     ]
     body += [funnel_section(output, s, folder) for s in sources] or ["<p>No curated sources yet.</p>"]
     body += [
+        "<h2>Languages: documents kept and rejected per language</h2>",
+        languages_section(con, output, sources),
         "<h2>Score distributions</h2>",
         score_section(con, output, sources, folder),
         "<h2>Dedup cluster sizes</h2>",
         dedup_section(con, output, folder),
         "<h2>Stage mixtures</h2>",
         mixture_section(output, folder),
+        "<h2>Topics</h2>",
+        topic_section(con, output, sources, folder, _table),
     ]
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Winnow report</title><style>{CSS}</style>"

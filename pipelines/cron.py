@@ -26,7 +26,8 @@ from typing import Any
 
 from pipelines.core import storage
 from pipelines.core.commands import add_command
-from pipelines.core.layout import SourceLayout, input_key, write_json_atomic
+from pipelines.core.folder import Folder, listing_fingerprint, stat
+from pipelines.core.layout import SourceLayout, input_key
 from pipelines.core.locks import LockedError, run_lock
 from pipelines.core.logs import log_to_file
 from pipelines.sources.registry import SOURCES, build_recipe, load_config, resolve_path
@@ -35,20 +36,13 @@ log = logging.getLogger("winnow.cron")
 MIXTURE_DIR = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mixtures"
 )  # shipped YAMLs
+#: cron's memory under OUTPUT/_cron/: source fingerprints and the status of each mixture stage
+STATE = "state.json"
 
 
 def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
-    """Hash of a source's settings and of its inputs' identities (absolute path, size, mtime)."""
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
-    for path in sorted(inputs):
-        if storage.is_uri(path):  # an input on object storage (OUTPUT itself must be local for cron)
-            h.update(f"\0{path}\0{storage.getsize(path)}\0{storage.mtime_ns(path)}".encode())
-            continue
-        st = os.stat(path)
-        # a file name that is not valid UTF-8 is hashed as its bytes (strict UTF-8 would raise)
-        ident = f"\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}"
-        h.update(ident.encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:20]
+    """Hash of a source's settings and of its inputs' listing (absolute path, size, mtime), never of their bytes."""
+    return listing_fingerprint([stat(storage.absolute(p)) for p in sorted(inputs)], config)
 
 
 def source_config(source: str, config_dir: str | None) -> dict[str, Any]:
@@ -73,7 +67,7 @@ def run_source(
     fp = fingerprint(config, inputs)
     layout = SourceLayout(output, source)
     all_done = all(layout.is_done(input_key(p)) for p in inputs)
-    if state.get(source) == fp and all_done and os.path.exists(os.path.join(layout.base, "summary.json")):
+    if state.get(source) == fp and all_done and layout.folder.exists("summary.json"):
         log.info("%s: unchanged (%d inputs, fingerprint %s): skipped", source, len(inputs), fp)
         return False
     result = run_recipe(recipe, spec, output, executor=executor, progress=False)
@@ -119,11 +113,10 @@ def _yaml_digest(stage: str) -> str:
         return "missing"
 
 
-def _load_state(path: str) -> dict[str, Any]:
-    if not os.path.exists(path):
+def _load_state(folder: Folder) -> dict[str, Any]:
+    if not folder.exists(STATE):
         return {"sources": {}, "stages": {}}
-    with open(path, encoding="utf-8") as f:
-        state = json.load(f)
+    state = folder.read_json(STATE)
     if "sources" not in state:  # the first format: {source: fingerprint}
         state = {"sources": state, "stages": {}}
     state.setdefault("stages", {})
@@ -201,8 +194,8 @@ def run_cron(
     strict: bool = False,
 ) -> int:
     """Everything, in order; returns the exit status (0 ok, 1 something failed: see the ERROR lines)."""
-    state_path = os.path.join(output, "_cron", "state.json")
-    state = _load_state(state_path) if not force else {"sources": {}, "stages": {}}
+    folder = Folder(output).child("_cron")
+    state = _load_state(folder) if not force else {"sources": {}, "stages": {}}
     failures: list[str] = []
     changed: list[str] = []
     for source in sources:
@@ -214,7 +207,7 @@ def run_cron(
             log.debug("%s", exc, exc_info=True)
             failures.append(source)
             state["sources"].pop(source, None)  # retried next time
-        write_json_atomic(state_path, state)
+        folder.write_json(STATE, state)
     if changed:  # the curated output changed: every stage is stale, even where fingerprints repeat
         state["generation"] = state.get("generation", 0) + 1
     try:
@@ -222,7 +215,7 @@ def run_cron(
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown stage name: say it, fail the run
         log.error("mixtures: FAILED: %s", _reason(exc))
         stage_failures, rebuilt = ["mixtures"], []
-    write_json_atomic(state_path, state)
+    folder.write_json(STATE, state)
     failures += stage_failures
     if not changed and not rebuilt and not failures:
         log.info("nothing changed since the last run: mixtures and report left as they are")
@@ -304,7 +297,7 @@ def run_cron_command(args: argparse.Namespace) -> int:
 
 def console_summary(output: str, sources: list[str], rc: int, log_path: str) -> str:
     """What a person running ``make cron`` sees: each source and stage with its state, and where the log is."""
-    state = _load_state(os.path.join(output, "_cron", "state.json"))
+    state = _load_state(Folder(output).child("_cron"))
     lines = [f"winnow cron: {'ok' if rc == 0 else 'FAILED (retried on the next run)'}"]
     lines.append(
         "  sources: " + ", ".join(f"{s} {'ok' if s in state['sources'] else 'FAILED'}" for s in sources)

@@ -17,6 +17,7 @@ import duckdb
 
 from pipelines.core import storage
 from pipelines.core.errors import is_environment_error
+from pipelines.core.folder import Folder
 from pipelines.core.layout import parquet_files_sql
 from pipelines.core.sql import quote, string_list
 
@@ -28,9 +29,11 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
 
     ``output`` may be an ``s3://`` / ``gs://`` URI: see :func:`_object_store_views`."""
     con = duckdb.connect()
-    if storage.is_uri(output):
-        output = storage.normalize(output)
-        _object_store_views(con, output)
+    folder = Folder(output)
+    # on an object store DuckDB's own readers would need httpfs (a run-time download): pyarrow reads the objects
+    if folder.remote:
+        output = folder.location
+        _object_store_views(con, folder)
     else:
         output = os.path.abspath(output)
         _local_views(con, output)
@@ -66,7 +69,7 @@ STEP_STATS_VIEW = ("CREATE VIEW step_stats AS SELECT source, input, key, s.name 
                    "s.changed, s.seconds FROM (SELECT source, input, key, unnest(steps) AS s FROM stats)")
 
 
-def _parquet_dataset(uris: list[str]) -> Any:
+def _parquet_dataset(folder: Folder, uris: list[str]) -> Any:
     """A pyarrow dataset over Parquet objects, with the union of their schemas (DuckDB's union_by_name)."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -74,7 +77,7 @@ def _parquet_dataset(uris: list[str]) -> Any:
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    fs, _ = storage.resolve(uris[0])
+    fs = folder.fs
     paths = [storage.resolve(u)[1] for u in uris]
 
     def schema_of(path: str) -> pa.Schema | None:
@@ -93,17 +96,15 @@ def _parquet_dataset(uris: list[str]) -> Any:
     return ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
 
 
-def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
+def _object_store_views(con: duckdb.DuckDBPyConnection, folder: Folder) -> None:
     """The same views over ``s3://`` / ``gs://``: DuckDB's httpfs extension would have to be downloaded at run time,
     so Parquet families are pyarrow datasets (read through pyarrow's S3/GCS filesystem, with projection and filter
     pushdown) registered as DuckDB views, and the small stats JSON files are loaded into a table."""
     import tempfile
 
     by_family: dict[tuple[str, str], list[str]] = {}
-    for o in storage.list_files(output):
-        parts = o.uri[len(output) + 1:].split("/")
-        if any(p.startswith(".") for p in parts):
-            continue
+    for o in folder.list():  # names starting with a dot are left out
+        parts = o.path[len(folder.location) + 1 :].split("/")
         if len(parts) == 3 and parts[1] in ("docs", "rejected", "duplicates") and parts[2].endswith(".parquet"):
             by_family.setdefault((parts[0], parts[1]), []).append(o.uri)
         elif len(parts) == 3 and parts[1] == "stats" and parts[2].endswith(".json"):
@@ -116,18 +117,19 @@ def _object_store_views(con: duckdb.DuckDBPyConnection, output: str) -> None:
         for src in sources:
             if (src, view) in by_family:
                 names.append(f"{src}_{view}")
-                con.register(names[-1], _parquet_dataset(by_family[(src, view)]))
+                con.register(names[-1], _parquet_dataset(folder, by_family[(src, view)]))
         if names:
             con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names))
     dup_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "duplicates" for u in us]
     if dup_files:
-        con.register("duplicates", _parquet_dataset(dup_files))
+        con.register("duplicates", _parquet_dataset(folder, dup_files))
     stats_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "stats" for u in us]
     if stats_files:
         from concurrent.futures import ThreadPoolExecutor
 
         with tempfile.TemporaryDirectory(prefix="winnow-query-") as tmp, ThreadPoolExecutor(16) as pool:
-            for i, data in enumerate(pool.map(storage.read_bytes, stats_files)):
+            names = [u[len(folder.location) + 1 :] for u in stats_files]
+            for i, data in enumerate(pool.map(folder.read_bytes, names)):
                 with open(os.path.join(tmp, f"{i:08d}.json"), "wb") as f:
                     f.write(data)
             con.execute("CREATE TABLE _stats AS SELECT * FROM read_json_auto("

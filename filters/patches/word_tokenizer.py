@@ -39,13 +39,15 @@ def import_spacy_without_torch() -> None:
 
 def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
     """A process-wide caching wrapper around datatrove's word tokenizer for ``language`` (datatrove's own one on an
-    untested datatrove version)."""
+    untested datatrove version); filters/languages.py picks the tokenizer and its fallbacks."""
     if language not in _SHARED_TOKENIZERS:
         import_spacy_without_torch()
-        from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+        from datatrove.utils.word_tokenizers import WordTokenizer
+
+        from filters.languages import load_language_tokenizer
 
         if not version_tested("datatrove", TESTED_VERSIONS, "shared word tokenizer (filters/patches)"):
-            return load_word_tokenizer(language)
+            return load_language_tokenizer(language)
 
         class CachedWordTokenizer(WordTokenizer):
             """Memoises ``word_tokenize`` (LRU over whole texts); other calls go straight to the wrapped tokenizer."""
@@ -108,11 +110,13 @@ def shared_word_tokenizer(language: str = "en", cache_size: int = 1024) -> Any:
                     (s.start_char, s.end_char) for s in nlp(text, disable=["parser", "tagger", "ner"]).sents
                 ]
 
-        _SHARED_TOKENIZERS[language] = CachedWordTokenizer(load_word_tokenizer(language), cache_size)
+        _SHARED_TOKENIZERS[language] = CachedWordTokenizer(load_language_tokenizer(language), cache_size)
     return _SHARED_TOKENIZERS[language]
 
 
-def clear_shared_tokenizer(language: str) -> None:
-    """Forget the cached splits (per input: an input never reuses another input's splits)."""
-    if language in _SHARED_TOKENIZERS:
-        _SHARED_TOKENIZERS[language].clear()
+def clear_shared_tokenizer(language: str | None = None) -> None:
+    """Forget the cached splits of ``language`` (None: of every language); per input, so that an input never
+    reuses another input's splits."""
+    for lang in [language] if language else list(_SHARED_TOKENIZERS):
+        if lang in _SHARED_TOKENIZERS:
+            _SHARED_TOKENIZERS[lang].clear()

@@ -8,11 +8,11 @@ the files.
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
+
+from pipelines.core.folder import listing_fingerprint, stat
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,13 @@ def build_inputs(inputs: list[str], references: list[str] | None = None) -> list
 
 
 def fingerprint(files: list[InputFile], settings: dict[str, Any]) -> str:
-    """Names a work folder or a state: same inputs (path, size, mtime) and settings → same name → resumable."""
-    h = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode())
+    """Names a work folder or a state: same inputs (path, size, mtime) and settings → same name → resumable.
+    :func:`pipelines.core.folder.listing_fingerprint` of the listing (the files are never read)."""
+    rows = []
     for f in files:
         size, mtime = f.size, f.mtime_ns
         if size < 0:
-            st = os.stat(f.path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        h.update(f"{f.path}|{size}|{mtime}|{f.protected}\n".encode())
-    return h.hexdigest()[:16]
+            info = stat(f.path)
+            size, mtime = info.size, info.mtime_ns
+        rows.append((f.path, size, mtime, f.protected))
+    return listing_fingerprint(rows, settings)

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from pipelines.core import storage
+from pipelines.core.folder import split
 
 
 def largest_first(paths: list[str]) -> list[str]:
-    """``paths`` by size, largest first (ties by path).  Sizes come from the file system (a stat each) or one listing
-    per object-store folder, never a request per object; a folder input (a code repository) counts its files."""
+    """``paths`` by size, largest first (ties by path).  Sizes come from one listing per folder (never a request
+    per object on a store); a folder input (a code repository) counts its files."""
     sizes: dict[str, int] = {}
-    for folder in sorted({storage.dirname(p) for p in paths if storage.is_uri(p)}):
-        sizes.update({o.uri: o.size for o in storage.list_files(folder, recursive=False)})
+    for folder in sorted({split(p)[0] for p in paths}, key=lambda f: f.location):
+        sizes.update({o.path: o.size for o in folder.list(recursive=False, hidden=True)})
     for p in paths:
-        if not storage.is_uri(p):
+        if p not in sizes:  # a folder input, or one named differently from its listing
             sizes[p] = _local_size(p)
     return sorted(paths, key=lambda p: (-sizes.get(p, 0), p))
 

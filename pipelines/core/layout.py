@@ -12,24 +12,25 @@
 
 ``key`` is a hash of the input's absolute path (of its full URI on object storage), so names never depend on run
 order or worker count, and a rerun that finds the marker skips the input: its files are left byte-for-byte as they
-were.  OUTPUT may be an ``s3://`` / ``gs://`` URI (``pipelines.core.storage``): objects are then written once under their
-final names (no temporary name, no rename), the marker last, and the lock is an advisory lock object
-(``pipelines.core.locks``).
+were.  Every file goes through :class:`pipelines.core.folder.Folder` (``SourceLayout.folder``), so OUTPUT may be an
+``s3://`` / ``gs://`` URI: objects are then written once under their final names (no temporary name, no rename),
+the marker last, and the lock is an advisory lock object (``pipelines.core.locks``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.folder import Folder, split
+from pipelines.core.folder import tmp_name as tmp_name  # re-exported: mixtures and dedup import it from here
 from pipelines.core.sql import quote, string_list
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,11 @@ class SourceLayout:
     def base(self) -> str:
         return storage.join(self.root, self.source)
 
+    @cached_property
+    def folder(self) -> Folder:
+        """``OUTPUT/<source>`` as a :class:`Folder` (names below are relative to it: ``docs/<key>.parquet``)."""
+        return Folder(self.base)
+
     def dir(self, kind: str) -> str:
         return storage.join(self.base, kind)
 
@@ -83,49 +89,29 @@ class SourceLayout:
     def done_path(self, key: str) -> str:
         return self.path("_done", key, "json")
 
+    @staticmethod
+    def name(kind: str, key: str, ext: str) -> str:
+        """The name of ``path(kind, key, ext)`` relative to :attr:`folder`."""
+        return f"{kind}/{key}.{ext}"
+
     def is_done(self, key: str) -> bool:
-        if storage.is_uri(self.root):
-            return storage.exists(self.done_path(key))
-        return os.path.exists(self.done_path(key))
+        return self.folder.exists(self.name("_done", key, "json"))
 
     def make_dirs(self) -> None:
-        if storage.is_uri(self.root):  # object stores have no folders to create
-            return
+        """The local folders of a run (object stores have none to create)."""
         for kind in ("docs", "rejected", "stats", "_done"):
-            os.makedirs(self.dir(kind), exist_ok=True)
-
-
-def tmp_name(final: str) -> str:
-    """A temporary sibling of ``final`` (same folder, so the rename is atomic)."""
-    d, b = os.path.split(final)
-    return os.path.join(d, f".{b}.tmp-{uuid.uuid4().hex[:8]}")
+            self.folder.makedirs(kind)
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
-    if storage.is_uri(path):  # one PUT: the object appears whole or not at all
-        storage.write_json(path, obj)
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(storage.json_bytes(obj))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """``obj`` as JSON at ``path``, whole or not at all (:meth:`Folder.write_json`)."""
+    folder, name = split(path)
+    folder.write_json(name, obj)
 
 
 def clean_tmp_files(folder: str) -> int:
     """Remove temporary files that a killed run left behind (they are never read)."""
-    n = 0
-    if storage.is_uri(folder):  # nothing is written under a temporary name on object storage
-        return 0
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            if name.startswith(".") and ".tmp-" in name:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(os.path.join(folder, name))
-                    n += 1
-    return n
+    return Folder(folder).clean_tmp()
 
 
 #: the 4 bytes that open and close every Parquet file
@@ -138,11 +124,12 @@ def parquet_problem(path: str, size: int | None = None) -> str | None:
     locally; on object storage only ``size`` from a listing is judged (objects are uploaded whole).
 
     Environment errors (EIO, permissions) propagate: they say nothing about the file."""
-    if storage.is_uri(path):
-        size = storage.getsize(path) if size is None else size
+    folder, name = split(path)
+    if folder.remote:  # an object is uploaded whole: its listed size is all there is to judge
+        size = folder.size(name) if size is None else size
         return None if size >= 12 else f"{size} bytes, shorter than any Parquet file"
     try:
-        with open(path, "rb") as f:
+        with folder.open_input_file(name) as f:
             size = f.seek(0, os.SEEK_END)
             if size < 12:
                 return f"{size} bytes, shorter than any Parquet file"
@@ -177,51 +164,32 @@ def quarantine_damaged(layout: SourceLayout, keys: list[str]) -> list[str]:
     """Check the docs/ and rejected/ files of completed inputs (``keys``); each damaged or missing one is moved to
     ``_quarantine/`` (named in a WARNING) and its input's marker removed, so this run redoes it.  Returns the keys
     to redo.  Local files cost a 12-byte read each; on object storage one listing per folder."""
-    sizes: dict[str, int] = {}
-    if storage.is_uri(layout.base):
-        for kind in ("docs", "rejected"):
-            sizes.update({o.uri: o.size for o in storage.list_files(layout.dir(kind))})
+    folder = layout.folder
+    # on object storage one listing per folder gives every size (parquet_problem judges sizes only there)
+    sizes = {o.path: o.size for o in folder.list("*/*.parquet")} if folder.remote else None
     redo = []
     for key in keys:
         problems = []
         for kind in ("docs", "rejected"):
             path = layout.path(kind, key, "parquet")
-            if storage.is_uri(path):
-                problem = "missing" if path not in sizes else parquet_problem(path, sizes[path])
-            else:
+            if sizes is None:
                 problem = parquet_problem(path)
+            else:
+                problem = "missing" if path not in sizes else parquet_problem(path, sizes[path])
             if problem:
                 problems.append((kind, path, problem))
         if not problems:
             continue
         stamp = time.strftime("%Y%m%dT%H%M%S")
         for kind, path, problem in problems:
-            moved = storage.join(layout.dir("_quarantine"), f"{kind}-{key}-{stamp}.parquet")
-            if problem != "missing":
-                _move(path, moved)
+            moved = f"_quarantine/{kind}-{key}-{stamp}.parquet"
+            if problem != "missing":  # a rename locally; a server-side copy, then a delete, on object storage
+                folder.move(layout.name(kind, key, "parquet"), moved)
             log.warning("%s is damaged (%s): %s; its input is redone", path, problem,
-                        f"moved to {moved}" if problem != "missing" else "nothing to move")
-        _remove(layout.done_path(key))
+                        f"moved to {folder.uri(moved)}" if problem != "missing" else "nothing to move")
+        folder.remove(layout.name("_done", key, "json"))
         redo.append(key)
     return redo
-
-
-def _move(src: str, dest: str) -> None:
-    if storage.is_uri(src):  # a server-side copy, then the damaged object goes
-        filesystem, src_path = storage.resolve(src)
-        filesystem.copy_file(src_path, storage.resolve(dest)[1])
-        storage.delete(src)
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    os.replace(src, dest)
-
-
-def _remove(path: str) -> None:
-    if storage.is_uri(path):
-        storage.delete(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
 
 
 def parquet_files_sql(*patterns: str) -> str | None:

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipelines.core import storage
+from pipelines.core.folder import Folder, split
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def run_lock(folder: str, wait: bool = False, poll_s: float = 2.0) -> Iterator[N
     flock is released by the kernel when the holder dies (kill -9 included), so a stale lock never blocks cron.
     On object storage (``s3://``, ``gs://``) the lock is an advisory lock object: :func:`object_lock`.
     """
-    if storage.is_uri(folder):
+    if Folder(folder).remote:  # no flock on an object store
         with object_lock(storage.join(folder, ".lock"), wait=wait, poll_s=poll_s):
             yield
         return
@@ -88,8 +89,9 @@ def stale_after_s() -> float:
 def read_lock(uri: str) -> tuple[dict[str, Any] | None, float | None]:
     """``(content, age in seconds)`` of the lock object, ``(None, None)`` when there is none.  Unreadable content
     comes back as ``{}`` (held by an unknown run, stale by age only)."""
+    folder, name = split(uri)
     try:
-        raw = storage.read_bytes(uri)
+        raw = folder.read_bytes(name)
     except FileNotFoundError:
         return None, None
     try:
@@ -97,7 +99,8 @@ def read_lock(uri: str) -> tuple[dict[str, Any] | None, float | None]:
         info = info if isinstance(info, dict) else {}
     except (UnicodeDecodeError, ValueError):
         info = {}
-    mtime = storage.mtime_ns(uri)
+    listed = folder.info(name)
+    mtime = listed.mtime_ns if listed is not None and listed.mtime_ns > 0 else None
     if mtime is not None:
         age = time.time() - mtime / 1e9
     else:  # a store without modification times: the holder's own clock
@@ -168,7 +171,8 @@ class _Heartbeat(threading.Thread):
                     )
                     return
                 self.content["heartbeat"] = time.time()
-                storage.write_json(self.uri, self.content)
+                folder, name = split(self.uri)
+                folder.write_json(name, self.content)
             except Exception as exc:  # noqa: BLE001 - a missed renewal is retried; the run is not stopped
                 log.warning("could not renew the run lock %s: %s", self.uri, exc)
 
@@ -179,6 +183,7 @@ def object_lock(
 ) -> Iterator[dict[str, Any]]:
     """Hold the advisory lock object ``uri`` for the duration of the block (see the module docstring)."""
     stale_after = stale_after_s() if stale_after is None else stale_after
+    folder, name = split(uri)
     now = time.time()
     content = {
         "token": uuid.uuid4().hex,
@@ -197,7 +202,7 @@ def object_lock(
                     continue
                 raise LockedError(_held_message(uri, info, age, stale_after))
             log.warning("taking over the run lock %s (%s): %s", uri, describe(info, age), why)
-        storage.write_json(uri, content)
+        folder.write_json(name, content)
         time.sleep(SETTLE_S)
         back, back_age = read_lock(uri)
         if back is not None and back.get("token") == content["token"]:
@@ -215,4 +220,4 @@ def object_lock(
         with contextlib.suppress(Exception):
             current, _ = read_lock(uri)
             if current and current.get("token") == content["token"]:
-                storage.delete(uri)
+                folder.remove(name)

@@ -3,15 +3,14 @@
 This is the whole unit of work; the runner only decides where it runs.  Outputs are streamed to temporary files and
 renamed when complete; the completion marker is written last, so an input is either entirely done or not at all.
 On object storage (OUTPUT ``s3://...``) there is no rename: each Parquet file is built in a local temporary file and
-uploaded under its final name when complete (the object appears whole or not at all), then stats, then the marker.
+uploaded under its final name when complete (the object appears whole or not at all), then stats, then the marker;
+:class:`pipelines.core.folder.Folder` does both.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -25,10 +24,11 @@ import pyarrow.parquet as pq
 
 from pipelines.core import storage
 from pipelines.core.errors import describe, is_environment_error
-from pipelines.core.layout import SourceLayout, input_key, printable_path, tmp_name, write_json_atomic
+from pipelines.core.folder import file_info, split
+from pipelines.core.layout import SourceLayout, input_key, printable_path
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
-from pipelines.core.steps import Step, StepResult, check_kind
+from pipelines.core.steps import Step, StepResult, check_kind, routed_rows
 
 log = logging.getLogger(__name__)
 
@@ -56,46 +56,16 @@ class StepStats:
 
 
 class _ParquetSink:
-    """Streams tables to a temporary Parquet file; ``commit`` renames it into place (always writes a file).
+    """Counts and conforms the tables written to one :meth:`Folder.parquet_writer` (which commits atomically)."""
 
-    For a URI the temporary file is local and ``commit`` uploads it (no partial object is ever visible)."""
-
-    def __init__(self, final: str, schema: pa.Schema):
-        self.final, self.schema = final, schema
-        self.remote = storage.is_uri(final)
-        if self.remote:
-            fd, self.tmp = tempfile.mkstemp(prefix="winnow-", suffix=".parquet")
-            os.close(fd)
-        else:
-            self.tmp = tmp_name(final)
-        self.writer: pq.ParquetWriter | None = None
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
+        self.writer, self.schema = writer, schema
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
-        self.writer.write_table(conform(table, self.schema))
-        self.rows += table.num_rows
-
-    def commit(self) -> None:
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
-        self.writer.close()
-        if self.remote:
-            try:
-                storage.upload_file(self.tmp, self.final)
-            finally:
-                os.remove(self.tmp)
-            return
-        os.replace(self.tmp, self.final)
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        if os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        if table.num_rows:
+            self.writer.write_table(conform(table, self.schema))
+            self.rows += table.num_rows
 
 
 def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> Iterator[pa.Table]:
@@ -135,10 +105,11 @@ def _batches(recipe: Recipe, path: str, skipped: Counter, errors: list[str]) -> 
 def _read(reader: Any, path: str) -> Iterator[Mapping[str, Any] | Skip]:
     """``reader.read(path)``; an input on object storage goes to a reader that streams URIs as it is, and to any
     other reader as a local temporary copy (removed when the input is done)."""
-    if not storage.is_uri(path) or reader.reads_uris:
+    if reader.reads_uris:
         yield from reader.read(path)
         return
-    with storage.local_copy(path) as local:
+    folder, name = split(path)
+    with folder.local_copy(name) as local:  # the file itself when it is local
         yield from reader.read(local)
 
 
@@ -210,7 +181,7 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
         if batch.num_rows == 0:
             break
         t0 = time.perf_counter()
-        result = _apply(step, batch)  # checks the step's own results against its kind (check_kind)
+        result = _apply_routed(step, batch)  # checks the step's own results against its kind (check_kind)
         st.seconds += time.perf_counter() - t0
         st.seen += batch.num_rows
         st.changed += result.changed
@@ -227,6 +198,30 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
                 rejected.append(dropped)
         st.kept += batch.num_rows
     return batch, rejected
+
+
+def _apply_routed(step: Step, batch: pa.Table) -> StepResult:
+    """``_apply`` on the rows whose domain the step does not skip (``Step.skip_domains``); the skipped rows are
+    merged back in their places, unchanged, kept, with nulls in the columns the step adds."""
+    routed = routed_rows(step, batch)
+    if routed is None:
+        return _apply(step, batch)
+    run, skip = routed
+    result = _apply(step, batch.take(run)) if run else StepResult(extend_table(batch.slice(0, 0), step))
+    skipped = conform(extend_table(batch.take(skip), step), result.table.schema)
+    merged = pa.concat_tables([result.table, skipped])
+    reasons = list(result.reasons) if result.reasons is not None else [None] * len(run)
+    reasons += [None] * len(skip)
+    order = sorted(range(len(run) + len(skip)), key=(run + skip).__getitem__)  # back to the batch's order
+    return StepResult(merged.take(order), [reasons[i] for i in order], result.changed)
+
+
+def extend_table(table: pa.Table, step: Step) -> pa.Table:
+    """``table`` with null columns for what ``step`` adds and it lacks."""
+    for name, dtype in step.adds().items():
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, dtype), pa.nulls(table.num_rows, dtype))
+    return table
 
 
 def _apply(step: Step, batch: pa.Table) -> StepResult:
@@ -272,9 +267,8 @@ def _apply(step: Step, batch: pa.Table) -> StepResult:
 
 
 def _input_bytes(path: str) -> int | None:
-    if storage.is_uri(path):
-        return storage.getsize(path) if storage.isfile(path) else None
-    return os.path.getsize(path) if os.path.isfile(path) else None
+    info = file_info(path)
+    return None if info is None else info.size
 
 
 def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
@@ -285,8 +279,7 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     key = input_key(path)
     schema = recipe.schema()
     rej_schema = rejected_schema(schema)
-    docs = _ParquetSink(layout.path("docs", key, "parquet"), schema)
-    rejected = _ParquetSink(layout.path("rejected", key, "parquet"), rej_schema)
+    folder = layout.folder
     step_stats = [StepStats(s.name, s.kind) for s in recipe.steps]
     skipped: Counter = Counter()
     errors: list[str] = []
@@ -294,7 +287,14 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     read = 0
     for step in recipe.steps:
         step.start_input(path)
-    try:
+    # both files commit when the block ends (always a file, empty or not); an exception leaves neither
+    with (
+        folder.parquet_writer(layout.name("docs", key, "parquet"), schema, **PARQUET_OPTIONS) as docs_writer,
+        folder.parquet_writer(
+            layout.name("rejected", key, "parquet"), rej_schema, **PARQUET_OPTIONS
+        ) as rej_writer,
+    ):
+        docs, rejected = _ParquetSink(docs_writer, schema), _ParquetSink(rej_writer, rej_schema)
         for batch in _batches(recipe, path, skipped, errors):
             read += batch.num_rows
             # rows the reader already rejected
@@ -311,12 +311,6 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
             for t in rej_tables:
                 reasons.update(t.column("reason").to_pylist())
                 rejected.write(t)
-        docs.commit()
-        rejected.commit()
-    except BaseException:
-        docs.abort()
-        rejected.abort()
-        raise
     stats = {
         "source": recipe.source,
         "input": printable_path(storage.absolute(path)),
@@ -333,6 +327,6 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
     }
     if read != docs.rows + rejected.rows:  # the accounting invariant; a bug, never bad input
         raise AssertionError(f"{path}: read {read} != kept {docs.rows} + rejected {rejected.rows}")
-    write_json_atomic(layout.path("stats", key, "json"), stats)
-    write_json_atomic(layout.done_path(key), {"input": stats["input"], "key": key, "read": read})
+    folder.write_json(layout.name("stats", key, "json"), stats)
+    folder.write_json(layout.name("_done", key, "json"), {"input": stats["input"], "key": key, "read": read})
     return stats

@@ -7,16 +7,14 @@ all inputs are done (dedup across the whole source).  Each ``pipelines/sources/<
 
 from __future__ import annotations
 
-import glob
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from pipelines.core import storage
 from pipelines.core.corpus_stage import CorpusStage
+from pipelines.core.discovery import discover
 from pipelines.core.schema import CORE_SCHEMA, extend_schema
 from pipelines.core.steps import Step
 
@@ -62,21 +60,9 @@ class Reader:
 def discover_files(spec: str, patterns: Sequence[str]) -> list[str]:
     """Resolve INPUT: a file, a directory (recursive, by patterns) or a glob; sorted, absolute, deduplicated.
 
-    ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.core.storage.discover``).
+    ``s3://`` / ``gs://`` URIs name an object, a prefix or a glob the same way (``pipelines.core.discovery``).
     """
-    if storage.is_uri(spec):
-        return storage.discover(spec, patterns)
-    if os.path.isfile(spec):
-        return [os.path.abspath(spec)]
-    if os.path.isdir(spec):
-        found: set[str] = set()
-        for pat in patterns:
-            found.update(p for p in glob.glob(os.path.join(spec, pat), recursive=True) if os.path.isfile(p))
-        return sorted(os.path.abspath(p) for p in found)
-    matches = [p for p in glob.glob(spec, recursive=True) if os.path.isfile(p)]
-    if not matches:
-        raise FileNotFoundError(f"INPUT {spec!r} names no file, folder or glob match")
-    return sorted({os.path.abspath(p) for p in matches})
+    return discover(spec, patterns)
 
 
 @dataclass

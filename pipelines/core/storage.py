@@ -1,6 +1,9 @@
-"""Object storage (``s3://``, ``gs://``) through pyarrow's filesystems, beside plain local paths.
+"""Object storage (``s3://``, ``gs://``) through pyarrow's filesystems, beside plain local paths: the URI
+primitives under :class:`pipelines.core.folder.Folder`, which is what code reads and writes through.  The per-URI
+functions here (``exists``, ``list_files``, ``read_json``, ``write_json``, ...) remain for the runner and the
+object-storage corpus stages until they move to ``Folder``.
 
-A path is either a local path (handled by the callers' ``os``/``open`` code, unchanged) or a URI whose scheme is one
+A path is either a local path (``Folder`` handles it with ``os``) or a URI whose scheme is one
 of :data:`SCHEMES`; URIs stay strings throughout the pipeline and are resolved to ``(pyarrow FileSystem, path)``
 only where a byte is read or written.  Endpoint and credentials come from the usual environment, read by pyarrow:
 ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN`` / ``AWS_PROFILE``, ``AWS_ENDPOINT_URL``
@@ -22,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -76,6 +79,11 @@ def _split(uri: str) -> tuple[str, str]:
     return scheme, rest.strip("/")
 
 
+def split_uri(uri: str) -> tuple[str, str]:
+    """``(scheme, path after the scheme without slashes at its ends)``; ValueError for an unsupported URI."""
+    return _split(uri)
+
+
 def normalize(path: str) -> str:
     """A URI without trailing slashes (local paths are returned unchanged)."""
     if not is_uri(path):
@@ -117,8 +125,18 @@ def _filesystem(scheme: str, bucket: str, env: tuple) -> Any:
     return filesystem
 
 
+@lru_cache(maxsize=1)
+def _local_filesystem() -> Any:
+    from pyarrow import fs
+
+    return fs.LocalFileSystem()
+
+
 def resolve(uri: str) -> tuple[Any, str]:
-    """``(pyarrow FileSystem, path inside it)`` for a URI."""
+    """``(pyarrow FileSystem, path inside it)`` for a URI, or ``(LocalFileSystem, absolute path)`` for a local
+    path."""
+    if not is_uri(uri):
+        return _local_filesystem(), os.path.abspath(uri)
     scheme, rest = _split(uri)
     if not rest:
         raise ValueError(f"{uri}: name a bucket")
@@ -133,9 +151,15 @@ def to_uri(scheme_of: str, fs_path: str) -> str:
 # -- queries ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ObjectInfo:
-    uri: str
+    """A listed file: its location (a local path or a URI, as the listed folder was named), size, mtime."""
+
+    path: str
     size: int
     mtime_ns: int
+
+    @property
+    def uri(self) -> str:
+        return self.path
 
 
 def _info(uri: str) -> Any:
@@ -161,18 +185,6 @@ def isdir(uri: str) -> bool:
     return _info(uri).type == fs.FileType.Directory
 
 
-def getsize(uri: str) -> int:
-    info = _info(uri)
-    if info.size is None:
-        raise FileNotFoundError(f"{uri}: no such object")
-    return int(info.size)
-
-
-def mtime_ns(uri: str) -> int | None:
-    info = _info(uri)
-    return None if info.mtime_ns is None else int(info.mtime_ns)
-
-
 def list_files(uri: str, recursive: bool = True) -> list[ObjectInfo]:
     """Objects under the prefix ``uri`` (sorted; empty when it does not exist)."""
     from pyarrow import fs
@@ -188,92 +200,6 @@ def list_files(uri: str, recursive: bool = True) -> list[ObjectInfo]:
         if i.type == fs.FileType.File
     ]
     return sorted(out, key=lambda o: o.uri)
-
-
-def listdir(uri: str) -> list[str]:
-    """Names directly under ``uri`` (files and "folders")."""
-    from pyarrow import fs
-
-    filesystem, path = resolve(uri)
-    try:
-        infos = filesystem.get_file_info(fs.FileSelector(path, recursive=False, allow_not_found=True))
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(i.base_name for i in infos)
-
-
-# -- discovery --------------------------------------------------------------------------------------------------
-def _component_regex(comp: str) -> str:
-    out, i = [], 0
-    while i < len(comp):
-        c = comp[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[" and "]" in comp[i + 1 :]:
-            j = comp.index("]", i + 1)
-            body = comp[i + 1 : j]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return "".join(out)
-
-
-def pattern_regex(pattern: str) -> re.Pattern:
-    """A glob pattern (``**`` = any number of folders, as ``glob(recursive=True)``) as a regex on relative paths."""
-    parts, out = pattern.strip("/").split("/"), []
-    for k, comp in enumerate(parts):
-        last = k == len(parts) - 1
-        if comp == "**":
-            out.append(".*" if last else "(?:[^/]+/)*")
-        else:
-            out.append(_component_regex(comp) + ("" if last else "/"))
-    return re.compile("".join(out) + r"\Z")
-
-
-def _hidden(rel: str) -> bool:
-    return any(p.startswith(".") for p in rel.split("/"))
-
-
-def discover(spec: str, patterns: Sequence[str]) -> list[str]:
-    """INPUT on object storage: an object, a prefix (searched with ``patterns``) or a glob; sorted URIs.
-
-    Like ``glob``, names starting with a dot are not matched by wildcards.
-    """
-    spec = normalize(spec)
-    scheme, rest = _split(spec)
-    if not any(c in rest for c in "*?["):
-        if isfile(spec):
-            return [spec]
-        regexes = [pattern_regex(p) for p in patterns]
-        found = []
-        for o in list_files(spec):
-            rel = o.uri[len(spec) + 1 :]
-            if not _hidden(rel) and any(r.match(rel) for r in regexes):
-                found.append(o.uri)
-        if not found and not isdir(spec):
-            raise FileNotFoundError(
-                f"INPUT {spec!r} names no object or prefix (check the bucket, the key and the "
-                "credentials/endpoint in AWS_* variables)"
-            )
-        return sorted(found)
-    comps = rest.split("/")
-    fixed = next(i for i, c in enumerate(comps) if any(ch in c for ch in "*?["))
-    if fixed == 0:
-        raise ValueError(f"INPUT {spec!r}: the bucket name cannot hold a wildcard")
-    base = f"{scheme}://" + "/".join(comps[:fixed])
-    regex = pattern_regex("/".join(comps[fixed:]))
-    found = [
-        o.uri
-        for o in list_files(base)
-        if not _hidden(o.uri[len(base) + 1 :]) and regex.match(o.uri[len(base) + 1 :])
-    ]
-    if not found:
-        raise FileNotFoundError(f"INPUT {spec!r} matches no object")
-    return sorted(found)
 
 
 # -- reading ----------------------------------------------------------------------------------------------------
@@ -329,15 +255,6 @@ def open_input_stream(
     except OSError as exc:
         raise StorageError(f"cannot open {uri}: {exc}") from exc
     return InputStream(uri, raw, observe)
-
-
-def open_input_file(uri: str) -> Any:
-    """A seekable binary file (pyarrow's; each unbuffered read is a ranged request, so read in large blocks)."""
-    filesystem, path = resolve(uri)
-    try:
-        return filesystem.open_input_file(path)
-    except OSError as exc:
-        raise StorageError(f"cannot open {uri}: {exc}") from exc
 
 
 def read_bytes(uri: str) -> bytes:

@@ -29,6 +29,7 @@ import pyarrow as pa
 from filters.html_text import html_to_text
 from filters.stackexchange import Answer, format_qa, order_answers, parse_tags
 from pipelines.core import storage
+from pipelines.core.folder import file_info, split, stat
 from pipelines.core.recipe import Reader, Skip, discover_files
 from pipelines.readers.xmlstream import iter_elements
 
@@ -157,7 +158,7 @@ class StackExchangeReader(Reader):
     def discover(self, spec: str) -> list[str]:
         """One input per site; when ``spec`` is a folder or glob, only the ``max_sites`` largest sites."""
         candidates = discover_files(spec, self.patterns)
-        if storage.isfile(spec) if storage.is_uri(spec) else os.path.isfile(spec):
+        if file_info(spec) is not None:
             return candidates
         sized: list[tuple[int, str]] = []
         for path in candidates:
@@ -166,7 +167,7 @@ class StackExchangeReader(Reader):
                 if size is None:
                     continue
             elif os.path.basename(path).lower() == POSTS:
-                size = storage.getsize(path) if storage.is_uri(path) else os.path.getsize(path)
+                size = stat(path).size
             else:
                 continue
             sized.append((size, path))
@@ -183,19 +184,16 @@ class StackExchangeReader(Reader):
 
         import py7zr
 
-        try:
-            if storage.is_uri(path):  # the header only, through ranged reads (the archive is not downloaded)
-                with (
-                    io.BufferedReader(storage.open_input_file(path), 1 << 20) as f,
-                    py7zr.SevenZipFile(f, "r") as archive,
-                ):
-                    info = _posts_member(archive)
-            else:
-                with py7zr.SevenZipFile(path, "r") as archive:
-                    info = _posts_member(archive)
+        folder, name = split(path)
+        try:  # the header only (through ranged reads on an object store: the archive is not downloaded)
+            with (
+                io.BufferedReader(folder.open_input_file(name), 1 << 20) as f,
+                py7zr.SevenZipFile(f, "r") as archive,
+            ):
+                info = _posts_member(archive)
         except Exception as exc:  # noqa: BLE001 - a broken archive is reported when read, not at discovery
             log.warning("stackexchange: cannot list %s (%s); it will be read and rejected", path, exc)
-            return storage.getsize(path) if storage.is_uri(path) else os.path.getsize(path)
+            return folder.size(name)
         return None if info is None else int(info.uncompressed or 0)
 
     # -- reading -----------------------------------------------------------------------------------------------

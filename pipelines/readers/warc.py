@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from pipelines.core import storage
+from pipelines.core.folder import split
 from pipelines.core.recipe import Reader, ReadError, Skip
 from pipelines.readers.charsets import strict_decode, text_codec
 from pipelines.readers.integrity import GzipCheck, raise_if_truncated
@@ -117,14 +118,10 @@ def _check_archive_start(path: str) -> None:
     named .warc) is refused here: warcio would read its first "line" without bound, however long it is."""
     import gzip
 
+    folder, name = split(path)
     try:
-        if storage.is_uri(path):
-            with storage.open_input_stream(path, buffer_size=1 << 16) as raw:
-                head = gzip.GzipFile(fileobj=raw).read(64) if path.endswith(".gz") else raw.read(64)
-        else:
-            opener = gzip.open if path.endswith(".gz") else open
-            with opener(path, "rb") as f:
-                head = f.read(64)
+        with folder.open_input(name, buffer_size=1 << 16) as raw:
+            head = gzip.GzipFile(fileobj=raw).read(64) if path.endswith(".gz") else raw.read(64)
     except storage.StorageError:
         raise
     except (OSError, EOFError) as exc:

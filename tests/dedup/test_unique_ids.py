@@ -13,7 +13,6 @@ from tests.helpers.ops_hostile import _warc
 from tests.helpers.sources import assert_accounting
 from tests.pipelines.sources.test_commoncrawl import recipe
 
-
 #: the corpus stages without MinHash (tests of the other stages)
 NO_MINHASH = {"corpus_stages": {"minhash": {"enabled": False}}}
 

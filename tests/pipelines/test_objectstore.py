@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import logging
 import os
 import shutil
 import socket
@@ -20,11 +19,13 @@ import pytest
 import yaml
 
 from pipelines.core import storage
+from pipelines.core.discovery import discover
 from pipelines.core.layout import input_key
 from pipelines.core.locks import LockedError, object_lock
 from pipelines.query import run_query
 from pipelines.runner import InputsFailed, run_recipe
 from tests.helpers.paths import FIXTURES
+from tests.helpers.s3 import moto_s3
 from tests.pipelines.sources.test_commoncrawl import _good_page, _warc_bytes, recipe
 
 pytest.importorskip("moto", reason="moto[server] is in the dev extra: pip install -e '.[dev]'")
@@ -44,28 +45,8 @@ ENV = {
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on 127.0.0.1 (a free port), the AWS_* environment pointing at it, and one bucket."""
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    mp = pytest.MonkeyPatch()
-    for k, v in {**ENV, "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        mp.setenv(k, v)
-    client = fs.S3FileSystem(
-        endpoint_override=f"{host}:{port}",
-        scheme="http",
-        access_key="testing",
-        secret_key="testing",
-        region="us-east-1",
-        allow_bucket_creation=True,
-    )
-    client.create_dir(BUCKET)
-    yield client
-    mp.undo()
-    server.stop()
+    with moto_s3(BUCKET, ENV) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +140,7 @@ def test_s3_run_gives_what_a_local_run_gives(s3, s3_run, local_run):
     )
     assert s["read"] == s["kept"] + s["rejected"] == len(docs) + len(rejected)
     assert s["rejected_by_reason"] == local_result.summary["rejected_by_reason"]
-    for uri in storage.discover(IN, ["**/*.warc.gz"]):
+    for uri in discover(IN, ["**/*.warc.gz"]):
         key = input_key(uri)
         stats = storage.read_json(f"{out}/commoncrawl/stats/{key}.json")
         assert stats["input"] == uri and stats["read"] == stats["kept"] + stats["rejected"]
@@ -193,7 +174,7 @@ def test_deleted_marker_redoes_exactly_that_input(s3, s3_run):
     # the input whose page MinHash removed: redone, the page is back in its docs until the stage removes it again
     redo = [
         u
-        for u in storage.discover(IN, ["**/*.warc.gz"])
+        for u in discover(IN, ["**/*.warc.gz"])
         if "urn:bad:copy-of-rivers"
         in pq.read_table(f"{BUCKET}/out/commoncrawl/rejected/{input_key(u)}.parquet", filesystem=s3)
         .column("id")
