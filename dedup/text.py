@@ -9,7 +9,7 @@ whole batch at once: each distinct word is hashed once with xxh64, then n consec
 Scripts written without spaces (Han, kana, Thai, Lao, Khmer, Burmese, Tibetan) have no whitespace words: a whole
 clause would be one "word", so a one-sentence edit changes every shingle around it.  ``tokenize="auto"`` makes each
 of their characters a token (character n-grams there, word n-grams elsewhere, also inside one mixed page): no
-tokenizer model, no language label needed, and ~10x faster than jieba words (``bench/bench_cjk_shingles.py``).
+tokenizer model, no language label needed, and ~7x faster than MinHash over jieba words (bench_cjk_shingles.py).
 Text without those characters gives exactly the tokens of ``"words"``.
 """
 
@@ -38,10 +38,12 @@ _PUNCT_TO_SPACE = re.compile(
 _PUNCT_OTHER = {k: v for k, v in PUNCTUATION_TRANS.items() if v not in (" ", 32)}
 _MIX1, _MIX2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
 #: characters of scripts written without spaces between words (after ``simplify_text``'s mark stripping)
-_UNSPACED_CHAR = re.compile(
-    "[\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff"
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+_UNSPACED = (
+    "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
 )
+#: one such character, or a run of anything else up to whitespace (4x faster than inserting spaces and splitting)
+_AUTO_TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
 #: shingle tokenizations: whitespace words, or words with unspaced scripts split into characters
 TOKENIZE = ("words", "auto")
 
@@ -83,7 +85,7 @@ def tokens_of(text: str, tokenize: str = "words") -> list[str]:
     token."""
     simple = _simple_unstripped(text)
     if tokenize == "auto" and not simple.isascii():
-        simple = _UNSPACED_CHAR.sub(r" \g<0> ", simple)
+        return _AUTO_TOKEN.findall(simple)
     return simple.split()
 
 
