@@ -129,6 +129,7 @@ def test_partition_by_auto_follows_the_language_filter():
     config = deep_merge(load_config("commoncrawl"), {"steps": {"lang_filter": {"languages": ["all"]}}})
     stages = {s.name: s for s in build_recipe("commoncrawl", config).corpus_stages}
     assert stages["minhash"].config().partition_by == "lang"
+    assert stages["minhash"].config().tokenize == "auto"  # Chinese, Japanese, Thai shingled by character
     assert stages["line_dedup"].config().partition_by == "lang"
 
 
