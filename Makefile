@@ -102,6 +102,18 @@ models: $(STAMP)
 	@if [ -n "$(TOPIC_CORPUS)$(TOPIC_LABELS)" ]; then nice $(BIN)/winnow models topics --models-dir $(MODELS) \
 	  $(foreach c,$(TOPIC_CORPUS),--corpus "$(c)") $(if $(TOPIC_LABELS),--labels "$(TOPIC_LABELS)"); fi
 
+# The code/math page classifier (classifiers/default_models/domains): CODE= GitHub repositories or StackExchange dumps,
+# MATH= arXiv sources or math StackExchange dumps, PROSE= web pages / Wikipedia, or DOMAIN_LABELS= a fastText file
+# of `__label__code|math|prose <text>` lines.  Writes $(MODELS)/domains with its held-out quality.json.
+CODE ?=
+MATH ?=
+PROSE ?=
+DOMAIN_LABELS ?=
+.PHONY: models-domains
+models-domains: $(STAMP)
+	@test -n "$(CODE)$(MATH)$(PROSE)$(DOMAIN_LABELS)" || (echo "make models-domains: give CODE=<repositories> MATH=<arXiv sources> PROSE=<web pages> or DOMAIN_LABELS=<fastText label file>"; exit 2)
+	nice $(BIN)/winnow models domains --models-dir $(MODELS) $(foreach f,$(CODE),--code "$(f)") $(foreach f,$(MATH),--math "$(f)") $(foreach f,$(PROSE),--prose "$(f)") $(if $(DOMAIN_LABELS),--labels "$(DOMAIN_LABELS)")
+
 # LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>
 TSV ?=
 models-lid: $(STAMP)
