@@ -33,7 +33,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import CORPUS, WORK, machine, md_table, write_section  # noqa: E402
 from pipelines.sources.commoncrawl import without_models  # noqa: E402
-from pipelines.sources.registry import deep_merge  # noqa: E402
+from pipelines.sources.registry import deep_merge, load_config  # noqa: E402
 
 N_FILES = int(os.environ.get("BENCH_CC_FILES", "16"))
 OUT = os.path.join(WORK, "cc")
@@ -134,17 +134,23 @@ def robots_snapshot(urls: list[str]) -> str:
     return folder
 
 
+#: the steps datatrove's pipeline below has an equivalent of
+DATATROVE_EQUIVALENT = ("extract", "lid", "lang_filter", "gopher_rep", "gopher", "c4", "fineweb")
+
+
 def winnow_config(llama3: bool, robots_dir: str, corpus_stages: bool = False) -> dict:
-    """The CommonCrawl config with the model steps off, the LLaMA-3 web steps on or off, and (for the speed runs)
-    the corpus stages and in-run line dedup off: the datatrove pipeline has none of them."""
-    steps: dict = {
-        "extract": {"deduplicate": False, "timeout_s": 5.0},
-        "line_dedup": {"enabled": False},
-        "c4": {"rewrite_text": True},
-    }
+    """The CommonCrawl config with the LLaMA-3 web steps on or off.  Speed runs (``corpus_stages`` false): every
+    other step without a datatrove equivalent (models, domain scores, in-run line dedup...) and every corpus stage
+    off.  The removal run: the recipe's defaults otherwise, with the four dedup stages on."""
+    from pipelines.sources.commoncrawl import STEPS
+
+    steps: dict = {"extract": {"deduplicate": False, "timeout_s": 5.0}, "c4": {"rewrite_text": True}}
+    if not corpus_stages:
+        steps.update({n: {"enabled": False} for n in STEPS if n not in DATATROVE_EQUIVALENT + LLAMA3_STEPS})
     steps.update({name: {"enabled": llama3} for name in LLAMA3_STEPS})
     steps["robots"] = {"enabled": llama3, "snapshot_dir": robots_dir}
-    stages = {name: {"enabled": corpus_stages} for name in CORPUS_STAGES}
+    names = CORPUS_STAGES if corpus_stages else tuple(load_config("commoncrawl").get("corpus_stages", {}))
+    stages = {name: {"enabled": corpus_stages} for name in names}
     return deep_merge(without_models(), {"steps": steps, "corpus_stages": stages})
 
 
@@ -333,7 +339,7 @@ def removal_section(robots_dir: str) -> str:
     import pyarrow.parquet as pq
 
     from pipelines.runner import run_recipe
-    from pipelines.sources.registry import build_recipe, load_config
+    from pipelines.sources.registry import build_recipe
 
     warcs = os.path.join(CORPUS, "commoncrawl", "warc")
     override = deep_merge(
