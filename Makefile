@@ -127,7 +127,11 @@ cron: $(STAMP)
 	$(BIN)/winnow cron --output $(OUTPUT) $(CRON_ARGS)
 
 # CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md;
-# MinHash dedup at 50k and 200k documents (driver memory, files, recall): the "dedup-scale" section
+# MinHash dedup at DEDUP_SIZES documents (driver memory, worker memory, files, docs/s, recall): "dedup-scale"; the
+# MinHash signature pass at SIG_DOCS short synthetic documents (per-unit costs for docs/scale.md): "signatures".
+DEDUP_SIZES ?= 50000 200000 800000
+SIG_DOCS ?= 10000000
 scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py
-	$(BIN)/python bench/bench_dedup_scale.py
+	$(BIN)/python bench/bench_dedup_scale.py $(DEDUP_SIZES)
+	SIG_DOCS=$(SIG_DOCS) $(BIN)/python bench/bench_signatures.py
