@@ -211,18 +211,19 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta", "semantic"], default=None)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
-    d = add_command(
+    d = add_trainer(
         cmds,
         "domains",
         "train the code/math page classifier (code_prob, math_prob) from your folders or a fastText label file",
-        guarded(cmd_domains),
+        cmd_domains,
+        "the model goes to <models-dir>/domains/",
+        "fastText lines `__label__code|math|prose <text>`",
     )
-    d.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/domains/")
-    d.add_argument("--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)")
+    d.add_argument(
+        "--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)"
+    )
     d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
     d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
-    d.add_argument("--labels", default=None, help="fastText lines `__label__code|math|prose <text>`")
-    d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true", help="print the quality record as JSON")
     e = add_command(
         cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
