@@ -1,12 +1,14 @@
 """Training text for the quality models, read from local files through the pipeline's own readers.
 
 Reference-quality text (the positives of the wiki-reference classifier, the KenLM training text): Wikipedia articles
-(:class:`~pipelines.readers.wikipedia.WikipediaReader`), Project Gutenberg books (decoded as the books reader does,
-header and licence cut by :mod:`filters.gutenberg`), arXiv papers (:class:`~pipelines.readers.arxiv.ArxivReader`,
-main file with its inputs inlined, then :func:`filters.latex.latex_to_prose`) and StackExchange question threads
-with a well-scored answer (:class:`~pipelines.readers.stackexchange.StackExchangeReader`).  Web text (the negatives,
-and the sample that sets the perplexity buckets): extracted pages from WARC/HTML files and CCNet JSONL.  There is
-one reader per source: what a model trains on is what the pipeline reads.
+(:class:`~pipelines.readers.wikipedia.WikipediaReader`, text by :func:`filters.wikitext.wikitext_to_prose`), Project
+Gutenberg books (decoded as the books reader does, header and licence cut by :mod:`filters.gutenberg`), arXiv papers
+(:class:`~pipelines.readers.arxiv.ArxivReader`: the main file with its inputs inlined, then
+:func:`filters.latex.latex_to_prose`) and the top-scored StackExchange answers (streamed by the reader's XML reader,
+text by :func:`filters.html_text.html_to_prose`; whole question threads come from the reader itself).  Web text
+(the negatives, and the sample that sets the perplexity buckets): extracted pages from WARC/HTML files and CCNet
+JSONL.  The Wikipedia and StackExchange conversions are the ones the shipped models were trained on, so that their
+recorded held-out splits still hold.
 
 Every function yields :class:`Doc` (text, origin, language) and knows nothing about models; nothing here has a
 default corpus: the caller names the files (:mod:`classifiers.dataset` walks the user's folders).
@@ -23,12 +25,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from filters.gutenberg import drop_credits, split_gutenberg
+from filters.html_text import html_to_prose
 from filters.latex import latex_to_prose
+from filters.wikitext import wikitext_to_prose
 from pipelines.core.recipe import Skip
 from pipelines.readers.arxiv import ArxivReader
 from pipelines.readers.books import decode_book
 from pipelines.readers.stackexchange import StackExchangeReader
 from pipelines.readers.wikipedia import WikipediaReader
+from pipelines.readers.xmlstream import iter_elements
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +53,18 @@ def documents(rows: Iterator[dict[str, Any] | Skip], keep: tuple[str, ...] = ())
 
 # -- Wikipedia ---------------------------------------------------------------------------------------------------
 def wiki_pages(path: str, languages: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Article rows of a MediaWiki dump (text, ``title``, ``lang``, raw ``wikitext``); redirects and other
-    namespaces are left out as the Wikipedia recipe leaves them.  Disambiguation pages stay: the shipped models
-    were trained with them, and their held-out split (recorded in each MANIFEST) numbers the articles of a dump."""
+    """Article rows of a MediaWiki dump read by the Wikipedia reader (``title``, ``lang``, raw ``wikitext``), with
+    ``text`` converted by :func:`filters.wikitext.wikitext_to_prose`, the conversion the shipped models were
+    trained on.  Redirects and other namespaces are left out as the recipe leaves them; disambiguation pages stay
+    (the models' recorded held-out splits number the articles of a dump with them)."""
     reader = WikipediaReader(languages=languages, keep_wikitext=True)
-    return documents(reader.read(path), keep=("wiki:disambiguation",))
+    for row in documents(reader.read(path), keep=("wiki:disambiguation",)):
+        try:
+            row["text"] = wikitext_to_prose(row["wikitext"])
+        except Exception as exc:  # noqa: BLE001 - one page mwparserfromhell cannot take is skipped, not fatal
+            log.debug("wikitext conversion failed: %s", exc)
+            continue
+        yield row
 
 
 def wikipedia_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
@@ -107,13 +119,25 @@ def stackexchange_threads(path: str) -> Iterator[dict[str, Any]]:
     return documents(StackExchangeReader(max_sites=None).read(path))
 
 
+def _score(value: str | None) -> int:
+    """A post's score as an integer (compared as numbers, never as strings); a malformed one counts as 0."""
+    try:
+        return int(value or "0")
+    except ValueError:
+        return 0
+
+
 def stackexchange_docs(path: str, min_score: int = 3, min_chars: int = 300) -> Iterator[Doc]:
-    """Threads whose best answer scores ``min_score`` or more (scores are integers): the "top answers" of the
-    reference set, with the question they answer."""
-    for row in stackexchange_threads(path):
-        best = row.get("best_answer_score")
-        if best is not None and best >= min_score and len(row["text"]) >= min_chars:
-            yield Doc(row["text"], f"stackexchange:{os.path.basename(os.path.dirname(path))}")
+    """Answers (PostTypeId 2) with an integer score >= ``min_score``: the "top answers" of the reference set, each
+    one document (the shipped models' recorded splits number them so), streamed by the StackExchange reader's XML
+    reader, text by :func:`filters.html_text.html_to_prose`."""
+    site = os.path.basename(os.path.dirname(path))
+    for row in iter_elements(path, ("row",)):
+        a = row.attrib
+        if a.get("PostTypeId") == "2" and _score(a.get("Score")) >= min_score:
+            text = html_to_prose(a.get("Body", ""))
+            if len(text) >= min_chars:
+                yield Doc(text, f"stackexchange:{site}")
 
 
 # -- web text ------------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import pytest
 from classifiers import corpora
 from classifiers.dataset import read_pieces
 from filters.gutenberg import StripGutenberg
+from filters.wikitext import wikitext_to_prose
 from pipelines.core.recipe import Skip
 from pipelines.readers.books import BooksReader
 from pipelines.readers.wikipedia import WikipediaReader
@@ -40,8 +41,12 @@ def test_the_real_books_train_on_the_recipe_body():
 
 def test_wikipedia_training_text_is_the_readers_articles():
     path = os.path.join(FIXTURES, "wikipedia", "enwiki-sample.xml")
-    rows = [r for r in WikipediaReader(languages=None).read(path) if not isinstance(r, Skip)]
-    expected = [r["text"] for r in rows if r.get("reason") in (None, "wiki:disambiguation")]
+    rows = [
+        r for r in WikipediaReader(languages=None, keep_wikitext=True).read(path) if not isinstance(r, Skip)
+    ]
+    expected = [
+        wikitext_to_prose(r["wikitext"]) for r in rows if r.get("reason") in (None, "wiki:disambiguation")
+    ]
     docs = list(corpora.wikipedia_docs(path, min_chars=200))
     assert [d.text for d in docs] == [t for t in expected if len(t) >= 200]
     assert docs and {d.lang for d in docs} == {"en"}
@@ -63,10 +68,16 @@ def test_an_arxiv_paper_is_read_whole_with_its_inputs_and_as_prose():
     assert sum("We stack 120 groups" in p.text for p in pieces) == 1
 
 
-def test_stackexchange_reference_text_is_the_readers_threads_with_a_well_scored_answer():
+def test_stackexchange_reference_text_is_the_top_answers_as_prose():
     path = os.path.join(FIXTURES, "stackexchange", "cooking.stackexchange.com", "Posts.xml")
-    threads = list(corpora.stackexchange_threads(path))
     docs = list(corpora.stackexchange_docs(path, min_score=3, min_chars=1))
-    assert threads and docs
-    assert {d.text for d in docs} == {t["text"] for t in threads if (t["best_answer_score"] or -1) >= 3}
-    assert all(d.text.startswith("Q: ") and "\n\nA: " in d.text for d in docs)  # the question and its answers
+    threads = list(corpora.stackexchange_threads(path))
+    # the answers scored 3 or more (as integers: "10" > "3"), each the prose of an answer the reader's thread holds
+    top = [s for t in threads for s in t["meta"]["answer_scores"] if s >= 3]
+    assert 2 <= len(docs) <= len(top)
+    assert all(any(d.text.split("\n")[0] in t["text"] for t in threads) for d in docs)
+    assert all("<p>" not in d.text and "&amp;" not in d.text for d in docs)
+    # code blocks are not prose: the reader keeps them in the thread, the training text drops them
+    assert any("cups_to_grams" in t["text"] for t in threads) and not any(
+        "cups_to_grams" in d.text for d in docs
+    )

@@ -233,8 +233,8 @@ def test_shipped_encoder_quality_is_the_recorded_one():
     assert sorted({f"{p.kind}:{p.key}" for p in held}) == record["heldout_documents"]
     metrics = measure_pairs(load_encoder(None), *eval_pairs(held, 0))
     assert abs(metrics["auc"] - record["heldout"]["auc"]) < 0.005 and metrics["auc"] >= 0.9
-    # the held-out text is read through the pipeline's readers since the encoder was measured (a few articles and
-    # arXiv pieces differ slightly): the shares of pairs above 0.9 moved by at most 0.015 when that changed
+    # the held-out text is read through the pipeline's readers since the encoder was measured (arXiv papers whole,
+    # with their inputs inlined): the shares of pairs above 0.9 moved by at most 0.015 when that changed
     got, recorded = metrics["by_threshold"]["0.9"], record["heldout"]["by_threshold"]["0.9"]
     assert got.keys() == recorded.keys() and all(abs(got[k] - recorded[k]) <= 0.02 for k in got), (
         got,
