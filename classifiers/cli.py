@@ -172,9 +172,14 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_models_command(cmds: Any, name: str, help_line: str, handler: Any) -> Any:
+    """A ``winnow models <name>`` command: bad input is exit 2 with the reason (:func:`guarded`)."""
+    return add_command(cmds, name, help_line, guarded(handler))
+
+
 def add_trainer(cmds: Any, name: str, help_line: str, handler: Any, models_dir: str, labels: str) -> Any:
     """A ``winnow models <name>`` trainer: every one takes where the model goes, a label file and a seed."""
-    p = add_command(cmds, name, help_line, guarded(handler))
+    p = add_models_command(cmds, name, help_line, handler)
     p.add_argument("--models-dir", default="models", help=models_dir)
     p.add_argument("--labels", default=None, help=labels)
     p.add_argument("--seed", type=int, default=0)
@@ -225,8 +230,8 @@ def add_parser(sub: Any) -> None:
     d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
     d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
     d.add_argument("--json", action="store_true", help="print the quality record as JSON")
-    e = add_command(
-        cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
+    e = add_models_command(
+        cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", cmd_eval
     )
     e.add_argument("--model", required=True, choices=list(SCORE_STEPS))
     e.add_argument(
@@ -234,11 +239,11 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
     e.add_argument("--json", action="store_true")
-    k = add_command(
+    k = add_models_command(
         cmds,
         "token-kl",
         "build the token_kl reference distribution (and its cut) from your documents",
-        guarded(cmd_token_kl),
+        cmd_token_kl,
     )
     k.add_argument(
         "--input",
@@ -263,11 +268,11 @@ def add_parser(sub: Any) -> None:
         help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
         "Posts.xml, books, arXiv",
     )
-    lid = add_command(
+    lid = add_models_command(
         cmds,
         "lid-eval",
         "accuracy of Winnow's LID vs datatrove's LanguageFilter on a Tatoeba TSV",
-        guarded(cmd_lid_eval),
+        cmd_lid_eval,
     )
     lid.add_argument("--tsv", required=True, help="Tatoeba/LASER TSV (language, sentence)")
     lid.add_argument("--per-language", action="store_true")

@@ -109,6 +109,17 @@ def write_json_atomic(path: str, obj: Any) -> None:
     folder.write_json(name, obj)
 
 
+def read_json(path: str, missing: str | None = None) -> Any:
+    """The JSON at ``path``; when it is absent, ``FileNotFoundError`` with ``missing`` (say how to make it)."""
+    folder, name = split(path)
+    try:
+        return folder.read_json(name)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        raise FileNotFoundError(missing) from None
+
+
 def clean_tmp_files(folder: str) -> int:
     """Remove temporary files that a killed run left behind (they are never read)."""
     return Folder(folder).clean_tmp()
@@ -185,8 +196,12 @@ def quarantine_damaged(layout: SourceLayout, keys: list[str]) -> list[str]:
             moved = f"_quarantine/{kind}-{key}-{stamp}.parquet"
             if problem != "missing":  # a rename locally; a server-side copy, then a delete, on object storage
                 folder.move(layout.name(kind, key, "parquet"), moved)
-            log.warning("%s is damaged (%s): %s; its input is redone", path, problem,
-                        f"moved to {folder.uri(moved)}" if problem != "missing" else "nothing to move")
+            log.warning(
+                "%s is damaged (%s): %s; its input is redone",
+                path,
+                problem,
+                f"moved to {folder.uri(moved)}" if problem != "missing" else "nothing to move",
+            )
         folder.remove(layout.name("_done", key, "json"))
         redo.append(key)
     return redo
