@@ -45,13 +45,13 @@ HASH_FUNCTION = (
     "word in order (uint64, wrapping)"
 )
 MATCH_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("benchmark", pa.string()),
-        ("item", pa.string()),
-        ("ngram", pa.string()),
-        ("n_matches", pa.int64()),
-    ]
+    {
+        "id": pa.string(),
+        "benchmark": pa.string(),
+        "item": pa.string(),
+        "ngram": pa.string(),
+        "n_matches": pa.int64(),
+    }
 )
 
 
