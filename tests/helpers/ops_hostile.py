@@ -52,11 +52,11 @@ def _zip_bomb(member: str, n: int, size: int) -> bytes:
     return buf.getvalue()
 
 
-def _warc(records: list[tuple[str, bytes]], **options: Any) -> bytes:
+def _warc(records: list[tuple[str, bytes]], gz: bool = True, **options: Any) -> bytes:
     """:func:`tests.helpers.warc.warc_bytes` with this module's record ids (``<urn:hostile:...>``)."""
     from tests.helpers.warc import warc_bytes
 
-    return warc_bytes(records, **{"urn": "hostile", **options})
+    return warc_bytes(records, gz, **{"urn": "hostile", **options})
 
 
 PAGE = (
