@@ -40,7 +40,9 @@ def how_to_use(models_dir: str, trained: list[str]) -> str:
         "To use them, put this in a copy of pipelines/configs/commoncrawl.yaml and run with CONFIG=<copy>:",
         "steps:",
     ]
-    lines += [f"  {keys[m][0]}: {{{keys[m][1]}: {keys[m][2]}}}" for m in trained]
+    lines += [f"  {keys[m][0]}: {{{keys[m][1]}: {keys[m][2]}}}" for m in trained if m in keys]
+    if "semantic" in trained:
+        lines.append(f"semantic_dedup: {{model_dir: {os.path.join(base, 'semantic')}}}")
     return "\n".join(lines)
 
 
@@ -159,7 +161,7 @@ def add_parser(sub: Any) -> None:
     t.add_argument(
         "--labels", default=None, help="JSONL of text,label (e.g. from a larger model) to train on too"
     )
-    t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta"], default=None)
+    t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta", "semantic"], default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")

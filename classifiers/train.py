@@ -22,7 +22,8 @@ from classifiers.evaluate import eval_set, measure, model_location, write_qualit
 
 log = logging.getLogger(__name__)
 
-MODELS = ("kenlm", "wikiref", "roberta")
+#: semantic: the default encoder of the semantic dedup stage (classifiers/train_embeddings.py)
+MODELS = ("kenlm", "wikiref", "roberta", "semantic")
 
 
 @dataclass
@@ -124,6 +125,13 @@ def train_all(s: TrainSettings) -> dict[str, Any]:
         out = os.path.join(s.models_dir, name)
         shutil.rmtree(out, ignore_errors=True)  # a retrain never leaves a stale file of the previous one
         os.makedirs(out, exist_ok=True)
+        if name == "semantic":  # measured on reworded pairs, not on reference vs web
+            from classifiers.train_embeddings import train_semantic
+
+            metrics, extra = train_semantic(train, held, out, seed=s.seed)
+            extra["files"] = {f: os.path.getsize(os.path.join(out, f)) for f in sorted(os.listdir(out))}
+            reports[name] = write_quality(out, name, metrics, common | extra)
+            continue
         extra = {"kenlm": train_kenlm, "wikiref": train_wikiref, "roberta": train_roberta}[name](
             s, train, out
         )

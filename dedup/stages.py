@@ -1,7 +1,7 @@
 """Dedup as corpus stages of a recipe (``corpus_stages:`` in a source config), run once every input is written.
 
 Removed documents move from ``<source>/docs/`` to ``<source>/rejected/`` with a reason (``dedup:minhash``,
-``dedup:exact_md5``, ``dedup:book``, ``dedup:duplicate_id``, ``dedup:url``) and their cluster id in
+``dedup:exact_md5``, ``dedup:book``, ``dedup:duplicate_id``, ``dedup:url``, ``dedup:semantic``) and their cluster id in
 ``meta.dedup_cluster``; the per-input stats are recounted so ``read = kept + rejected`` holds.  The clusters are
 written to ``<source>/duplicates/<stage>.parquet``.  Skipping a stage that is up to date and resuming one that was
 killed is :func:`pipelines.core.corpus_stage.run_stage`'s work (the passes resume from their markers in a work
@@ -21,6 +21,7 @@ from typing import Any
 
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
+from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
 from pipelines.core.corpus_stage import CorpusStage, InputFile
 from pipelines.core.executor import Executor, get_executor
@@ -144,3 +145,31 @@ class UrlDedupStage(ExactDedupStage):
     score_column: str | None = "warc_date"
     reason: str | None = "dedup:url"
     settings: dict[str, Any] = field(default_factory=lambda: {"key_column": "url", "score_order": "max"})
+
+
+@dataclass
+class SemanticDedupStage(RemovalStage):
+    """SemDeDup (LLaMA-3): documents whose embeddings are within a cosine threshold keep one (settings:
+    :class:`dedup.semantic_embed.SemanticConfig` fields).  Besides ``duplicates/<name>.parquet`` it writes
+    ``duplicates/<name>.pairs.parquet``: every pair from the record threshold with its cosine, so a threshold can
+    be re-chosen in DuckDB."""
+
+    name: str = "semantic_dedup"
+    reason: str = "dedup:semantic"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def references(self) -> list[str]:  # type: ignore[override]
+        return list(self.config().references)
+
+    def config(self) -> SemanticConfig:
+        return SemanticConfig(**self.settings)
+
+    def identity(self) -> dict[str, Any]:
+        return {**self.config().identity(), "reason": self.reason}  # the model's files too
+
+    def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
+        res = find_semantic_duplicates(files, work_root, self.config(), self.reason, executor)
+        source_dir = os.path.dirname(os.path.normpath(work_root))  # work_root is <source>/_dedup
+        publish_pairs(res.work, os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet"))
+        return res

@@ -1,8 +1,9 @@
 """CommonCrawl recipe (CCNet / RedPajama / FineWeb order): WARC → extract → LID → heuristics.
 
-Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, two corpus
-stages: MinHash document dedup, then LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents,
-counted across all inputs; dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
+Perplexity and the classifiers come after the heuristics (cheap first).  Once every input is done, the corpus
+stages: unique ids, URL dedup, MinHash document dedup, semantic dedup (off by default: dedup/semantic.py), then
+LLaMA-3 line dedup (lines seen more than 6 times per bucket of 30M documents, counted across all inputs;
+dedup/line_stage.py).  The per-input ``line_dedup`` step between extraction and LID
 (CCNet's place) is off by default: within one run it can only count per input (see dedup/lines.py).
 """
 
@@ -15,7 +16,7 @@ from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import LineDedupStage
 from dedup.lines import LineDedup
-from dedup.stages import MinHashDedupStage, UniqueIdsStage, UrlDedupStage
+from dedup.stages import MinHashDedupStage, SemanticDedupStage, UniqueIdsStage, UrlDedupStage
 from filters.dirty_words import DirtyWords
 from filters.extract import ExtractText
 from filters.heuristics import C4Quality, FineWebQuality, GopherQuality, GopherRepetition
@@ -77,6 +78,8 @@ CORPUS_STAGES = {
     "url_dedup": UrlDedupStage,
     # document-level near-dup removal after filtering
     "minhash": MinHashDedupStage,
+    # LLaMA-3 semantic dedup (SemDeDup; off in the default config: see there)
+    "semantic_dedup": SemanticDedupStage,
     # then LLaMA-3 line dedup across inputs
     "line_dedup": LineDedupStage,
 }
@@ -90,7 +93,7 @@ def with_language_partitions(config: dict[str, Any]) -> dict[str, Any]:
     languages = list(lang_filter.get("languages") or [])
     several = lang_filter.get("enabled", True) is False or len(languages) != 1 or languages == ["all"]
     stages = dict(config.get("corpus_stages") or {})
-    for name in ("minhash", "line_dedup"):
+    for name in ("minhash", "semantic_dedup", "line_dedup"):
         section = dict(stages.get(name) or {})
         if section.get("partition_by") == "auto":
             section["partition_by"] = "lang" if several else None

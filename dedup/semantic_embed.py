@@ -1,0 +1,199 @@
+"""Semantic dedup, passes 1 and 2: embeddings (a float16 sidecar per docs file) and the k-means fit on a bounded,
+hash-chosen sample (see :mod:`dedup.semantic` for the whole workflow)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from classifiers.embeddings import load_encoder, model_identity
+from dedup.corpus import (
+    DOC_TABLE_SCHEMA,
+    InputFile,
+    doc_table,
+    gids,
+    is_done,
+    iter_batches,
+    mark_done,
+    read_marker,
+    unit,
+    write_parquet_atomic,
+)
+from dedup.minhash import check_settings
+from dedup.text import mix64
+
+#: fewer clusters than configured when the sample is small (a small corpus is compared as one cluster)
+MIN_CLUSTER_DOCS = 100
+
+
+@dataclass
+class SemanticConfig:
+    """Settings of the semantic dedup workflow (the ``semantic_dedup`` section of a config)."""
+
+    #: cosine from which two documents are duplicates
+    threshold: float = 0.95
+    #: pairs from this cosine are recorded (with ``kept`` false below ``threshold``), so a lower threshold can be
+    #: re-chosen in DuckDB from ``duplicates/semantic_dedup.pairs.parquet``; default: threshold - 0.05
+    record_threshold: float | None = None
+    #: K k-means clusters; only documents of one cluster are compared (cost ~ N^2 / K)
+    clusters: int = 64
+    #: documents the k-means is fitted on (those of smallest seeded hash): bounds the driver's memory
+    sample: int = 20000
+    #: each document goes to its this-many nearest clusters (2: pairs across a boundary are found too)
+    assign_to: int = 1
+    kmeans_iter: int = 20
+    seed: int = 1
+    #: a local Hugging Face encoder checkpoint, or a folder from `make models`; null: the shipped default
+    model_dir: str | None = None
+    #: documents embedded at once
+    batch_rows: int = 512
+    #: rows of a cluster compared at once (memory of a search task: ~block x cluster size x 4 bytes)
+    block_rows: int = 2048
+    #: survivor: a reference doc, the best score (``score_order``), the longest text, the smallest id
+    score_column: str | None = None
+    score_order: str = "max"
+    text_column: str = "text"
+    id_column: str = "id"
+    #: R partitions of the pair shuffle, components and survivors; M embedding/assignment tasks
+    partitions: int = 16
+    tasks: int = 16
+    executor: str = "auto"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    #: documents of these Parquet dirs/globs are matched against but never removed
+    references: list[str] = field(default_factory=list)
+    #: a column (``lang``) whose values split the corpus: documents are compared only within one value (a file
+    #: without it counts as null); None: one corpus; ``auto`` is resolved by the source recipe
+    partition_by: str | None = None
+
+    def __post_init__(self) -> None:
+        check_settings(self.executor, self.score_order, self.partitions, self.tasks)
+        if not 0.0 < self.threshold <= 1.0:
+            raise ValueError(f"semantic_dedup.threshold must be a cosine in (0, 1], got {self.threshold}")
+        if self.clusters < 1 or self.sample < 1:
+            raise ValueError("semantic_dedup.clusters and .sample must be at least 1")
+        if self.partition_by == "auto":
+            raise ValueError(
+                "semantic_dedup partition_by: 'auto' is resolved by the source recipe; give a column or null"
+            )
+
+    @property
+    def floor(self) -> float:
+        return min(
+            self.threshold, self.threshold - 0.05 if self.record_threshold is None else self.record_threshold
+        )
+
+    def identity(self) -> dict[str, Any]:
+        skip = ("executor", "workers", "batch_rows", "block_rows", "references")
+        return {k: v for k, v in asdict(self).items() if k not in skip} | {
+            "model": model_identity(self.model_dir)
+        }
+
+
+def sidecar(work: str, f: InputFile, kind: str = "") -> str:
+    """``emb/<file key>.npy`` (the vectors) or ``emb/<file key>.part.npy`` (hash of each row's partition value)."""
+    return os.path.join(work, "emb", f"{f.key}{kind}.npy")
+
+
+def part_hashes(values: list[Any]) -> np.ndarray:
+    """uint64 per partition value (null: 0), so rows of one value sort together."""
+    return np.fromiter(
+        (0 if v is None else xxhash.xxh3_64_intdigest(str(v).encode()) for v in values),
+        np.uint64,
+        len(values),
+    )
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    from pipelines.core.layout import tmp_name
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+def _sample_hash(g: np.ndarray, seed: int) -> np.ndarray:
+    return mix64(g.astype(np.uint64) ^ mix64(np.full(len(g), seed, np.uint64)))
+
+
+def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[str, Any]:
+    """One group of files: a float16 sidecar per file, the doc table, the group's k-means sample candidates."""
+    group, files, cfg, work = args
+    if is_done(work, "embed", unit(group)):
+        return read_marker(work, "embed", unit(group))
+    encoder = load_encoder(cfg.model_dir)
+    cols = list(
+        dict.fromkeys([cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else []))
+    )
+    facts, s_gid, s_vec = [], [], []
+    n = 0
+    for f in files:
+        parts, keys = [], []
+        part_col = cfg.partition_by if cfg.partition_by in pq.read_schema(f.path).names else None
+        for first, t in iter_batches(f.path, cols + ([part_col] if part_col else []), cfg.batch_rows):
+            g = gids(f.index, first, t.num_rows)
+            parts.append(encoder.encode(t.column(cfg.text_column).to_pylist()).astype(np.float16))
+            keys.append(part_hashes(t.column(part_col).to_pylist() if part_col else [None] * t.num_rows))
+            facts.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
+            n += t.num_rows
+        emb = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float16)
+        _save_npy(sidecar(work, f, ".part"), np.concatenate(keys) if keys else np.zeros(0, np.uint64))
+        _save_npy(sidecar(work, f), emb)
+        g = gids(f.index, 0, len(emb))
+        nonzero = np.abs(emb).sum(1) > 0
+        best = np.argsort(_sample_hash(g, cfg.seed), kind="stable")
+        best = best[nonzero[best]][: cfg.sample]
+        s_gid.append(g[best])
+        s_vec.append(emb[best])
+    facts_t = pa.concat_tables(facts) if facts else DOC_TABLE_SCHEMA.empty_table()
+    write_parquet_atomic(facts_t, os.path.join(work, "doctable", f"{unit(group)}.parquet"))
+    sg = np.concatenate(s_gid) if s_gid else np.zeros(0, np.uint64)
+    sv = np.concatenate(s_vec) if s_vec else np.zeros((0, encoder.dim), np.float16)
+    keep = np.argsort(_sample_hash(sg, cfg.seed), kind="stable")[: cfg.sample]
+    from pipelines.core.layout import tmp_name
+
+    path = os.path.join(work, "sample", f"{unit(group)}.npz")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tmp_name(path)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, gid=sg[keep], vec=sv[keep])
+    os.replace(tmp, path)
+    info = {"group": group, "docs": n, "dim": int(encoder.dim)}
+    mark_done(work, "embed", unit(group), info)
+    return info
+
+
+def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.ndarray:
+    """Spherical k-means on the bounded, hash-chosen sample (the driver's only data); ``centroids.npy``."""
+    path = os.path.join(work, "centroids.npy")
+    if is_done(work, "fit", "all"):
+        return np.load(path)
+    from scipy.cluster.vq import kmeans2
+
+    gid_l, vec_l = [], []
+    for g in range(groups):
+        with np.load(os.path.join(work, "sample", f"{unit(g)}.npz")) as z:
+            gid_l.append(z["gid"])
+            vec_l.append(z["vec"])
+    gid = np.concatenate(gid_l)
+    order = np.lexsort((gid, _sample_hash(gid, cfg.seed)))[: cfg.sample]
+    x = np.concatenate(vec_l).reshape(-1, dim)[order].astype(np.float64)
+    # at least MIN_CLUSTER_DOCS sampled documents per cluster: 39 pages in 64 clusters would compare nothing
+    k = min(cfg.clusters, len(x) // MIN_CLUSTER_DOCS, len(np.unique(x, axis=0))) if len(x) else 0
+    if k <= 1:
+        centroids = np.ones((1, dim), np.float32)  # one cluster: every document compared with every other
+    else:
+        rng = np.random.default_rng(cfg.seed)
+        centroids, _ = kmeans2(x, k, iter=cfg.kmeans_iter, minit="++", rng=rng)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    centroids = (centroids / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+    _save_npy(path, centroids)
+    mark_done(work, "fit", "all", {"clusters": int(len(centroids)), "sample": int(len(x))})
+    return centroids
