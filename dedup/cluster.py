@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -104,10 +105,7 @@ def gather_task(args: tuple[int, list[InputFile], str, str, int]) -> dict[str, A
     ugid, inv = np.unique(gid, return_inverse=True)
     schema = pa.schema([("gid", pa.uint64()), ("text", pa.large_string())])
     out = PartitionWriter(os.path.join(work, "verify", "texts"), name, partitions, schema, flush_rows=20_000)
-    fidx, rows = split_gid(ugid)
-    bounds = np.flatnonzero(np.r_[True, fidx[1:] != fidx[:-1], True]) if len(ugid) else np.zeros(1, np.int64)
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-        text = read_rows(path_of[int(fidx[lo])], rows[lo:hi], [text_column]).column(text_column)
+    for lo, hi, text in _texts(work, name, path_of, ugid, text_column):
         sel = np.flatnonzero((inv >= lo) & (inv < hi))
         t = pa.table({"gid": gid[sel], "text": text.cast(pa.large_string()).take(pa.array(inv[sel] - lo))})
         out.add_split(t, part[sel])
@@ -115,6 +113,23 @@ def gather_task(args: tuple[int, list[InputFile], str, str, int]) -> dict[str, A
     info = {"group": g, "docs": int(len(ugid)), "copies": int(len(gid))}
     mark_done(work, "verify_gather", name, info)
     return info
+
+
+def _texts(
+    work: str, name: str, path_of: dict[int, str], ugid: np.ndarray, text_column: str
+) -> Iterator[tuple[int, int, pa.ChunkedArray]]:
+    """``(lo, hi, texts of ugid[lo:hi])``, one read per file; documents of an earlier run's index (an incremental
+    run) come from ``located/<g>.parquet`` (gid, text), where its locate pass put them, empty when gone."""
+    located = os.path.join(work, "located", f"{name}.parquet")
+    if os.path.exists(located):
+        t = pq.read_table(located)
+        at = np.searchsorted(t.column("gid").to_numpy(), ugid)
+        yield 0, len(ugid), t.column("text").take(pa.array(at))
+        return
+    fidx, rows = split_gid(ugid)
+    bounds = np.flatnonzero(np.r_[True, fidx[1:] != fidx[:-1], True]) if len(ugid) else np.zeros(1, np.int64)
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+        yield lo, hi, read_rows(path_of[int(fidx[lo])], rows[lo:hi], [text_column]).column(text_column)
 
 
 def verify_task(args: tuple[int, str, float, int]) -> dict[str, Any]:

@@ -257,6 +257,16 @@ def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return mix64(a.astype(_U64)) ^ b.astype(_U64)
 
 
+def write_pairs(out: PartitionWriter, a: np.ndarray, b: np.ndarray, partitions: int) -> int:
+    """Distinct pairs ``a < b`` to their pair partitions; returns how many."""
+    if not len(a):
+        return 0
+    ab = np.unique(np.stack([a, b], axis=1), axis=0)
+    table = pa.table({"a": ab[:, 0], "b": ab[:, 1]}, schema=PAIR_SCHEMA)
+    out.add_split(table, part_of(pair_key(ab[:, 0], ab[:, 1]), partitions))
+    return len(ab)
+
+
 def bucket_task(args: tuple[int, MinHashConfig, str]) -> dict[str, Any]:
     """Pass 2 for one partition: candidate pairs ``a < b`` to ``pairs/<q>/<p>.parquet`` (q: hash of the pair)."""
     part, cfg, work = args
@@ -270,11 +280,7 @@ def bucket_task(args: tuple[int, MinHashConfig, str]) -> dict[str, Any]:
         rows = t.num_rows
         a, b = _bucket_pairs(t, cfg.all_pairs_max_bucket)
         del t
-        if len(a):
-            ab = np.unique(np.stack([a, b], axis=1), axis=0)
-            pairs = len(ab)
-            table = pa.table({"a": ab[:, 0], "b": ab[:, 1]}, schema=PAIR_SCHEMA)
-            out.add_split(table, part_of(pair_key(ab[:, 0], ab[:, 1]), cfg.partitions))
+        pairs = write_pairs(out, a, b, cfg.partitions)
     out.close()
     info = {"partition": part, "rows": rows, "pairs": pairs}
     mark_done(work, "buckets", name, info)

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from dedup.incremental import run_indexed
 from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
 from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
@@ -54,10 +55,14 @@ class RemovalStage(CorpusStage):
 
     def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
         res = self.detect(files, os.path.join(source_dir, "_dedup"), executor)
+        return {k: v for k, v in res.stats.items() if k != "work"} | self.remove(res, source_dir, executor)
+
+    def remove(self, res: DedupResult, source_dir: str, executor: Executor) -> dict[str, Any]:
+        """Removed rows to rejected/, the clusters to ``duplicates/<name>.parquet``."""
         moved = move_to_rejected(res, source_dir, self.name, executor)
         clusters = os.path.join(source_dir, "duplicates", f"{self.name}.parquet")
         executor.map(publish_task, [(res.work, res.files, clusters)])
-        return {k: v for k, v in res.stats.items() if k != "work"} | moved
+        return moved
 
 
 @dataclass
@@ -67,6 +72,11 @@ class MinHashDedupStage(RemovalStage):
     name: str = "minhash"
     reason: str = "dedup:minhash"
     settings: dict[str, Any] = field(default_factory=dict)
+    #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
+    #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
+    incremental: bool = True
+    #: index generations (one per incremental run) before they are merged into one
+    index_generations_max: int = 8
 
     @property
     def references(self) -> list[str]:  # type: ignore[override]
@@ -77,6 +87,16 @@ class MinHashDedupStage(RemovalStage):
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         return find_near_duplicates([], work_root, self.config(), self.reason, executor, files)
+
+    def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
+        if not self.incremental:
+            return super().run(source_dir, files, executor)
+
+        def remove(res: DedupResult) -> dict[str, Any]:
+            return self.remove(res, source_dir, executor)
+
+        cfg = self.config()
+        return run_indexed(source_dir, files, cfg, self.reason, executor, remove, self.index_generations_max)
 
 
 @dataclass

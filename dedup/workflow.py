@@ -57,6 +57,8 @@ class DedupResult:
     files: list[InputFile]
     stats: dict[str, Any]
     tasks: int = 1
+    #: the file groups of the passes when they are not ``file_groups(files, tasks)`` (an incremental run)
+    explicit_groups: list[list[InputFile]] | None = None
 
     @property
     def duplicates(self) -> pa.Table:
@@ -65,7 +67,9 @@ class DedupResult:
 
     @property
     def groups(self) -> list[list[InputFile]]:
-        return file_groups(self.files, self.tasks)
+        return (
+            self.explicit_groups if self.explicit_groups is not None else file_groups(self.files, self.tasks)
+        )
 
 
 def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
@@ -74,9 +78,19 @@ def _timed(stats: dict[str, Any], name: str, t0: float) -> float:
     return now
 
 
-def _finish(
+def _buckets(work: str, cfg: Any, executor: Executor, stats: dict[str, Any], t0: float, keep: bool) -> float:
+    """The bucket pass (candidate pairs); the band keys go unless ``keep`` (the incremental index reads them)."""
+    buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
+    stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
+    if not keep:  # every bucket unit has its marker: no pass reads the band keys again
+        _drop(work, "bands")
+    return _timed(stats, "buckets", t0)
+
+
+def after_buckets(
     work: str,
     groups: list[list[InputFile]],
+    gof: np.ndarray,
     cfg: Any,
     reason: str,
     threshold: float,
@@ -86,12 +100,7 @@ def _finish(
     stats: dict[str, Any],
     t0: float,
 ) -> None:
-    """The passes after the keys: buckets, verification, components, survivors (each resumable)."""
-    gof = group_of_files(groups)
-    buckets = executor.map(bucket_task, [(p, cfg, work) for p in range(cfg.partitions)], "dedup: buckets")
-    stats["bucket_rows"] = sum(b.get("rows", 0) for b in buckets)
-    _drop(work, "bands")  # every bucket unit has its marker: no pass reads the band keys again
-    t0 = _timed(stats, "buckets", t0)
+    """Verification, components and survivors over the candidate pairs in ``work/pairs`` (each resumable)."""
     stats.update(
         verify_pairs(work, groups, gof, cfg.partitions, threshold, cfg.text_column, ngram, verify, executor)
     )
@@ -118,15 +127,22 @@ def find_near_duplicates(
     reason: str = "dedup:minhash",
     executor: Executor | None = None,
     files: list[InputFile] | None = None,
+    keep_bands: bool = False,
 ) -> DedupResult:
     """Run the MinHash passes over Parquet ``inputs`` (plus ``cfg.references``) in ``work_root/minhash-<fp>``.
 
     ``executor`` defaults to the one ``cfg.executor`` names.  ``files`` (the inputs as listed before, e.g. by a
-    stage resuming its removal) replaces the listing of ``inputs``.
+    stage resuming its removal) replaces the listing of ``inputs``.  ``keep_bands`` leaves the band keys in
+    ``work/bands`` for the incremental index (:mod:`dedup.incremental`), which drops them once it is written.
     """
     executor = executor or get_executor(cfg.executor, cfg.workers)
     files = files if files is not None else build_inputs(inputs, cfg.references)
-    ident = {**cfg.identity(), "reason": reason, "layout": LAYOUT}
+    ident = {
+        **cfg.identity(),
+        "reason": reason,
+        "layout": LAYOUT,
+        **({"bands_kept": True} if keep_bands else {}),
+    }
     work = os.path.join(work_root, f"minhash-{fingerprint(files, ident)}")
     if is_done(work, "workflow", "stats"):  # finished: no input is read again
         return DedupResult(work, files, read_marker(work, "workflow", "stats"), cfg.tasks)
@@ -151,7 +167,9 @@ def find_near_duplicates(
     )
     stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "signatures", t0)
-    _finish(work, groups, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0)
+    t0 = _buckets(work, cfg, executor, stats, t0, keep_bands)
+    gof = group_of_files(groups)
+    after_buckets(work, groups, gof, cfg, reason, cfg.threshold, cfg.ngram, cfg.verify, executor, stats, t0)
     mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)
 
@@ -259,6 +277,7 @@ def find_exact_duplicates(
     sig = executor.map(exact_hash_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "dedup: hashes")
     stats["docs"] = sum(s.get("docs", 0) for s in sig)
     t0 = _timed(stats, "hashes", t0)
-    _finish(work, groups, cfg, reason, 1.0, 1, False, executor, stats, t0)
+    t0 = _buckets(work, cfg, executor, stats, t0, False)
+    after_buckets(work, groups, group_of_files(groups), cfg, reason, 1.0, 1, False, executor, stats, t0)
     mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)

@@ -4,6 +4,7 @@ when nothing changed."""
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import shutil
@@ -58,6 +59,9 @@ def test_cron_runs_everything_then_nothing_then_only_what_changed(tmp_path):
     assert cron_main(args) == 0
     third = _log(out)[len(first) + len(second) :]
     assert "books: 6 inputs, 1 processed, 5 already done" in third
+    with open(os.path.join(out, "books", "summary.json"), encoding="utf-8") as f:
+        book_dedup = json.load(f)["corpus_stages"]["book_dedup"]
+    assert book_dedup["incremental"] and book_dedup["new_files"] == 1  # the new input against the index only
     assert third.count("unchanged") == 5
     assert all(_mtimes(out)[s] > built[s] for s in built)  # mixtures rebuilt from the changed source
 
