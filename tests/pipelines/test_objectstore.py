@@ -243,6 +243,20 @@ def test_failed_input_leaves_no_object_and_is_redone(s3, inputs, monkeypatch):
     assert (result.processed, result.already_done) == (1, 2)
 
 
+def test_input_sizes_come_from_the_listing_not_a_request_per_input(s3, inputs, monkeypatch):
+    import pipelines.core.process as process
+
+    def no_head(path):
+        raise AssertionError(f"a request for the size of {path}")
+
+    monkeypatch.setattr(process, "file_info", no_head)
+    out = f"s3://{BUCKET}/sized"
+    run_recipe(recipe(**NO_MINHASH), IN, out, executor="local", progress=False)
+    listed = {o.uri: o.size for o in storage.list_files(IN)}
+    for uri, size in listed.items():
+        assert storage.read_json(f"{out}/commoncrawl/stats/{input_key(uri)}.json")["input_bytes"] == size > 0
+
+
 def test_lock_object_refuses_a_second_run_and_names_the_holder(s3, inputs):
     out = f"s3://{BUCKET}/locked"
     lock = f"{out}/commoncrawl/.lock"
