@@ -67,6 +67,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domains(args: argparse.Namespace) -> int:
+    """``winnow models domains``: the code/math classifier from your folders or label file (``make models-domains``)."""
+    from classifiers.domains import train_domains
+
+    folders = (args.code or [], args.math or [], args.prose or [])
+    record = train_domains(*folders, args.models_dir, labels=args.labels, seed=args.seed)
+    h = record["heldout"]
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(
+            f"domains: held-out AUC code {h['code']['auc']} ({h['code']['positives']} code texts), math "
+            f"{h['math']['auc']} ({h['math']['positives']} math texts) of {h['routing']['n']}; routing accuracy "
+            f"{h['routing']['accuracy']}; {'meets' if record['meets_bar'] else 'BELOW'} its bar {record['bar_auc']}"
+        )
+    path = os.path.join(os.path.abspath(args.models_dir), "domains", "model.ftz")
+    print(f"use it: `steps: {{domains: {{model_path: {path}}}}}` in a copy of the commoncrawl config")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from classifiers.evaluate import measure, read_labels
     from classifiers.steps import absolute_path, locate_model
@@ -83,6 +103,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{args.model} ({location}) on {args.labels}: "
             + ", ".join(f"{k} {v}" for k, v in metrics.items())
         )
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    """``winnow models topics``: the topic classifier from rule-labelled corpora and/or the user's label file."""
+    from classifiers.topic_train import TopicSettings, train_topics
+
+    rep = train_topics(
+        TopicSettings(
+            models_dir=args.models_dir, corpus=args.corpus or [], labels=args.labels, seed=args.seed
+        )
+    )
+    h = rep["heldout"]
+    worst = sorted(h["per_class"].items(), key=lambda kv: kv[1]["f1"])[:3]
+    print(
+        f"topics: held-out accuracy {h['accuracy']}, macro-F1 {h['macro_f1']} on {h['n']} texts; worst "
+        + ", ".join(f"{t} (F1 {m['f1']})" for t, m in worst)
+        + f"\nmodel written to {os.path.abspath(os.path.join(args.models_dir, 'topics', 'model.ftz'))}; use it: "
+        "steps.topics.model_path in a copy of the CommonCrawl config"
+    )
     return 0
 
 
@@ -165,6 +205,19 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
+    d = add_command(
+        cmds,
+        "domains",
+        "train the code/math page classifier (code_prob, math_prob) from your folders or a fastText label file",
+        guarded(cmd_domains),
+    )
+    d.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/domains/")
+    d.add_argument("--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)")
+    d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
+    d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
+    d.add_argument("--labels", default=None, help="fastText lines `__label__code|math|prose <text>`")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true", help="print the quality record as JSON")
     e = add_command(
         cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
     )
@@ -189,6 +242,21 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")
+    tp = add_command(
+        cmds,
+        "topics",
+        "train the fastText topic classifier from rule-labelled corpora or your __label__<topic> file",
+        guarded(cmd_topics),
+    )
+    tp.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/topics/")
+    tp.add_argument(
+        "--corpus",
+        action="append",
+        help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
+        "Posts.xml, books, arXiv",
+    )
+    tp.add_argument("--labels", default=None, help="your file of `__label__<topic> text` lines")
+    tp.add_argument("--seed", type=int, default=0)
     lid = add_command(
         cmds,
         "lid-eval",

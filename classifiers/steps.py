@@ -1,4 +1,4 @@
-"""Model score steps (perplexity, wiki-reference, RoBERTa quality).
+"""Model score steps (perplexity, wiki-reference, RoBERTa quality, topic).
 
 Score steps only add columns; ``filters.thresholds.ScoreFilter`` reads one and rejects with a reason.  In the CommonCrawl
 recipe they form a cascade: KenLM and fastText (thousands of docs/s) run first, their filters drop what they
@@ -12,6 +12,8 @@ made absolute on the driver when the step is built (the workers may run in anoth
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,12 +23,17 @@ import pyarrow as pa
 
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
+log = logging.getLogger(__name__)
+#: model files whose below-bar WARNING this process has logged
+_WARNED: set[str] = set()
+
 DEFAULT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "default_models")
 #: where each score step finds its shipped model, under DEFAULT_MODELS
 DEFAULT_LOCATIONS = {
     "perplexity": "kenlm",
     "wikiref": os.path.join("wikiref", "model.ftz"),
     "roberta": "roberta",
+    "topics": os.path.join("topics", "model.ftz"),
 }
 
 
@@ -86,27 +93,37 @@ class Perplexity(Step):
 
 
 @dataclass
-class WikiRefScore(Step):
-    """Adds ``wikiref_prob``: the fastText wiki-reference classifier's P(reference-like)."""
+class FastTextScore(Step):
+    """A score step over one fastText model: ``model_path``, or the shipped default of :attr:`model_key`."""
 
     kind: ClassVar[str] = "score"
-    #: None: the shipped model (classifiers/default_models/wikiref/model.ftz)
+    #: the DEFAULT_LOCATIONS key of the shipped model, and what to say when the file is missing
+    model_key: ClassVar[str] = ""
+    missing_hint: ClassVar[str] = "run `make models` to train it"
+    #: None: the shipped model (under classifiers/default_models)
     model_path: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.model_path = absolute_path(self.model_path)
 
-    def adds(self) -> dict[str, pa.DataType]:
-        return {"wikiref_prob": pa.float32()}
-
     def setup(self) -> None:
         from filters.langid import load_fasttext
 
-        path = locate_model(self.model_path, "wikiref")
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"wiki-reference model {path} is missing: run `make models` to train it")
-        self._model = load_fasttext(path)
+        self._path = locate_model(self.model_path, self.model_key)
+        if not os.path.exists(self._path):
+            raise FileNotFoundError(f"{self.model_key} model {self._path} is missing: {self.missing_hint}")
+        self._model = load_fasttext(self._path)
+
+
+@dataclass
+class WikiRefScore(FastTextScore):
+    """Adds ``wikiref_prob``: the fastText wiki-reference classifier's P(reference-like)."""
+
+    model_key: ClassVar[str] = "wikiref"
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {"wikiref_prob": pa.float32()}
 
     def process(self, batch: pa.Table) -> StepResult:
         from classifiers.wikiref import wiki_probability
@@ -114,6 +131,43 @@ class WikiRefScore(Step):
         return StepResult(
             set_column(batch, "wikiref_prob", wiki_probability(self._model, texts(batch)), pa.float32())
         )
+
+
+@dataclass
+class TopicScore(FastTextScore):
+    """Adds ``topic`` (one of :data:`classifiers.topics.TOPICS`) and ``topic_prob`` (the classifier's confidence).
+
+    A score step: it never rejects; mixtures steer by the column (``topics:`` in a stage YAML).  An empty text gets
+    a null topic rather than a guess."""
+
+    model_key: ClassVar[str] = "topics"
+    missing_hint: ClassVar[str] = "run `make models TOPIC_LABELS=<file>` to train it"
+
+    def adds(self) -> dict[str, pa.DataType]:
+        return {"topic": pa.string(), "topic_prob": pa.float32()}
+
+    def setup(self) -> None:
+        super().setup()
+        quality = os.path.join(os.path.dirname(self._path), "quality.json")
+        if os.path.exists(quality):
+            with open(quality, encoding="utf-8") as f:
+                q = json.load(f)
+            if not q.get("meets_bar", True) and self._path not in _WARNED:
+                _WARNED.add(self._path)  # once per process, not once per input
+                log.warning(
+                    "topic model %s: held-out macro-F1 %s is below its bar %s; topic shares in mixtures follow "
+                    "its mistakes (train your own: make models TOPIC_LABELS=<file>)",
+                    self._path,
+                    q["heldout"]["macro_f1"],
+                    q.get("bar_macro_f1"),
+                )
+
+    def process(self, batch: pa.Table) -> StepResult:
+        from classifiers.topics import predict_topics
+
+        topics, probs = predict_topics(self._model, texts(batch))
+        batch = set_column(batch, "topic", topics, pa.string())
+        return StepResult(set_column(batch, "topic_prob", probs, pa.float32()))
 
 
 @dataclass

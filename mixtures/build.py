@@ -35,6 +35,7 @@ from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
 from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
+from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
 from pipelines.core import storage
 from pipelines.core.executor import Executor, get_executor
 from pipelines.core.layout import readable_parquet, write_json_atomic
@@ -114,14 +115,14 @@ def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[st
         )
     total_share = sum(s.spec.share for s in present)
     eff = {s.spec.name: s.spec.share / total_share for s in present}
-    max_budget = min(s.available * s.spec.max_epochs / eff[s.spec.name] for s in present)
+    max_budget = min(s.capacity / eff[s.spec.name] for s in present)
     budget = float(max_budget if spec.total_tokens is None else spec.total_tokens)
     if budget > max_budget * (1 + 1e-9):
         lines = [
             f"  {s.spec.name:<16} target {eff[s.spec.name] * budget:>16,.0f}  achievable "
             f"{s.available * s.spec.max_epochs:>16,.0f}  ({s.available:,} tokens x {s.spec.max_epochs} epochs)"
             for s in present
-            if eff[s.spec.name] * budget > s.available * s.spec.max_epochs
+            if eff[s.spec.name] * budget > s.capacity
         ]
         msg = (
             f"mixture {spec.stage}: total_tokens {budget:,.0f} is impossible under the epoch caps; the largest "
@@ -162,6 +163,13 @@ def build_stage(
         for b in (spec.decontaminate.benchmarks if spec.decontaminate else ())
     }
     states, files, scans, _ = select_entries(spec, docs, output, counter.name, index, ex)
+    for st in states:  # per-topic shares, caps and weights inside an entry (mixtures/topics.py)
+        try:
+            st.topic_plan = (
+                plan_topics(st.spec.topics, st.topic, st.n_tokens, st.spec.origin) if st.size else None
+            )
+        except TopicRuleError as exc:
+            raise MixtureError(f"mixture {spec.stage}: source {st.spec.name!r}: {exc}") from None
     nodes = {"scan": sorted({r.node for r in scans})}
     try:
         budget, eff, max_budget = _budget(spec, states)
@@ -253,8 +261,11 @@ def _sample_entry(
     """The entry's sampled (positions in rank order, epochs) and its manifest entry."""
     s = st.spec
     target = share * budget
-    cap = st.available * s.max_epochs
-    positions, epochs = sample_ranked(st.n_tokens, min(target, cap))
+    cap = st.capacity
+    if st.topic_plan is not None and st.topic_plan.applied and st.topic is not None:
+        positions, epochs = sample_by_topic(st.topic, st.n_tokens, st.topic_plan, min(target, cap))
+    else:
+        positions, epochs = sample_ranked(st.n_tokens, min(target, cap))
     realised = int(st.n_tokens[positions].sum())
     status = st.status if st.status != "ok" or target <= cap * (1 + 1e-9) else "short"
     entry = {
@@ -278,6 +289,7 @@ def _sample_entry(
         "documents": len(positions),
         "unique_documents": len(np.unique(positions)),
         "epochs": round(realised / st.available, 4) if st.available else 0.0,
+        **topic_report(st.topic_plan, st.topic, positions, st.n_tokens),
     }
     return (positions, epochs), entry
 

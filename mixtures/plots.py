@@ -78,3 +78,27 @@ def shares(folder: str, stage: str, names: list[str], target: list[float], reali
     ax.set_title(f"stage {stage}: target vs realised")
     ax.legend()
     return _save(fig, folder, f"shares_{stage}.png")
+
+
+def topic_bars(
+    folder: str, name: str, title: str, rows: dict[str, dict[str, float]], order: list[str]
+) -> str:
+    """One horizontal bar per row (a source, or a stage's entries), split by topic share; a topic keeps its
+    colour (its place in ``order``, the taxonomy) in every plot."""
+    plt = _plt()
+    present = {t for shares in rows.values() for t in shares}
+    topics = [t for t in order if t in present] + sorted(present - set(order))
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 2.2))
+    labels = list(rows)[::-1]
+    left = np.zeros(len(labels))
+    cmap = plt.get_cmap("tab20")
+    for k, topic in enumerate(topics):
+        values = np.array([rows[r].get(topic, 0.0) for r in labels])
+        colour = cmap((order.index(topic) if topic in order else len(order) + k) % 20)
+        ax.barh(labels, values, left=left, color=colour, label=topic)
+        left += values
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("share")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.3 / max(1, len(rows))))
+    return _save(fig, folder, f"topics_{name}.png")

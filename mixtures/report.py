@@ -2,7 +2,8 @@
 
 Per source: the funnel from read to kept and every drop reason (summary.json / stats); score histograms of kept
 documents; dedup cluster sizes when a ``duplicates`` folder exists; per stage: target vs realised shares and the
-decontamination table.  Whatever is absent is said so in the page, never an error.
+decontamination table; the topic distribution of each source and stage (mixtures/report_topics.py).  Whatever
+is absent is said so in the page, never an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from mixtures import plots
 from mixtures.languages import languages_section
+from mixtures.report_topics import topic_section
 from pipelines.core.layout import parquet_files_sql
 
 log = logging.getLogger(__name__)
@@ -242,6 +244,8 @@ def build_report(output: str) -> str:
         dedup_section(con, output, folder),
         "<h2>Stage mixtures</h2>",
         mixture_section(output, folder),
+        "<h2>Topics</h2>",
+        topic_section(con, output, sources, folder, _table),
     ]
     page = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Winnow report</title><style>{CSS}</style>"

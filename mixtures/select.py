@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from mixtures.decontam import NGramIndex
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
 from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
+from mixtures.topics import TOPIC_COLUMN, TopicPlan
 from pipelines.core.executor import Executor, TaskFailed
 from pipelines.core.sql import string_list
 
@@ -46,6 +47,8 @@ class EntryState:
     rank_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     ranked_by: str | None = None
     decontam_rows: list[dict[str, Any]] = field(default_factory=list)
+    topic: np.ndarray | None = None  # int16 topic codes, when the source has a topic column
+    topic_plan: TopicPlan | None = None  # the entry's per-topic targets (mixtures/topics.py)
 
     @property
     def size(self) -> int:
@@ -54,6 +57,13 @@ class EntryState:
     @property
     def available(self) -> int:
         return int(self.n_tokens.sum())
+
+    @property
+    def capacity(self) -> float:
+        """Tokens the entry can give under its epoch cap (at its topic targets, when it has topic rules)."""
+        if self.topic_plan is not None and self.topic_plan.applied:
+            return self.topic_plan.capacity(self.spec.max_epochs)
+        return self.available * self.spec.max_epochs
 
 
 def origin_columns(con: duckdb.DuckDBPyConnection, docs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -76,7 +86,7 @@ def _query(spec: SourceSpec, columns: tuple[tuple[str, str], ...], stage: str) -
             f"mixture {stage}: source {spec.name!r}: none of rank_by {list(spec.rank_by)} is a "
             f"column of {spec.origin} ({', '.join(names)})"
         )
-    return EntryQuery(spec.name, spec.where, tuple(spec.missing_columns.items()), rank)
+    return EntryQuery(spec.name, spec.where, tuple(spec.missing_columns.items()), rank, TOPIC_COLUMN in names)
 
 
 def _check(
@@ -190,6 +200,8 @@ def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[st
         cat("n_tokens")[keep],
         rank_hash[keep],
     )
+    if parts[0][1].topic is not None:
+        st.topic = cat("topic")[keep]
     return st
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from mixtures.topics import TopicRule, TopicRuleError, parse_topic_rules
 from pipelines.sources.registry import resolve_path
 
 MIXTURE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +49,8 @@ class SourceSpec:
     # keep only the best `top_fraction` of the selected docs, ranked by the first of `rank_by` the source has
     rank_by: tuple[str, ...] = ()
     top_fraction: float | None = None
+    # per-topic share / max_share / weight inside the entry (mixtures/topics.py)
+    topics: tuple[TopicRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,10 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         top = None if top is None else _number(top, f"{where}: sources.{name}.top_fraction")
         if top is not None and (not rank_by or not 0 < top <= 1):
             raise MixtureError(f"{where}: sources.{name}: top_fraction needs rank_by and a value in (0, 1]")
+        try:
+            topics = parse_topic_rules(entry.get("topics"), f"{where}: sources.{name}")
+        except TopicRuleError as exc:
+            raise MixtureError(str(exc)) from None
         sources.append(
             SourceSpec(
                 name=str(name),
@@ -124,6 +131,7 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
                 missing_columns=missing,
                 rank_by=rank_by,
                 top_fraction=top,
+                topics=topics,
             )
         )
     total = sum(s.share for s in sources)

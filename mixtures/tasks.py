@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from mixtures.decontam import NGramIndex, decontaminate_file, read_matches
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, id_hashes, seeded_hashes
 from mixtures.tokens import ensure_token_counts, get_counter
+from mixtures.topics import TOPIC_COLUMN, topic_codes
 from pipelines.core.layout import tmp_name
 from pipelines.core.sql import ident, quote
 
@@ -41,6 +42,7 @@ class EntryQuery:
     where: str | None
     missing: tuple[tuple[str, str], ...] = ()  # (column, SQL value) for columns the source lacks
     rank: str | None = None  # the column ranked by, when the entry keeps a top fraction
+    topic: bool = False  # read the topic column (as taxonomy codes) for per-topic rules and the manifest
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Candidates:
     rank: np.ndarray | None  # float64 value of the rank column (NaN for NULL), entries with top_fraction only
     contaminated: np.ndarray  # bool
     matches: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> {id, benchmark, item, ...}
+    topic: np.ndarray | None = None  # int16 topic code (mixtures.topics.topic_codes), entries with topic only
 
 
 @dataclass
@@ -122,6 +125,7 @@ def entry_sql(view: str, names: set[str], entry: EntryQuery) -> str:
     """The documents of ``view`` an entry selects: id, n_tokens, _row (and _r, the rank value)."""
     extra = "".join(f", {v} AS {ident(k)}" for k, v in entry.missing if k not in names)
     rank = f", CAST({ident(entry.rank)} AS DOUBLE) AS _r" if entry.rank else ""
+    rank += f", CAST({ident(TOPIC_COLUMN)} AS VARCHAR) AS _topic" if entry.topic else ""
     where = f"WHERE ({entry.where})" if entry.where else ""
     return f"SELECT id, n_tokens, _row{rank} FROM (SELECT *{extra} FROM {view}) {where}"
 
@@ -162,6 +166,7 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
                 matches={
                     int(rows[k]): {"id": ids[k], **matches[ids[k]].__dict__} for k in np.flatnonzero(bad)
                 },
+                topic=topic_codes(table.column("_topic")) if entry.topic else None,
             )
         )
     return ScanResult(job.file_no, current_node(), counted, bool(checked), out)

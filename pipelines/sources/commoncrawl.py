@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.domains import DomainRules, DomainScore, exempt
 from classifiers.gate import gate_model_filters
-from classifiers.steps import Perplexity, RobertaQuality, WikiRefScore
+from classifiers.steps import Perplexity, RobertaQuality, TopicScore, WikiRefScore
 from classifiers.token_kl import TokenKL
 from dedup.line_stage import LineDedupStage
 from dedup.lines import LineDedup
@@ -35,6 +36,10 @@ STEPS = {
     "url": ScoreFilter,
     "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
+    # LLaMA-3 "domain-specific pipelines": code_prob, math_prob and domain on the extracted text; code and math
+    # pages skip the prose rules named under its `exempt` and go through domain_rules instead
+    "domains": DomainScore,
+    "domain_rules": DomainRules,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
     "lang_filter": LanguageFilter,
@@ -51,6 +56,9 @@ STEPS = {
     # personal data replaced in the text that is kept; pages dominated by it (directories) rejected
     "pii": PIIRedact,
     "pii_filter": ScoreFilter,
+    # LLaMA-3: what the page is about (a score, never a filter): mixtures cap or down-weight topics by it; before the
+    # quality cascade, so the pages its filters reject keep their topic too
+    "topics": TopicScore,
     # quality models (issue 4), a cascade: cheap KenLM + fastText first, RoBERTa only on what they keep
     "perplexity": Perplexity,
     "ppl_filter": ScoreFilter,
@@ -62,7 +70,7 @@ STEPS = {
 
 
 #: the steps that use the quality models (shipped in classifiers/default_models, or your own from `make models`)
-MODEL_STEPS = ("perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
+MODEL_STEPS = ("topics", "perplexity", "ppl_filter", "wikiref", "wikiref_filter", "roberta", "quality_filter")
 
 
 def without_models() -> dict[str, Any]:
@@ -105,4 +113,6 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
     config = with_language_partitions(config)
-    return assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)
+    recipe = assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)
+    exempt(recipe.steps, list(STEPS))  # code and math pages skip the prose rules (steps.domains.exempt)
+    return recipe

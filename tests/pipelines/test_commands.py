@@ -65,7 +65,11 @@ def test_steps_lists_every_step_of_every_source_with_the_dataclass_defaults(caps
             assert f.name in settings
     assert settings["mode"]["default"] == "drop"
     lang = next(r for r in rows if r["step"] == "lang_filter")
-    assert {s["setting"]: s["default"] for s in lang["settings"]} == {"languages": ["en"], "threshold": 0.5}
+    assert {s["setting"]: s["default"] for s in lang["settings"]} == {
+        "languages": ["en"],
+        "threshold": 0.5,
+        "thresholds": {},
+    }
     assert main(["steps", "--source", "books"]) == 0
     text = capsys.readouterr().out
     assert "strip_gutenberg" in text and "require_markers" in text and "commoncrawl" not in text
