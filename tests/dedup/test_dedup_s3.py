@@ -9,12 +9,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dedup.evalset import make_documents, real_paragraphs
 from dedup.stages import ExactDedupStage, MinHashDedupStage
 from pipelines.core import stage_copy, storage
 from pipelines.core.corpus_stage import run_stage
 from pipelines.core.schema import CORE_SCHEMA, table_from_rows
-from tests.helpers.paths import CORPUS, corpus_path
+from tests.dedup import test_incremental
 from tests.helpers.s3 import moto_s3
 
 pytest.importorskip("moto", reason="moto[server] is in the dev extra: pip install -e '.[dev]'")
@@ -22,20 +21,14 @@ pytest.importorskip("moto", reason="moto[server] is in the dev extra: pip instal
 BUCKET = "winnow-dedup"
 SRC = f"s3://{BUCKET}/out/cc"
 SETTINGS = {"executor": "local", "partitions": 4, "tasks": 2}
+#: the incremental tests' documents (a fixture): 500 Wikipedia-paragraph docs, 30% planted near-duplicates
+docs = test_incremental.docs
 
 
 @pytest.fixture(scope="module")
 def s3():
     with moto_s3(BUCKET) as client:
         yield client
-
-
-@pytest.fixture(scope="module")
-def docs() -> dict[str, list]:
-    corpus_path("wikipedia")
-    d = make_documents(real_paragraphs(CORPUS), 300, dup_frac=0.3, seed=11, paras_per_doc=(2, 4))
-    order = np.random.default_rng(2).permutation(300).tolist()
-    return {k: [v[i] for i in order] for k, v in d.items()}
 
 
 def _write(local: str, docs: dict[str, list], lo: int, hi: int, parts: int, prefix: str) -> None:
