@@ -1,9 +1,21 @@
 """Build one stage's mixture: curated docs -> predicate -> decontamination -> token-budget sampling -> shards.
 
-``OUTPUT/mixtures/<stage>/`` gets ``shards/shard-<partition>-<n>.parquet`` (only training rows, so
-``shards/*.parquet`` loads in HF datasets or Polars; file names in order give the row order), and
-``decontamination/matches.parquet`` and ``manifest.json``; the folder is written under a temporary name and swapped
-in whole, so a reader never sees half a stage.
+A build writes ``shards/shard-<partition>-<n>.parquet`` (only training rows, so ``shards/*.parquet`` loads in HF
+datasets or Polars; file names in order give the row order), ``decontamination/matches.parquet`` and
+``manifest.json``.  OUTPUT may be a local path or an ``s3://`` / ``gs://`` URI (everything goes through
+:class:`~pipelines.core.folder.Folder` and pyarrow's filesystems).  The commit rule, so that a reader never sees
+half a stage and a killed build resumes:
+
+* each build has a run name from what decides its output (:func:`run_name`: settings, tokenizer, listing
+  fingerprints of docs and benchmarks), and writes everything under a folder of that name first;
+* locally that folder is ``OUTPUT/mixtures/.<stage>.tmp-<run>/`` and the commit is its rename to
+  ``OUTPUT/mixtures/<stage>/`` (the stage folder is swapped in whole);
+* on an object store (no renames) it is ``OUTPUT/mixtures/<stage>/runs/<run>/`` and the commit is the one PUT of
+  ``OUTPUT/mixtures/<stage>/manifest.json``, written last, whose ``shards`` name the run's files
+  (``runs/<run>/shards/...``, relative to the stage folder).  Readers (:mod:`mixtures.views`) follow that manifest,
+  never a listing; the runs it does not name are deleted after it is written;
+* a rerun of the same inputs finds its run folder: shuffle pieces and partitions whose done marker exists are kept
+  (every file there is written atomically), and token and decontamination sidecars are reused while current.
 
 The work runs as executor tasks (``executor:`` / ``workers:`` in the mixture or ``--executor``; local, a process
 pool or Ray): one scan task per docs file (token counts and benchmark matches as sidecars, each entry's candidates
@@ -15,6 +27,7 @@ output is the same whatever the executor and its worker count.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import logging
@@ -26,24 +39,26 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mixtures.benchmarks import load_index
 from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, decontam_summary
 from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
 from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
+from mixtures.store import remove_tree
 from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
 from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
 from pipelines.core import storage
 from pipelines.core.executor import Executor, get_executor
-from pipelines.core.layout import readable_parquet, write_json_atomic
+from pipelines.core.folder import Folder, listing_fingerprint
+from pipelines.core.layout import readable_parquet
 
 log = logging.getLogger(__name__)
 
-SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of OUTPUT/mixtures/<stage>/
-SHUFFLE = "_shuffle"  # the work folder of a build, inside its temporary stage folder
+SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of a build
+RUNS, MANIFEST = "runs", "manifest.json"  # on object stores: OUTPUT/mixtures/<stage>/runs/<run>/; the commit
+SHUFFLE = "_shuffle"  # the shuffle pieces and partition markers of a build, inside its run folder
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
@@ -55,37 +70,32 @@ def file_fingerprint(path: str) -> dict[str, Any]:
     return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
-def _list(folder: str) -> list[storage.ObjectInfo]:
-    """Files directly in ``folder`` with size and mtime, from one listing (local or object store)."""
-    if storage.is_uri(folder):
-        return storage.list_files(folder, recursive=False)
-    if not os.path.isdir(folder):
-        return []
-    with os.scandir(folder) as it:
-        entries = [(e.path, e.stat()) for e in it if e.is_file()]
-    return sorted(
-        (storage.ObjectInfo(p, st.st_size, st.st_mtime_ns) for p, st in entries), key=lambda o: o.uri
-    )
-
-
 def docs_listing(output: str, origins: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Per origin its readable docs files (sorted), and their fingerprints from the listing (size, mtime):
-    the corpus is never read to fingerprint it."""
+    the corpus is never read to fingerprint it.  ``output`` may be a local path or an ``s3://`` / ``gs://`` URI."""
+    root = Folder(output)
     docs: dict[str, list[str]] = {}
     fingerprints: dict[str, Any] = {}
     for origin in origins:
-        listed = [
-            o
-            for o in _list(os.path.join(output, origin, "docs"))
-            if o.uri.endswith(".parquet") and not os.path.basename(o.uri).startswith(".")
-        ]
+        listed = root.child(origin, "docs").list(suffix=".parquet", recursive=False)
         # a truncated docs file (a crashed copy) is left out with a WARNING naming it; the pipeline's rerun redoes it
         good = set(readable_parquet([o.uri for o in listed]))
         docs[origin] = [o.uri for o in listed if o.uri in good]
         for o in listed:
             if o.uri in good:
-                fingerprints[os.path.relpath(o.uri, output)] = {"bytes": o.size, "mtime_ns": o.mtime_ns}
+                fingerprints[o.uri[len(root.location) :].lstrip("/")] = {
+                    "bytes": o.size,
+                    "mtime_ns": o.mtime_ns,
+                }
     return {o: d for o, d in docs.items() if d}, fingerprints
+
+
+def run_name(spec: MixtureSpec, tokenizer: str, inputs: dict[str, Any]) -> str:
+    """16 hex digits naming a build from what decides its output (the mixture's settings, the tokenizer, the
+    listing fingerprints of docs and benchmarks), not from where it runs: a rerun after a kill finds its own work
+    folder and keeps what the killed build finished."""
+    settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("executor", "workers")}
+    return listing_fingerprint([], extra={"settings": settings, "tokenizer": tokenizer, "inputs": inputs})
 
 
 def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[str, float], float]:
@@ -147,7 +157,7 @@ def build_stage(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Build ``OUTPUT/mixtures/<stage>/`` and return its manifest (``executor``/``workers`` override the spec's)."""
-    output = os.path.abspath(output)
+    output = storage.absolute(output)
     counter = counter or get_counter(spec.tokenizer)
     ex = get_executor(executor or spec.executor, workers or spec.workers)
     origins = sorted({s.origin for s in spec.sources})
@@ -174,13 +184,14 @@ def build_stage(
     try:
         budget, eff, max_budget = _budget(spec, states)
     except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
-        stale = os.path.join(output, "mixtures", spec.stage)
-        if os.path.isdir(stale):
-            shutil.rmtree(stale)
+        stale = Folder(storage.join(output, "mixtures", spec.stage))
+        if stale.exists():
+            stale.remove(MANIFEST)  # first: no reader follows it to shards being deleted
+            remove_tree(stale)
             log.warning(
                 "mixture %s: removed the previous build (%s): the stage now selects nothing",
                 spec.stage,
-                stale,
+                stale.location,
             )
         raise
 
@@ -202,57 +213,77 @@ def build_stage(
             )
     decontam_rows = [r for st in states for r in st.decontam_rows]
 
-    final = os.path.join(output, "mixtures", spec.stage)
-    for stale in glob.glob(os.path.join(output, "mixtures", f".{glob.escape(spec.stage)}.tmp-*")):
-        shutil.rmtree(stale, ignore_errors=True)  # a build killed while writing (one build per stage at a time)
-    tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
-    os.makedirs(tmp)
-    try:
-        os.makedirs(os.path.join(tmp, SHARDS))
-        os.makedirs(os.path.join(tmp, DECONTAMINATION))
-        partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
-        shards = _write_shards(ex, spec, states, picks, files, tmp, partitions, nodes)
-        for sh in shards:
-            sh["file"] = f"{SHARDS}/{sh['file']}"
-        pq.write_table(
-            pa.Table.from_pylist(decontam_rows, schema=DECONTAM_SCHEMA),
-            os.path.join(tmp, DECONTAMINATION, "matches.parquet"),
-            compression="zstd",
-        )
-        manifest = {
-            "stage": spec.stage,
-            "mixture_file": spec.path,
-            "seed": spec.seed,
-            "tokenizer": counter.fingerprint,
-            "total_tokens_requested": spec.total_tokens if spec.total_tokens is not None else "max",
-            "total_tokens_budget": round(budget),
-            "max_budget_at_target_shares": round(max_budget),
-            "on_shortfall": spec.on_shortfall,
-            "realised_tokens": total,
-            "documents": sum(p["documents"] for p in per_source),
-            "sources": per_source,
-            "shard_partitions": partitions,
-            "shards": shards,
-            "decontamination": decontam_summary(spec.stage, index, decontam_rows),
-            "inputs": {
-                "mixture": file_fingerprint(spec.path) if spec.path else None,
-                "docs": fingerprints,
-                "benchmarks": bench_fp,
-            },
-            # where the work ran (differs between runs of the same inputs; everything above does not)
-            "execution": {"executor": ex.name, "nodes": nodes},
-        }
-        write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
-        old = None
-        if os.path.exists(final):
-            old = final + f".old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    inputs = {
+        "mixture": file_fingerprint(spec.path) if spec.path else None,
+        "docs": fingerprints,
+        "benchmarks": bench_fp,
+    }
+    run = run_name(spec, counter.fingerprint, inputs)
+    stage_dir = Folder(storage.join(output, "mixtures", spec.stage))
+    work = _run_folder(output, spec.stage, run)
+    partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
+    shards = _write_shards(ex, spec, states, picks, files, work, partitions, nodes)
+    prefix = f"{RUNS}/{run}/" if stage_dir.remote else ""  # shard names relative to the stage folder
+    for sh in shards:
+        sh["file"] = f"{prefix}{SHARDS}/{sh['file']}"
+    work.write_table(
+        f"{DECONTAMINATION}/matches.parquet",
+        pa.Table.from_pylist(decontam_rows, schema=DECONTAM_SCHEMA),
+        compression="zstd",
+    )
+    manifest = {
+        "stage": spec.stage,
+        "mixture_file": spec.path,
+        "seed": spec.seed,
+        "tokenizer": counter.fingerprint,
+        "total_tokens_requested": spec.total_tokens if spec.total_tokens is not None else "max",
+        "total_tokens_budget": round(budget),
+        "max_budget_at_target_shares": round(max_budget),
+        "on_shortfall": spec.on_shortfall,
+        "realised_tokens": total,
+        "documents": sum(p["documents"] for p in per_source),
+        "sources": per_source,
+        "shard_partitions": partitions,
+        "shards": shards,
+        "decontamination": decontam_summary(spec.stage, index, decontam_rows),
+        "inputs": inputs,
+        # where the work ran (differs between runs of the same inputs; everything above does not)
+        "execution": {"executor": ex.name, "nodes": nodes, "run": run},
+    }
+    _commit(stage_dir, work, run, manifest)
     return manifest
+
+
+def _run_folder(output: str, stage: str, run: str) -> Folder:
+    """Where build ``run`` writes before its commit (see the module docstring); other runs' leftovers go."""
+    if storage.is_uri(output):
+        return Folder(storage.join(output, "mixtures", stage, RUNS, run))
+    mixtures = os.path.join(output, "mixtures")
+    mine = os.path.join(mixtures, f".{stage}.tmp-{run}")
+    for stale in glob.glob(os.path.join(mixtures, f".{glob.escape(stage)}.tmp-*")):
+        if stale != mine:  # a build of other inputs killed while writing (one build per stage at a time)
+            shutil.rmtree(stale, ignore_errors=True)
+    return Folder(mine)
+
+
+def _commit(stage_dir: Folder, work: Folder, run: str, manifest: dict[str, Any]) -> None:
+    """Make the build in ``work`` the stage's (the commit rule of the module docstring)."""
+    if stage_dir.remote:
+        work.write_json(MANIFEST, manifest)  # the run's own record; the stage's manifest below is the commit
+        stage_dir.write_json(MANIFEST, manifest)
+        for name in stage_dir.child(RUNS).folders():
+            if name != run:
+                remove_tree(stage_dir.child(RUNS, name))
+        return
+    work.write_json(MANIFEST, manifest)
+    final = stage_dir.location
+    old = None
+    if os.path.exists(final):
+        old = final + f".old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(work.location, final)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _sample_entry(
@@ -300,7 +331,7 @@ def _write_shards(
     states: list[EntryState],
     picks: list[tuple[int, np.ndarray, np.ndarray]],
     files: list[str],
-    folder: str,
+    folder: Folder,
     partitions: int,
     nodes: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
@@ -321,7 +352,7 @@ def _write_shards(
     part = key_partitions(sel["key"], partitions).astype(np.int64)
     order = np.argsort(sel["file"], kind="stable")
     bounds = np.flatnonzero(np.diff(sel["file"][order])) + 1
-    work = os.path.join(folder, SHUFFLE)
+    work = folder.uri(SHUFFLE)
     names = tuple(st.spec.name for st in states)
     jobs = [
         ShuffleJob(
@@ -343,13 +374,16 @@ def _write_shards(
     for _, made in shuffled:
         for p, path in made:
             pieces.setdefault(p, []).append(path)
-    shard_dir = os.path.join(folder, SHARDS)
+    shard_dir = folder.uri(SHARDS)
     written = ex.map(
         write_partition,
-        [PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens) for p in sorted(pieces)],
+        [
+            PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens, work)
+            for p in sorted(pieces)
+        ],
         desc=f"mixture {spec.stage}: shards",
     )
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree(folder.child(SHUFFLE))
     nodes["shuffle"] = sorted({n for n, _ in shuffled})
     nodes["shards"] = sorted({n for n, _ in written})
     return [sh for _, shards in written for sh in shards]

@@ -20,14 +20,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mixtures import store
 from mixtures.decontam import NGramIndex
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
 from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
 from mixtures.topics import TOPIC_COLUMN, TopicPlan
 from pipelines.core.executor import Executor, TaskFailed
-from pipelines.core.sql import string_list
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +66,12 @@ class EntryState:
 
 
 def origin_columns(con: duckdb.DuckDBPyConnection, docs: list[str]) -> tuple[tuple[str, str], ...]:
-    """(name, type) of every column over a source's docs files (their footers only), n_tokens left out."""
-    rows = con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({string_list(docs)}, union_by_name=true)"
-    ).fetchall()
+    """(name, DuckDB type) of every column over a source's docs files (their footers only, read with pyarrow on
+    any storage; types widened as DuckDB's union_by_name does), n_tokens left out."""
+    schema = pa.unify_schemas([store.read_schema(d) for d in docs], promote_options="permissive")
+    con.register("_schema", schema.empty_table())
+    rows = con.execute("DESCRIBE SELECT * FROM _schema").fetchall()
+    con.unregister("_schema")
     return tuple((r[0], r[1]) for r in rows if r[0] != "n_tokens")
 
 
@@ -235,7 +236,7 @@ def _read_ids(members: np.ndarray, file_no: np.ndarray, row: np.ndarray, files: 
     out: list[str] = [""] * len(members)
     for f in np.unique(file_no[members]).tolist():
         at = np.flatnonzero(file_no[members] == f)
-        ids = pq.read_table(files[f], columns=["id"]).column("id").take(pa.array(row[members[at]]))
+        ids = store.read_table(files[f], columns=["id"]).column("id").take(pa.array(row[members[at]]))
         for k, v in zip(at.tolist(), ids.to_pylist(), strict=True):
             out[k] = v
     return out
