@@ -369,6 +369,7 @@ def _write_shards(
         )
         for g in np.split(order, bounds)
     ]
+    del sel, part, order  # the jobs hold their own slices
     shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
     pieces: dict[int, list[str]] = {}
     for _, made in shuffled:

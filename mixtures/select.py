@@ -24,7 +24,7 @@ import pyarrow as pa
 from mixtures import store
 from mixtures.decontam import NGramIndex
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
-from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
+from mixtures.tasks import Candidates, EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
 from mixtures.topics import TOPIC_COLUMN, TopicPlan
 from pipelines.core.executor import Executor, TaskFailed
 
@@ -242,6 +242,12 @@ def _read_ids(members: np.ndarray, file_no: np.ndarray, row: np.ndarray, files: 
     return out
 
 
+#: what a scan result holds for an entry once its arrays are joined into the entry's state
+_RELEASED = Candidates(
+    *(np.zeros(0, t) for t in (np.uint64, np.uint64, np.int64, np.int64)), None, np.zeros(0, bool)
+)
+
+
 def select_entries(
     spec: MixtureSpec,
     docs: dict[str, list[str]],
@@ -252,6 +258,20 @@ def select_entries(
 ) -> tuple[list[EntryState], list[str], list[ScanResult], dict[str, tuple[tuple[str, str], ...]]]:
     """Every entry's available documents (see the module docstring); (states, docs files, scan results, columns)."""
     columns, by_origin, results, files = scan(spec, docs, tokenizer, index, executor)
+    states = join_entries(spec, docs, output, columns, by_origin, results, files)
+    return states, files, results, columns
+
+
+def join_entries(
+    spec: MixtureSpec,
+    docs: dict[str, list[str]],
+    output: str,
+    columns: dict[str, tuple[tuple[str, str], ...]],
+    by_origin: dict[str, list[int]],
+    results: list[ScanResult],
+    files: list[str],
+) -> list[EntryState]:
+    """One state per mixture entry from the scan results (whose per-file arrays are released as they are joined)."""
     origin_of = {path: o for o, paths in docs.items() for path in paths}
     per_origin: dict[str, list[ScanResult]] = {}
     for r in results:
@@ -263,7 +283,12 @@ def select_entries(
                 EntryState(s, status="missing", note=f"no {s.origin}/docs/*.parquet under {output}")
             )
             continue
-        st = entry_state(s, by_origin[s.origin].index(i), per_origin[s.origin], files)
+        k = by_origin[s.origin].index(i)
+        st = entry_state(s, k, per_origin[s.origin], files)
+        for r in per_origin[
+            s.origin
+        ]:  # the per-file arrays are joined into ``st``: the driver keeps one copy
+            r.entries[k] = _RELEASED
         if s.top_fraction is not None:
             st.ranked_by = _rank_column(s, [n for n, _ in columns[s.origin]] + ["n_tokens"])
         if not st.size:
@@ -272,4 +297,4 @@ def select_entries(
                 "the predicate selects no documents" if not st.candidates else "all candidates contaminated"
             )
         states.append(st)
-    return states, files, results, columns
+    return states
