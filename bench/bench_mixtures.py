@@ -8,7 +8,7 @@ executor tasks: decontamination docs/s per core on a process pool, and build tim
 warm, at two generated corpus sizes, beside the previous build when ``DIR`` holds its checkout.
 
 ``--driver [--sizes 1000000,4000000]`` prints the driver's own memory per candidate document: tracemalloc peak of
-the scan results it receives, joining them and sampling (synthetic scan results of one entry, 5,000 candidates a
+the scan results it receives, joining them, sampling half the tokens and planning the shuffle (synthetic scan results of one entry, 5,000 candidates a
 docs file; no docs are read, so it runs at sizes a shared machine cannot generate documents for).
 """
 
@@ -302,7 +302,7 @@ def bench_driver_memory(sizes: list[int], per_file: int = 5000) -> list[list[obj
     """Driver bytes per candidate: peak traced memory of :func:`mixtures.select.join_entries` and the sampling."""
     import tracemalloc
 
-    from mixtures.build import _sample_entry
+    from mixtures.build import _sample_entry, _shuffle_jobs
     from mixtures.select import join_entries
     from mixtures.spec import parse_mixture
     from mixtures.tasks import Candidates, ScanResult
@@ -336,13 +336,14 @@ def bench_driver_memory(sizes: list[int], per_file: int = 5000) -> list[list[obj
         docs = {"commoncrawl": files}
         (st,) = join_entries(spec, docs, "OUT", {"commoncrawl": ()}, {"commoncrawl": [0]}, results, files)
         pick, _ = _sample_entry(st, 1.0, st.available * 0.5)
+        jobs = _shuffle_jobs([st], [(0, *pick)], files, "WORK", 8)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         rows.append(
             [f"{n:,}", f"{received / n:.0f}", f"{peak / 2**20:,.0f}", f"{peak / n:.0f}", f"{len(pick[0]):,}"]
         )
         print(rows[-1], flush=True)
-        del results, st, pick
+        del results, st, pick, jobs
     return rows
 
 

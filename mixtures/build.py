@@ -325,6 +325,42 @@ def _sample_entry(
     return (positions, epochs), entry
 
 
+def _shuffle_jobs(
+    states: list[EntryState],
+    picks: list[tuple[int, np.ndarray, np.ndarray]],
+    files: list[str],
+    work: str,
+    partitions: int,
+) -> list[ShuffleJob]:
+    """One job per docs file with its selected rows.  Each column is built once in docs-file order and the jobs
+    hold views of it (no second copy per job), one column at a time so only one temporary exists at once."""
+    file_no = np.concatenate([states[k].file_no[positions] for k, positions, _ in picks])
+    order = np.argsort(file_no, kind="stable")
+    file_no = file_no[order]
+    bounds = np.flatnonzero(np.diff(file_no)) + 1
+    starts = file_no[np.concatenate([[0], bounds])].tolist()
+    del file_no
+
+    def column(parts: list[np.ndarray]) -> list[np.ndarray]:
+        return np.split(np.concatenate(parts)[order], bounds)
+
+    keys = np.concatenate(
+        [shuffle_keys(states[k].rank_hash[positions], epochs) for k, positions, epochs in picks]
+    )
+    part = np.split(key_partitions(keys, partitions).astype(np.int64)[order], bounds)
+    key = np.split(keys[order], bounds)
+    del keys
+    row = column([states[k].row[positions] for k, positions, _ in picks])
+    entry = column([np.full(len(positions), k, np.int32) for k, positions, _ in picks])
+    epoch = column([epochs for _, _, epochs in picks])
+    tokens = column([states[k].n_tokens[positions] for k, positions, _ in picks])
+    names = tuple(st.spec.name for st in states)
+    return [
+        ShuffleJob(files[f], f, work, names, row[i], entry[i], epoch[i], tokens[i], key[i], part[i])
+        for i, f in enumerate(starts)
+    ]
+
+
 def _write_shards(
     ex: Executor,
     spec: MixtureSpec,
@@ -339,37 +375,8 @@ def _write_shards(
     sorts its rows and writes its shards; returns the shards in order."""
     if not picks:
         return []
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("file", "row", "entry", "epoch", "tokens", "key")}
-    for k, positions, epochs in picks:
-        st = states[k]
-        cols["file"].append(st.file_no[positions])
-        cols["row"].append(st.row[positions])
-        cols["entry"].append(np.full(len(positions), k, np.int32))
-        cols["epoch"].append(epochs)
-        cols["tokens"].append(st.n_tokens[positions])
-        cols["key"].append(shuffle_keys(st.rank_hash[positions], epochs))
-    sel = {k: np.concatenate(v) for k, v in cols.items()}
-    part = key_partitions(sel["key"], partitions).astype(np.int64)
-    order = np.argsort(sel["file"], kind="stable")
-    bounds = np.flatnonzero(np.diff(sel["file"][order])) + 1
     work = folder.uri(SHUFFLE)
-    names = tuple(st.spec.name for st in states)
-    jobs = [
-        ShuffleJob(
-            files[int(sel["file"][g[0]])],
-            int(sel["file"][g[0]]),
-            work,
-            names,
-            sel["row"][g],
-            sel["entry"][g],
-            sel["epoch"][g],
-            sel["tokens"][g],
-            sel["key"][g],
-            part[g],
-        )
-        for g in np.split(order, bounds)
-    ]
-    del sel, part, order  # the jobs hold their own slices
+    jobs = _shuffle_jobs(states, picks, files, work, partitions)
     shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
     pieces: dict[int, list[str]] = {}
     for _, made in shuffled:

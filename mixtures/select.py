@@ -24,7 +24,7 @@ import pyarrow as pa
 from mixtures import store
 from mixtures.decontam import NGramIndex
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
-from mixtures.tasks import Candidates, EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
+from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
 from mixtures.topics import TOPIC_COLUMN, TopicPlan
 from pipelines.core.executor import Executor, TaskFailed
 
@@ -167,25 +167,41 @@ def scan(
 
 
 def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[str]) -> EntryState:
-    """Join the entry's per-file candidates (``k``: its place among its source's entries) into one state."""
+    """Join the entry's per-file candidates (``k``: its place among its source's entries) into one state.
+
+    Each per-file array is released as soon as it is joined, and sort temporaries as soon as they are used, so the
+    driver's peak stays near one copy of the entry's arrays."""
     parts = [(r.file_no, r.entries[k]) for r in results if k < len(r.entries) and len(r.entries[k].row)]
     st = EntryState(s)
     if not parts:
         return st
-    cat = lambda name: np.concatenate([getattr(c, name) for _, c in parts])  # noqa: E731
+
+    def take(name: str) -> np.ndarray:
+        joined = np.concatenate([getattr(c, name) for _, c in parts])
+        for _, c in parts:
+            setattr(c, name, np.empty(0, joined.dtype))  # not a view: that would keep the array alive
+        return joined
+
     file_no = np.concatenate([np.full(len(c.row), f, np.int32) for f, c in parts])
-    rank_hash, id_hash = cat("rank_hash"), cat("id_hash")
+    has_topic = parts[0][1].topic is not None
+    rank_hash, id_hash = take("rank_hash"), take("id_hash")
     # rank order, and within one id the first file: the first of each (rank, id) hash pair is that id's copy
     order = np.lexsort((file_no, id_hash, rank_hash))
     first = np.ones(len(order), dtype=bool)
-    first[1:] = (rank_hash[order][1:] != rank_hash[order][:-1]) | (id_hash[order][1:] != id_hash[order][:-1])
+    sorted_hash = rank_hash[order]
+    first[1:] = sorted_hash[1:] != sorted_hash[:-1]
+    sorted_hash = id_hash[order]
+    del id_hash
+    first[1:] |= sorted_hash[1:] != sorted_hash[:-1]
+    del sorted_hash
     keep = order[first]
+    del order, first
+    rows_all = take("row")
     if s.top_fraction is not None:
-        keep = _top_slice(keep, cat("rank"), file_no, cat("row"), files, s.top_fraction)
+        keep = _top_slice(keep, take("rank"), file_no, rows_all, files, s.top_fraction)
     st.candidates = len(keep)
-    bad = cat("contaminated")[keep]
+    bad = take("contaminated")[keep]
     matches = {(f, row): m for f, c in parts for row, m in c.matches.items()}
-    rows_all = cat("row")
     st.decontam_rows = sorted(
         (
             {"mix_source": s.name, "origin": s.origin, **matches[(int(file_no[i]), int(rows_all[i]))]}
@@ -195,14 +211,11 @@ def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[st
     )
     st.contaminated = len(st.decontam_rows)
     keep = keep[~bad]
-    st.file_no, st.row, st.n_tokens, st.rank_hash = (
-        file_no[keep],
-        rows_all[keep],
-        cat("n_tokens")[keep],
-        rank_hash[keep],
-    )
-    if parts[0][1].topic is not None:
-        st.topic = cat("topic")[keep]
+    st.file_no, st.row, st.rank_hash = file_no[keep], rows_all[keep], rank_hash[keep]
+    del file_no, rows_all, rank_hash
+    st.n_tokens = take("n_tokens")[keep]
+    if has_topic:
+        st.topic = take("topic")[keep]
     return st
 
 
@@ -242,12 +255,6 @@ def _read_ids(members: np.ndarray, file_no: np.ndarray, row: np.ndarray, files: 
     return out
 
 
-#: what a scan result holds for an entry once its arrays are joined into the entry's state
-_RELEASED = Candidates(
-    *(np.zeros(0, t) for t in (np.uint64, np.uint64, np.int64, np.int64)), None, np.zeros(0, bool)
-)
-
-
 def select_entries(
     spec: MixtureSpec,
     docs: dict[str, list[str]],
@@ -283,12 +290,7 @@ def join_entries(
                 EntryState(s, status="missing", note=f"no {s.origin}/docs/*.parquet under {output}")
             )
             continue
-        k = by_origin[s.origin].index(i)
-        st = entry_state(s, k, per_origin[s.origin], files)
-        for r in per_origin[
-            s.origin
-        ]:  # the per-file arrays are joined into ``st``: the driver keeps one copy
-            r.entries[k] = _RELEASED
+        st = entry_state(s, by_origin[s.origin].index(i), per_origin[s.origin], files)
         if s.top_fraction is not None:
             st.ranked_by = _rank_column(s, [n for n, _ in columns[s.origin]] + ["n_tokens"])
         if not st.size:
