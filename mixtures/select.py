@@ -3,7 +3,9 @@
 One scan task per docs file (:func:`mixtures.tasks.scan_file`) counts tokens, checks benchmarks and applies every
 entry's predicate to its file; the driver then joins the per-file arrays per entry: duplicate ids across files keep
 the first file's copy, ``top_fraction`` keeps the best slice (ties by id, read only for the tied documents), and
-contaminated documents leave.  The driver holds integers per candidate, never an id string per candidate.
+contaminated documents leave.  The driver holds integers per candidate, never an id string per candidate: about
+66 bytes per candidate at its peak (scan results, join, sampling and shuffle plan; ``bench_mixtures.py --driver``),
+so it still grows with the candidates.
 
 :func:`select_entries` is the hook for per-entry rules (topic shares, caps): it returns one :class:`EntryState`
 per mixture entry, whose arrays later rules may narrow.
