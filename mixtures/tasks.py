@@ -13,6 +13,7 @@ Ray retries, or a rerun after a kill, redoes only what is missing.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -131,6 +132,12 @@ def entry_sql(view: str, names: set[str], entry: EntryQuery) -> str:
     return f"SELECT id, n_tokens, _row{rank} FROM (SELECT *{extra} FROM {view}) {where}"
 
 
+def _names_text(entries: tuple[EntryQuery, ...]) -> bool:
+    """Whether any entry's SQL mentions a ``text`` column (a word, any case; a false yes only costs a read)."""
+    sql = " ".join(f"{e.where or ''} {' '.join(v for _, v in e.missing)}" for e in entries)
+    return re.search(r"\btext\b", sql, re.IGNORECASE) is not None
+
+
 def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanResult:
     """Sidecars of one docs file, then each entry's candidates in it (see the module docstring)."""
     tokens_path, counted = ensure_token_counts(job.docs_file, get_counter(tokenizer))
@@ -138,8 +145,10 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
     if index is not None:
         path, checked = decontaminate_file(job.docs_file, index)
         matches = read_matches(path)
-    # read with pyarrow (local or object store alike) and queried in DuckDB as Arrow: no httpfs needed
-    docs = store.read_table(job.docs_file)
+    # read with pyarrow (local or object store alike) and queried in DuckDB as Arrow: no httpfs needed; the text,
+    # most of a docs file's bytes, only when a predicate names it
+    names = store.read_schema(job.docs_file).names
+    docs = store.read_table(job.docs_file, [n for n in names if n != "text" or _names_text(job.entries)])
     docs = docs.append_column("_row_no", pa.array(np.arange(docs.num_rows, dtype=np.int64)))
     tokens = store.read_table(tokens_path, columns=["id", "n_tokens"])
     con = worker_connection()

@@ -37,7 +37,9 @@ def _upload(local: str, uri: str) -> str:
 def _rows(output: str, manifest: dict) -> list[dict]:
     """The shard rows in the order the manifest names the shards."""
     stage = storage.join(output, "mixtures", manifest["stage"])
-    return [r for sh in manifest["shards"] for r in store.read_table(storage.join(stage, sh["file"])).to_pylist()]
+    return [
+        r for sh in manifest["shards"] for r in store.read_table(storage.join(stage, sh["file"])).to_pylist()
+    ]
 
 
 def _comparable(manifest: dict) -> dict:
