@@ -15,7 +15,9 @@ half a stage and a killed build resumes:
   (``runs/<run>/shards/...``, relative to the stage folder).  Readers (:mod:`mixtures.views`) follow that manifest,
   never a listing; the runs it does not name are deleted after it is written;
 * a rerun of the same inputs finds its run folder: shuffle pieces and partitions whose done marker exists are kept
-  (every file there is written atomically), and token and decontamination sidecars are reused while current.
+  (every file there is written atomically), and token and decontamination sidecars are reused while current.  On
+  an object store the markers stay with the committed run, so rerunning it rewrites no shard (locally the run folder
+  became the stage folder and a rerun builds a new one).
 
 The work runs as executor tasks (``executor:`` / ``workers:`` in the mixture or ``--executor``; local, a process
 pool or Ray): one scan task per docs file (token counts and benchmark matches as sidecars, each entry's candidates
@@ -46,7 +48,7 @@ from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
 from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
 from mixtures.store import remove_tree
-from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
+from mixtures.tasks import PartitionJob, ShuffleJob, done_marker, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
 from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
 from pipelines.core import storage
@@ -377,11 +379,17 @@ def _write_shards(
         return []
     work = folder.uri(SHUFFLE)
     jobs = _shuffle_jobs(states, picks, files, work, partitions)
-    shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
-    pieces: dict[int, list[str]] = {}
-    for _, made in shuffled:
-        for p, path in made:
-            pieces.setdefault(p, []).append(path)
+    wanted = sorted(set().union(*(np.unique(j.part).tolist() for j in jobs)))
+    done = {o.path for o in Folder(work).child("done").list(suffix=".json", recursive=False)}
+    pieces: dict[int, list[str]] = {p: [] for p in wanted}
+    shuffled: list[tuple[str, list[tuple[int, str]]]] = []
+    if not all(
+        done_marker(work, p) in done for p in wanted
+    ):  # else a rerun of a committed run: shards are there
+        shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
+        for _, made in shuffled:
+            for p, path in made:
+                pieces[p].append(path)
     shard_dir = folder.uri(SHARDS)
     written = ex.map(
         write_partition,
@@ -391,7 +399,14 @@ def _write_shards(
         ],
         desc=f"mixture {spec.stage}: shards",
     )
-    remove_tree(folder.child(SHUFFLE))
+    if (
+        folder.remote
+    ):  # the pieces go; the partitions' done markers stay with the run (a rerun writes nothing)
+        for name in folder.child(SHUFFLE).folders():
+            if name.startswith("p-"):
+                remove_tree(folder.child(SHUFFLE, name))
+    else:  # the run folder becomes the stage folder
+        remove_tree(folder.child(SHUFFLE))
     nodes["shuffle"] = sorted({n for n, _ in shuffled})
     nodes["shards"] = sorted({n for n, _ in written})
     return [sh for _, shards in written for sh in shards]

@@ -103,7 +103,15 @@ def test_s3_build_equals_the_local_build_and_a_killed_one_resumes(s3, curated, t
     assert sum(written) == len(remote["shards"]) - len(first)  # only the missing partitions were written
     assert stage.read_json("manifest.json") == remote
     assert all(sh["file"].startswith(f"runs/{run}/shards/") for sh in remote["shards"])
-    assert not run_dir.list("_shuffle/**")  # the work pieces are gone after the commit
+    assert not run_dir.list("_shuffle/p-*/*")  # the work pieces are gone after the commit
+    # a rerun of the committed run rewrites no shard and commits the same manifest
+    written.clear()
+    shards = {o.path: o.mtime_ns for o in run_dir.list("shards/*.parquet")}
+    again = build_stage(load_mixture(path=mix), out, executor="local")
+    assert sum(written) == 0 and {o.path: o.mtime_ns for o in run_dir.list("shards/*.parquet")} == shards
+    assert {k: v for k, v in again.items() if k != "execution"} == {
+        k: v for k, v in remote.items() if k != "execution"
+    }
 
     # the same mixture as on local disk: manifest (minus paths and timings) and shard rows in order
     assert _comparable(remote) == _comparable(local)
