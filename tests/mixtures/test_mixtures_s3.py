@@ -9,9 +9,10 @@ import pytest
 
 from mixtures import store
 from mixtures.build import build_stage
-from mixtures.spec import load_mixture
+from mixtures.spec import EmptyStage, load_mixture
 from pipelines.core import storage
 from pipelines.core.folder import Folder
+from tests.helpers.mixture_data import write_mixture
 from tests.helpers.s3 import moto_s3
 from tests.mixtures.test_mixtures_distributed import _copy, _mixture, curated  # noqa: F401 - fixture
 
@@ -137,3 +138,11 @@ def test_query_views_follow_the_stage_manifest_and_a_new_build_replaces_the_old_
     assert realised == {s["name"]: s["realised_tokens"] for s in second["sources"]}
     assert con.execute("SELECT count(*) FROM decontamination").fetchone()[0] == 1
     assert con.execute("SELECT count(DISTINCT source) FROM token_counts").fetchone()[0] == 3
+    # a stage that now selects nothing: its manifest and runs go, and the views no longer show it
+    empty = write_mixture(
+        str(tmp_path / "empty.yaml"), {"books": {"share": 1.0, "where": "false"}}, stage="dist"
+    )
+    with pytest.raises(EmptyStage):
+        build_stage(load_mixture(path=empty), out, executor="local")
+    assert not stage.exists("manifest.json") and not stage.list()
+    assert "mixture_docs" not in {r[0] for r in connect(out).execute("SHOW TABLES").fetchall()}
