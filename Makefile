@@ -102,6 +102,18 @@ models: $(STAMP)
 	@if [ -n "$(TOPIC_CORPUS)$(TOPIC_LABELS)" ]; then nice $(BIN)/winnow models topics --models-dir $(MODELS) \
 	  $(foreach c,$(TOPIC_CORPUS),--corpus "$(c)") $(if $(TOPIC_LABELS),--labels "$(TOPIC_LABELS)"); fi
 
+# The code/math page classifier (classifiers/default_models/domains): CODE= GitHub repositories or StackExchange dumps,
+# MATH= arXiv sources or math StackExchange dumps, PROSE= web pages / Wikipedia, or DOMAIN_LABELS= a fastText file
+# of `__label__code|math|prose <text>` lines.  Writes $(MODELS)/domains with its held-out quality.json.
+CODE ?=
+MATH ?=
+PROSE ?=
+DOMAIN_LABELS ?=
+.PHONY: models-domains
+models-domains: $(STAMP)
+	@test -n "$(CODE)$(MATH)$(PROSE)$(DOMAIN_LABELS)" || (echo "make models-domains: give CODE=<repositories> MATH=<arXiv sources> PROSE=<web pages> or DOMAIN_LABELS=<fastText label file>"; exit 2)
+	nice $(BIN)/winnow models domains --models-dir $(MODELS) $(foreach f,$(CODE),--code "$(f)") $(foreach f,$(MATH),--math "$(f)") $(foreach f,$(PROSE),--prose "$(f)") $(if $(DOMAIN_LABELS),--labels "$(DOMAIN_LABELS)")
+
 # LID accuracy of lid.176 vs datatrove on a Tatoeba TSV: make models-lid TSV=<file>
 TSV ?=
 models-lid: $(STAMP)
@@ -115,7 +127,11 @@ cron: $(STAMP)
 	$(BIN)/winnow cron --output $(OUTPUT) $(CRON_ARGS)
 
 # CommonCrawl at 1x/2x/4x/8x a generated corpus, and 1 vs 2 Ray workers: writes the "scale" section of bench/results.md;
-# MinHash dedup at 50k and 200k documents (driver memory, files, recall): the "dedup-scale" section
+# MinHash dedup at DEDUP_SIZES documents (driver memory, worker memory, files, docs/s, recall): "dedup-scale"; the
+# MinHash signature pass at SIG_DOCS short synthetic documents (per-unit costs for docs/scale.md): "signatures".
+DEDUP_SIZES ?= 50000 200000 800000
+SIG_DOCS ?= 10000000
 scale: $(STAMP)
 	$(BIN)/python bench/bench_scale.py
-	$(BIN)/python bench/bench_dedup_scale.py
+	$(BIN)/python bench/bench_dedup_scale.py $(DEDUP_SIZES)
+	SIG_DOCS=$(SIG_DOCS) $(BIN)/python bench/bench_signatures.py

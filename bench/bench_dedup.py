@@ -1,5 +1,6 @@
-"""Dedup benchmark: Winnow MinHash (end to end, 2 worker processes) vs datasketch MinHashLSH in memory and
-datatrove's 4-stage MinHash (LocalPipelineExecutor, 2 workers), on the same documents.
+"""Dedup benchmark: Winnow MinHash (end to end, 2 worker processes) vs datasketch MinHashLSH in memory,
+datatrove's 4-stage MinHash (LocalPipelineExecutor, 2 workers) and rensa's Rust MinHash + LSH, on the same
+documents.
 
 Documents are runs of real paragraphs from ../shared/corpus with 20% planted near-duplicates at known edit rates
 (dedup.evalset).  Recall is over planted pairs whose exact Jaccard is >= 0.85 (the truth is computed once per input,
@@ -8,6 +9,7 @@ over that process and all its descendants (worker processes included) while the 
 computed afterwards, so the harness's own data never counts.
 
     python bench/bench_dedup.py [--systems winnow,datasketch,datatrove] [--note TEXT] [SIZE ...]
+    python bench/bench_dedup.py --rensa [N] [NOTE]     rensa vs Winnow vs datasketch at N (20,000) documents
 
 Without ``--systems``, Winnow runs at every size and the references at 20,000 documents or fewer; with it, the named
 systems run at every size.  Rows of (system, size) not re-measured are kept from the previous table.
@@ -22,12 +24,12 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CORPUS, RESULTS, WORK, machine, md_table, write_section  # noqa: E402
+from bench.common import CORPUS, RESULTS, WORK, TreeMemory, machine, md_table, write_section  # noqa: E402
+from bench.dedup_systems import run_datasketch, run_datatrove, run_rensa, run_winnow  # noqa: E402
 
 SYSTEMS = ("winnow", "datasketch", "datatrove")
 HEADERS = [
@@ -124,208 +126,20 @@ def planted_truth(folder: str, n: int, chunk: int = 20_000) -> str:
     return path
 
 
-class TreeMemory:
-    """Peak memory of this process and all its descendants, sampled every ``interval`` seconds while running.
-
-    ``pss_mb``: the peak of the summed PSS (a page shared by k processes, e.g. after fork, counts 1/k in each: the
-    sum is the memory the run really holds); ``max_rss_mb``: the largest peak RSS of any single process (its VmHWM,
-    read while it lives, and RUSAGE_CHILDREN for processes that ended).
-    """
-
-    def __init__(self, interval: float = 0.1):
-        import psutil
-
-        self.proc = psutil.Process(os.getpid())
-        self.interval = interval
-        self.pss_kb = 0
-        self.hwm_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    @staticmethod
-    def _fields(pid: int, path: str, names: tuple[str, ...]) -> dict[str, int]:
-        out = {}
-        try:
-            with open(f"/proc/{pid}/{path}") as f:
-                for line in f:
-                    key = line.split(":", 1)[0]
-                    if key in names:
-                        out[key] = int(line.split()[1])
-        except OSError:
-            pass
-        return out
-
-    def sample(self) -> None:
-        import psutil
-
-        try:
-            procs = [self.proc, *self.proc.children(recursive=True)]
-        except psutil.Error:
-            return
-        pss = 0
-        for p in procs:
-            pss += self._fields(p.pid, "smaps_rollup", ("Pss",)).get("Pss", 0)
-            self.hwm_kb = max(self.hwm_kb, self._fields(p.pid, "status", ("VmHWM",)).get("VmHWM", 0))
-        self.pss_kb = max(self.pss_kb, pss)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.sample()
-
-    def __enter__(self) -> TreeMemory:
-        self.sample()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        import resource
-
-        self._stop.set()
-        self._thread.join()
-        self.sample()
-        self.hwm_kb = max(self.hwm_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-
-    @property
-    def pss_mb(self) -> float:
-        return round(self.pss_kb / 1024, 1)
-
-    @property
-    def max_rss_mb(self) -> float:
-        return round(self.hwm_kb / 1024, 1)
-
-
-def run_winnow(folder: str, out: str) -> dict:
-    import shutil
-
-    from dedup.minhash import MinHashConfig
-    from dedup.workflow import find_near_duplicates
-
-    shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
-    res = find_near_duplicates([folder], out, MinHashConfig(executor="process", workers=2))
-    secs = time.perf_counter() - t0
-    cluster = dict(
-        zip(
-            res.duplicates.column("id").to_pylist(),
-            res.duplicates.column("cluster_id").to_pylist(),
-            strict=True,
-        )
-    )
-    return {"seconds": secs, "docs": res.stats["docs"], "cluster": cluster, "stats": res.stats}
-
-
-def run_datasketch(folder: str) -> dict:
-    import glob
-
-    import pyarrow.parquet as pq
-    from datasketch import MinHash, MinHashLSH
-
-    from dedup.text import words_of
-
-    t0 = time.perf_counter()
-    lsh = MinHashLSH(threshold=0.8, num_perm=112)
-    parent: dict[str, str] = {}
-    n = 0
-    for p in sorted(glob.glob(os.path.join(folder, "*.parquet"))):
-        t = pq.read_table(p, columns=["id", "text"])
-        for i, text in zip(t.column("id").to_pylist(), t.column("text").to_pylist(), strict=True):
-            w = words_of(text)
-            m = MinHash(num_perm=112, seed=1)
-            m.update_batch([" ".join(w[k : k + 5]).encode() for k in range(max(1, len(w) - 4))])
-            hits = lsh.query(m)
-            if hits:
-                parent[i] = min(hits)
-            lsh.insert(i, m)
-            n += 1
-    secs = time.perf_counter() - t0
-    return {"seconds": secs, "docs": n, "cluster": parent}
-
-
-def run_datatrove(folder: str, out: str) -> dict:
-    """datatrove's 4-stage MinHash at its defaults (14 x 8, 5-grams), 2 workers, cluster ids kept for recall."""
-    import glob
-    import shutil
-
-    import xxhash
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup import (
-        MinhashDedupBuckets,
-        MinhashDedupCluster,
-        MinhashDedupFilter,
-        MinhashDedupSignature,
-    )
-    from datatrove.pipeline.readers import ParquetReader
-    from datatrove.pipeline.writers import ParquetWriter
-    from datatrove.utils.hashes import xxhash as dt_xxhash
-
-    # datatrove 0.10.1 hands str to xxhash, which xxhash >= 4 refuses: encode first (its default hash, kept for
-    # fairness; the executor forks, so its workers inherit this)
-    dt_xxhash.xxhash32 = lambda s: xxhash.xxh32_intdigest(s.encode("utf-8") if isinstance(s, str) else s)
-    dt_xxhash.xxhash64 = lambda s: xxhash.xxh64_intdigest(s.encode("utf-8") if isinstance(s, str) else s)
-    shutil.rmtree(out, ignore_errors=True)
-    files = len(glob.glob(os.path.join(folder, "*.parquet")))
-    t0 = time.perf_counter()
-
-    def reader():
-        return ParquetReader(
-            folder, glob_pattern="*.parquet", text_key="text", id_key="id", read_metadata=False
-        )
-
-    def run(
-        pipeline, tasks, stage
-    ):  # one logging dir per stage: datatrove skips tasks it finds completed there
-        LocalPipelineExecutor(
-            pipeline=pipeline, tasks=tasks, workers=2, logging_dir=f"{out}/logs/{stage}"
-        ).run()
-
-    run([reader(), MinhashDedupSignature(output_folder=f"{out}/sigs")], files, "signatures")
-    run([MinhashDedupBuckets(input_folder=f"{out}/sigs", output_folder=f"{out}/buckets")], 14, "buckets")
-    run(
-        [
-            MinhashDedupCluster(
-                input_folder=f"{out}/buckets", output_folder=f"{out}/remove_ids", save_cluster_id=True
-            )
-        ],
-        1,
-        "clusters",
-    )
-    run(
-        [
-            reader(),
-            MinhashDedupFilter(
-                input_folder=f"{out}/remove_ids",
-                load_cluster_ids=True,
-                exclusion_writer=ParquetWriter(f"{out}/removed"),
-            ),
-            ParquetWriter(f"{out}/kept"),
-        ],
-        files,
-        "filter",
-    )
-    secs = time.perf_counter() - t0
-    import pyarrow.parquet as pq
-
-    cluster, docs = {}, 0
-    for p in glob.glob(os.path.join(out, "kept", "*.parquet")) + glob.glob(
-        os.path.join(out, "removed", "*.parquet")
-    ):
-        for d in pq.read_table(p, columns=["id", "metadata"]).to_pylist():
-            docs += 1
-            cid = (d.get("metadata") or {}).get("minhash_cluster_id")
-            if cid is not None:
-                cluster[d["id"]] = cid
-    return {"seconds": secs, "docs": docs, "cluster": cluster}
-
-
 def child(kind: str, n: int) -> None:
     folder = make_input(n)
     with TreeMemory() as mem:
-        if kind == "winnow":
-            r = run_winnow(folder, os.path.join(WORK, "dedup", f"out-{n}"))
+        if kind in ("winnow", "winnow-1"):
+            r = run_winnow(
+                folder, os.path.join(WORK, "dedup", f"out-{n}"), workers=1 if kind == "winnow-1" else 2
+            )
+        elif kind == "rensa":
+            r = run_rensa(folder)
         elif kind == "datatrove":
             r = run_datatrove(folder, os.path.join(WORK, "dedup", f"dt-{n}"))
         else:
             r = run_datasketch(folder)
+    r["cpu_s"] = mem.cpu_s  # load-independent: CPU seconds of the system's processes
     # evaluation after the measurement: the truth (ids and Jaccard of planted pairs) is read from its cache
     import pyarrow.parquet as pq
 
@@ -336,10 +150,14 @@ def child(kind: str, n: int) -> None:
         if j >= 0.85
     ]
     c = r["cluster"]
-    if kind in ("winnow", "datatrove"):
+    if kind != "datasketch":  # cluster ids
         found = sum(1 for a, b in hi if a in c and c.get(a) == c.get(b))
     else:  # datasketch: a doc is linked to an earlier similar one
         found = sum(1 for a, b in hi if c.get(a) == b or c.get(b) == a or (a in c and c.get(a) == c.get(b)))
+    # documents each system puts beside another: cluster members (datasketch: both ends of its links)
+    linked = sorted(set(c) | (set(c.values()) if kind == "datasketch" else set()))
+    with open(os.path.join(WORK, "dedup", f"linked-{kind}-{n}.json"), "w", encoding="utf-8") as f:
+        json.dump(linked, f)
     r.pop("cluster")
     r.update(
         {
@@ -414,11 +232,95 @@ def main(sizes: list[int], systems: list[str] | None = None, note: str = "") -> 
             ]
             print(json.dumps(r, default=str), flush=True)
             write_table(rows, note)  # after every row: a long run stopped half-way keeps what it measured
+    if not explicit and min(sizes) <= 20_000:  # `make bench`: the rensa comparison at the smallest size too
+        main_rensa(min(sizes), note or "shared machine")
+
+
+RENSA_SYSTEMS = {"rensa": 1, "winnow-1": 1, "winnow": 2, "datasketch": 1}  # system: processes (cores) it uses
+
+
+def main_rensa(n: int, note: str) -> None:
+    """rensa vs Winnow (1 and 2 workers) vs datasketch on the same ``n`` documents: docs/s per core, recall and
+    agreement of the documents each puts in a cluster (section ``dedup-rensa``)."""
+    import pyarrow.parquet as pq
+
+    folder = make_input(n)
+    truth = pq.read_table(planted_truth(folder, n))
+    planted = set(truth.column("a").to_pylist()) | set(truth.column("b").to_pylist())
+    results, linked = {}, {}
+    for kind in RENSA_SYSTEMS:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True
+        )
+        if proc.returncode:
+            sys.exit(f"{kind} at {n:,} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
+        with open(os.path.join(WORK, "dedup", f"linked-{kind}-{n}.json"), encoding="utf-8") as f:
+            linked[kind] = set(json.load(f))
+        print(json.dumps(results[kind], default=str), file=sys.stderr, flush=True)
+    rows = []
+    for kind, cores in RENSA_SYSTEMS.items():
+        r, mine, ref = results[kind], linked[kind], linked["winnow"]
+        rate = r["docs"] / r["seconds"]
+        rows.append(
+            [
+                kind if kind != "winnow-1" else "winnow (1 worker)",
+                cores,
+                f"{r['seconds']:.1f}",
+                f"{rate:,.0f}",
+                f"{rate / cores:,.0f}",
+                f"{r['cpu_s']:.1f}",
+                f"{r['docs'] / r['cpu_s']:,.0f}",
+                f"{r['max_rss_mb']:.0f}",
+                r["recall_j085"],
+                f"{len(mine):,}",
+                f"{len(mine & planted) / max(1, len(mine)):.4f}",
+                f"{len(mine & ref) / max(1, len(mine | ref)):.4f}",
+            ]
+        )
+    md = (
+        f"## Dedup: rensa vs Winnow vs datasketch ({n:,} documents)\n\n{machine()}; {note}. Same documents and "
+        "5-word shingles as the Dedup table. rensa 0.5.0 end to end in one process as its README deduplicates "
+        "(`RMinHash` 112 permutations, `RMinHashLSH` 14 x 8, a candidate counts when rensa's *estimated* Jaccard is "
+        ">= 0.8: no exact verification), Python tokenisation and shingling included; Winnow at its defaults (18 x 6, "
+        "candidate pairs verified by exact Jaccard >= 0.8, process executor); datasketch MinHashLSH(0.8, 112). "
+        "*docs/s per core* divides by the processes the system runs (Winnow's driver mostly waits); *CPU s* is user + "
+        "system time of every process of the system (sampled from /proc every 0.1 s: other users' load does "
+        "not count), and "
+        "*docs per CPU s* the rate per core that a quiet machine would give. *linked*: "
+        "documents put in a cluster with another; *in planted pairs*: the share of those that belong to a planted "
+        "pair (the rest are false positives or chance near-duplicates among the base documents); *agreement*: "
+        "Jaccard of the linked sets with Winnow's (2 workers).\n\n"
+        + md_table(
+            [
+                "system",
+                "cores",
+                "wall s",
+                "docs/s",
+                "docs/s per core",
+                "CPU s",
+                "docs per CPU s",
+                "largest process MiB",
+                "recall (planted J>=0.85)",
+                "linked",
+                "in planted pairs",
+                "agreement with winnow",
+            ],
+            rows,
+        )
+        + f"\n\nPlanted pairs at J >= 0.85: {results['winnow']['pairs_j085']:,} of {truth.num_rows:,} planted.\n"
+    )
+    write_section("dedup-rensa", md)
+    print(md)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--rensa":  # --rensa [N] [NOTE]
+        main_rensa(
+            int(sys.argv[2]) if len(sys.argv) > 2 else 20_000, " ".join(sys.argv[3:]) or "shared machine"
+        )
     else:
         ap = argparse.ArgumentParser(description="MinHash dedup: Winnow vs datasketch vs datatrove")
         ap.add_argument("sizes", nargs="*", type=int, help="documents per run (default 20000 100000)")

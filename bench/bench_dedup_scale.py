@@ -5,7 +5,7 @@ workers over the planted-duplicate inputs of ``bench_dedup`` (real paragraphs, 2
 driver peak RSS (the driver process alone), largest worker peak RSS (RUSAGE_CHILDREN), the number of files the
 work folder held at its peak (sampled twice a second) and after the run, docs/s end to end, and recall on planted pairs at J >= 0.85.
 
-    python bench/bench_dedup_scale.py [--note TEXT] [SIZE ...]      (default 50000 200000)
+    python bench/bench_dedup_scale.py [--note TEXT] [SIZE ...]      (default 50000 200000; make scale: DEDUP_SIZES)
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ HEADERS = [
     "work files (peak / left)",
     "wall s",
     "docs/s",
+    "CPU s (driver + workers)",
+    "docs per CPU s",
     "recall (planted J>=0.85)",
     "removed",
 ]
@@ -65,8 +67,9 @@ def child(n: int, out: str) -> None:
     secs = time.perf_counter() - t0
     running.clear()
     sampler.join()
-    driver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    driver, worker = (u.ru_maxrss / 1024 for u in usage)
+    cpu = sum(u.ru_utime + u.ru_stime for u in usage)  # driver + reaped pool workers: load-independent
     files = sum(len(names) for _, _, names in os.walk(res.work))
     dups = res.duplicates
     cluster = dict(zip(dups.column("id").to_pylist(), dups.column("cluster_id").to_pylist(), strict=True))
@@ -87,6 +90,7 @@ def child(n: int, out: str) -> None:
                 "files": files,
                 "peak_files": peak["files"],
                 "seconds": round(secs, 1),
+                "cpu_s": round(cpu, 1),
                 "recall": hit / max(1, t.num_rows),
                 "pairs": t.num_rows,
                 "removed": res.stats.get("removed"),
@@ -120,16 +124,26 @@ def main(sizes: list[int], note: str) -> None:
                 f"{r.get('peak_files', '?')} / {r['files']}",
                 r["seconds"],
                 round(n / r["seconds"]),
-                f"{r['recall']:.4f} of {r['pairs']:,}",
+                r["cpu_s"],
+                round(n / r["cpu_s"]),
+                f"{r['recall']:.5f} of {r['pairs']:,}",
                 r["removed"],
             ]
         )
-    text = (
-        "## Dedup at scale (MinHash, process executor, 2 workers)\n\n"
-        f"{machine()}{'; ' + note if note else ''}.  Driver peak RSS is the driver process alone (it includes "
-        "~the imports); files are everything left in the work folder.\n\n" + md_table(HEADERS, rows)
+        write_section("dedup-scale", table_text(rows, note))  # after every size: a stopped run keeps its rows
+
+
+def table_text(rows: list[list[object]], note: str) -> str:
+    return (
+        "## Dedup at scale (MinHash, process executor, 2 workers, R = 16 partitions, M = 16 signature tasks)\n\n"
+        f"{machine()}{'; ' + note if note else ''}. Inputs: `bench_dedup`'s real paragraphs with 20% planted "
+        "near-duplicates, 10,000 documents per file, made in a separate process; each size in a fresh driver process "
+        "(`python bench/bench_dedup_scale.py SIZE ...`). Driver peak RSS is the driver process alone (it includes "
+        "~80 MiB of imports); largest worker is the largest peak RSS of the pool's processes (RUSAGE_CHILDREN); work "
+        "files are the work folder's at its peak (sampled twice a second) / left after the run; CPU s is user + "
+        "system of the driver and its reaped workers, so *docs per CPU s* does not depend on other users' load "
+        "as wall time does.\n\n" + md_table(HEADERS, rows) + "\n"
     )
-    write_section("dedup-scale", text)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def run_once(folder: str, n_cpus: int) -> tuple[float, float, float, int]:
     cfg = os.path.join(OUT, "config.yaml")
     with open(cfg, "w", encoding="utf-8") as f:
         f.write(CONFIG)
-    secs, rss = cc.measure(
+    secs, rss, _ = cc.measure(
         [sys.executable, __file__, "--run", folder, out, cfg, str(n_cpus)], env={"RAY_DEDUP_LOGS": "0"}
     )
     with open(os.path.join(out, "commoncrawl", "summary.json"), encoding="utf-8") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import threading
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -80,3 +81,85 @@ def source_row(source: str, config: dict, folder: str, input_mb: float) -> list[
         f"{s['read'] / dt:.1f}",
         f"{input_mb / dt:.2f}",
     ]
+
+
+class TreeMemory:
+    """Peak memory of this process and all its descendants, sampled every ``interval`` seconds while running.
+
+    ``pss_mb``: the peak of the summed PSS (a page shared by k processes, e.g. after fork, counts 1/k in each: the
+    sum is the memory the run really holds); ``max_rss_mb``: the largest peak RSS of any single process (its VmHWM,
+    read while it lives, and RUSAGE_CHILDREN for processes that ended).
+    """
+
+    def __init__(self, interval: float = 0.1):
+        import psutil
+
+        self.proc = psutil.Process(os.getpid())
+        self.interval = interval
+        self.pss_kb = 0
+        self.hwm_kb = 0
+        self.cpu: dict[tuple[int, float], float] = {}  # (pid, start time): user + system seconds, last sample
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _fields(pid: int, path: str, names: tuple[str, ...]) -> dict[str, int]:
+        out = {}
+        try:
+            with open(f"/proc/{pid}/{path}") as f:
+                for line in f:
+                    key = line.split(":", 1)[0]
+                    if key in names:
+                        out[key] = int(line.split()[1])
+        except OSError:
+            pass
+        return out
+
+    def sample(self) -> None:
+        import psutil
+
+        try:
+            procs = [self.proc, *self.proc.children(recursive=True)]
+        except psutil.Error:
+            return
+        pss = 0
+        for p in procs:
+            pss += self._fields(p.pid, "smaps_rollup", ("Pss",)).get("Pss", 0)
+            self.hwm_kb = max(self.hwm_kb, self._fields(p.pid, "status", ("VmHWM",)).get("VmHWM", 0))
+            try:
+                t = p.cpu_times()
+                self.cpu[(p.pid, p.create_time())] = t.user + t.system
+            except psutil.Error:
+                pass
+        self.pss_kb = max(self.pss_kb, pss)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> TreeMemory:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import resource
+
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.hwm_kb = max(self.hwm_kb, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of every process seen, at its last sample: other users' load does not
+        count; a process that ends between samples loses up to ``interval`` of its time."""
+        return round(sum(self.cpu.values()), 2)
+
+    @property
+    def pss_mb(self) -> float:
+        return round(self.pss_kb / 1024, 1)
+
+    @property
+    def max_rss_mb(self) -> float:
+        return round(self.hwm_kb / 1024, 1)

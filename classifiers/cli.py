@@ -67,6 +67,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_domains(args: argparse.Namespace) -> int:
+    """``winnow models domains``: the code/math classifier from your folders or label file (``make models-domains``)."""
+    from classifiers.domains import train_domains
+
+    folders = (args.code or [], args.math or [], args.prose or [])
+    record = train_domains(*folders, args.models_dir, labels=args.labels, seed=args.seed)
+    h = record["heldout"]
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(
+            f"domains: held-out AUC code {h['code']['auc']} ({h['code']['positives']} code texts), math "
+            f"{h['math']['auc']} ({h['math']['positives']} math texts) of {h['routing']['n']}; routing accuracy "
+            f"{h['routing']['accuracy']}; {'meets' if record['meets_bar'] else 'BELOW'} its bar {record['bar_auc']}"
+        )
+    path = os.path.join(os.path.abspath(args.models_dir), "domains", "model.ftz")
+    print(f"use it: `steps: {{domains: {{model_path: {path}}}}}` in a copy of the commoncrawl config")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from classifiers.evaluate import measure, read_labels
     from classifiers.steps import absolute_path, locate_model
@@ -185,6 +205,19 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
+    d = add_command(
+        cmds,
+        "domains",
+        "train the code/math page classifier (code_prob, math_prob) from your folders or a fastText label file",
+        guarded(cmd_domains),
+    )
+    d.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/domains/")
+    d.add_argument("--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)")
+    d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
+    d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
+    d.add_argument("--labels", default=None, help="fastText lines `__label__code|math|prose <text>`")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--json", action="store_true", help="print the quality record as JSON")
     e = add_command(
         cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
     )

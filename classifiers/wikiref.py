@@ -8,6 +8,7 @@ Texts are preprocessed as RedPajama's classifier does: lower case, one line, whi
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
 LABEL_POS, LABEL_NEG = "__label__wiki", "__label__cc"
 _WS = re.compile(r"\s+")
 
@@ -40,6 +42,39 @@ def balanced_split(
     return train, test
 
 
+def fit_fasttext(
+    lines: list[str], out_path: str, cutoff: int = 100_000, quantize: bool = False, **params: Any
+) -> Any:
+    """fastText supervised training on ``__label__<y> <text>`` lines with one thread (deterministic for a seed),
+    saved to ``out_path``; ``quantize``: product-quantised ``.ftz`` (retrained on the same text, keeping the
+    ``cutoff`` most useful words), a small fraction of the ``.bin`` size.  When fastText stops with "Encountered
+    NaN" (a rate too high for the data) it retries at half the rate, three times at most."""
+    import fasttext
+
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        f.writelines(lines)
+        name = f.name
+    try:
+        lr = params.pop("lr", 0.1)
+        for attempt in range(4):
+            try:
+                model = fasttext.train_supervised(
+                    input=name, lr=lr / 2**attempt, thread=1, verbose=0, **params
+                )
+                break
+            except RuntimeError as exc:
+                if "NaN" not in str(exc) or attempt == 3:
+                    raise
+                log.warning("fastText diverged at lr %.3f; retrying at half the rate", lr / 2**attempt)
+        if quantize:
+            model.quantize(input=name, qnorm=True, retrain=True, cutoff=cutoff, thread=1, verbose=0)
+    finally:
+        os.unlink(name)
+    model.save_model(out_path)
+    return model
+
+
 def train_fasttext(
     train: list[tuple[str, int]],
     out_path: str,
@@ -50,32 +85,19 @@ def train_fasttext(
     lr: float = 0.5,
     quantize: bool = False,
 ) -> str:
-    """fastText supervised training (one thread: deterministic for a seed); ``quantize``: product-quantised
-    ``.ftz`` (retrained on the same text), a small fraction of the ``.bin`` size."""
-    import fasttext
-
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        for text, label in train:
-            f.write(f"{LABEL_POS if label else LABEL_NEG} {preprocess(text)}\n")
-        name = f.name
-    try:
-        model = fasttext.train_supervised(
-            input=name,
-            epoch=epoch,
-            dim=dim,
-            wordNgrams=word_ngrams,
-            lr=lr,
-            minCount=2,
-            thread=1,
-            seed=seed,
-            verbose=0,
-        )
-        if quantize:
-            model.quantize(input=name, qnorm=True, retrain=True, cutoff=100_000, thread=1, verbose=0)
-    finally:
-        os.unlink(name)
-    model.save_model(out_path)
+    """The wiki-reference classifier (:func:`fit_fasttext`) on (text, 1 = reference) pairs."""
+    lines = [f"{LABEL_POS if label else LABEL_NEG} {preprocess(text)}\n" for text, label in train]
+    fit_fasttext(
+        lines,
+        out_path,
+        quantize=quantize,
+        epoch=epoch,
+        dim=dim,
+        wordNgrams=word_ngrams,
+        lr=lr,
+        minCount=2,
+        seed=seed,
+    )
     return out_path
 
 

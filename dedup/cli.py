@@ -1,7 +1,7 @@
 """``winnow dedup``: standalone dedup of a folder of Parquet documents (``make dedup INPUT=... OUTPUT=...``).
 
     winnow dedup lines --input DOCS --counts DIR [--bucket-docs N] [--normalization ccnet|datatrove]
-                                                        (line counts for the `line_dedup` step's mode: counts)
+                       [--partition-by lang]            (line counts for the `line_dedup` step's mode: counts)
     winnow dedup --input DIR --output OUT [--kind minhash|exact|md5] [--threshold 0.8] [--bands 14 --rows 8]
                  [--ngram 5] [--no-verify] [--score-column COL] [--reference DIR ...] [--executor auto|local|process|ray]
 
@@ -76,6 +76,13 @@ def add_parser(sub: Any) -> None:
     lines.add_argument(
         "--partition-docs", type=int, default=1_000_000, help="one more partition per this many documents"
     )
+    lines.add_argument(
+        "--partition-by",
+        default=None,
+        metavar="COLUMN",
+        help="count lines apart per value of this column (lang: a line counts only with pages of its language); "
+        "the step that reads these counts then needs the column in its batches",
+    )
     lines.add_argument("--executor", choices=["local", "process", "ray"], default="process")
     lines.add_argument("--workers", type=int, default=os.cpu_count() or 1)
 
@@ -94,6 +101,7 @@ def run_lines(args: argparse.Namespace) -> int:
             normalization=args.normalization,
             partitions=args.partitions,
             partition_docs=args.partition_docs,
+            partition_by=args.partition_by,
             executor=args.executor,
             workers=args.workers,
         )

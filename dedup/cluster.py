@@ -132,9 +132,9 @@ def _texts(
         yield lo, hi, read_rows(path_of[int(fidx[lo])], rows[lo:hi], [text_column]).column(text_column)
 
 
-def verify_task(args: tuple[int, str, float, int]) -> dict[str, Any]:
+def verify_task(args: tuple[int, str, float, int, str]) -> dict[str, Any]:
     """Exact Jaccard of one verify partition's pairs to ``verified/<q>.parquet``; resumable."""
-    q, work, threshold, ngram = args
+    q, work, threshold, ngram, tokenize = args
     name = unit(q)
     if is_done(work, "verify_part", name):
         return read_marker(work, "verify_part", name)
@@ -145,7 +145,7 @@ def verify_task(args: tuple[int, str, float, int]) -> dict[str, Any]:
     for path in paths:
         for rb in pq.ParquetFile(path).iter_batches(batch_size=500):
             texts = ["" if x is None else x for x in rb.column(1).to_pylist()]
-            h, off = shingle_hashes(texts, ngram)
+            h, off = shingle_hashes(texts, ngram, tokenize=tokenize)
             for g, lo, hi in zip(rb.column(0).to_pylist(), off[:-1].tolist(), off[1:].tolist(), strict=True):
                 sets[g] = np.unique(h[lo:hi])
     a, b = pairs.column("a").to_numpy(), pairs.column("b").to_numpy()
@@ -178,6 +178,7 @@ def verify_pairs(
     ngram: int,
     verify: bool,
     executor: Executor,
+    tokenize: str = "words",
 ) -> dict[str, Any]:
     """Pass 3: keep the candidate pairs whose exact Jaccard reaches ``threshold`` (all of them if not verifying)."""
     if is_done(work, "verify", "all"):
@@ -195,7 +196,9 @@ def verify_pairs(
             "dedup: gather texts",
         )
         parts = executor.map(
-            verify_task, [(q, work, threshold, ngram) for q in range(partitions)], "dedup: verify pairs"
+            verify_task,
+            [(q, work, threshold, ngram, tokenize) for q in range(partitions)],
+            "dedup: verify pairs",
         )
         info["verified_pairs"] = sum(p["verified_pairs"] for p in parts)
         info["rejected_pairs"] = sum(p["rejected_pairs"] for p in parts)

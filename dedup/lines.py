@@ -206,13 +206,29 @@ class LineDedup(Step):
             drop[i] = self._seen[k] > self.max_count
         return lines, drop
 
+    def _missing_partition(self) -> str:
+        """Why a batch without the partition column cannot be counted, and what to use instead."""
+        col = self._partition
+        where = (
+            f"counts_dir {self.counts_dir} was counted with `winnow dedup lines --partition-by {col}`"
+            if self.mode == "counts"
+            else f"partition_by: {col}"
+        )
+        fix = (
+            "recount without --partition-by for this step"
+            if self.mode == "counts"
+            else "partition_by: null here"
+        )
+        return (
+            f"{self.name}: {where}, but the batch has no such column (in the commoncrawl recipe this step runs "
+            f"before LID adds lang).  Use instead the line_dedup corpus stage (corpus_stages.line_dedup."
+            f"partition_by: {col}), which runs after LID and counts over the whole source, or {fix}"
+        )
+
     def process(self, batch: pa.Table) -> StepResult:
         out, reasons, changed = [], [], 0
         if self._partition and self._partition not in batch.column_names:
-            raise ValueError(
-                f"{self.name}: partition_by {self._partition!r} but the batch has no such column (in the commoncrawl "
-                "recipe this step runs before LID adds lang): use the line_dedup corpus stage, which partitions by lang"
-            )
+            raise ValueError(self._missing_partition())
         salts = row_salts(batch, self._partition)
         for doc_id, text, salt in zip(
             batch.column("id").to_pylist(), texts(batch), salts.tolist(), strict=True

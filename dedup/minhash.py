@@ -37,7 +37,7 @@ from dedup.corpus import (
     unit,
     write_parquet_atomic,
 )
-from dedup.text import _POS_MULT, mix64, partition_salts, shingle_hashes
+from dedup.text import _POS_MULT, check_tokenize, mix64, partition_salts, shingle_hashes
 from pipelines.core.executor import NAMES
 
 _U64 = np.uint64
@@ -81,6 +81,9 @@ class MinHashConfig:
     #: a column (``lang``) whose values split the corpus: documents are compared only within one value (a file
     #: without the column, e.g. a reference folder, counts as null: its own partition); None: one corpus
     partition_by: str | None = None
+    #: shingle tokens: "words" (whitespace words) or "auto" (characters of unspaced scripts, Chinese, Japanese,
+    #: Thai..., whitespace words elsewhere: dedup.text); None: "auto" when ``partition_by`` is set, else "words"
+    tokenize: str | None = None
 
     def __post_init__(self) -> None:
         if self.bands <= 0 or self.rows <= 0:
@@ -92,6 +95,9 @@ class MinHashConfig:
             raise ValueError(
                 "minhash partition_by: 'auto' is resolved by the source recipe; give a column or null"
             )
+        if self.tokenize is None:
+            self.tokenize = "auto" if self.partition_by else "words"
+        check_tokenize(self.tokenize)
 
     @property
     def num_perm(self) -> int:
@@ -99,24 +105,29 @@ class MinHashConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings that change results (the work folder is named from them)."""
-        return {
-            k: getattr(self, k)
-            for k in (
-                "ngram",
-                "bands",
-                "rows",
-                "threshold",
-                "verify",
-                "score_column",
-                "score_order",
-                "seed",
-                "partitions",
-                "tasks",
-                "all_pairs_max_bucket",
-                "text_column",
-                "id_column",
-            )
-        } | ({"partition_by": self.partition_by} if self.partition_by else {})
+        return (
+            {
+                k: getattr(self, k)
+                for k in (
+                    "ngram",
+                    "bands",
+                    "rows",
+                    "threshold",
+                    "verify",
+                    "score_column",
+                    "score_order",
+                    "seed",
+                    "partitions",
+                    "tasks",
+                    "all_pairs_max_bucket",
+                    "text_column",
+                    "id_column",
+                )
+            }
+            | ({"partition_by": self.partition_by} if self.partition_by else {})
+            # "words" is the shingling of work folders made before the setting existed
+            | ({"tokenize": self.tokenize} if self.tokenize != "words" else {})
+        )
 
 
 def check_settings(executor: str, score_order: str, partitions: int, tasks: int) -> None:
@@ -149,7 +160,7 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def signatures(texts: list[str], cfg: MinHashConfig, chunk: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     """``(sig uint32[len(texts), num_perm], has_shingles bool[len(texts)])`` for one batch of texts."""
     a, b = permutations(cfg.num_perm, cfg.seed)
-    h, offsets = shingle_hashes(texts, cfg.ngram)
+    h, offsets = shingle_hashes(texts, cfg.ngram, tokenize=cfg.tokenize or "words")
     n = len(texts)
     sig = np.full((n, cfg.num_perm), np.iinfo(np.uint32).max, dtype=np.uint32)
     counts = np.diff(offsets)

@@ -229,6 +229,7 @@ def find_semantic_duplicates(
     t0 = time.perf_counter()
     emb = executor.map(embed_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "semdedup: embed")
     stats["docs"] = sum(e["docs"] for e in emb)
+    stats["skipped_language"] = sum(e.get("skipped_language", 0) for e in emb)  # not in cfg.languages
     dim = emb[0]["dim"]
     t0 = _timed(stats, "embed", t0)
     centroids = fit_centroids(work, len(groups), cfg, dim)

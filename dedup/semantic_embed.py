@@ -27,9 +27,12 @@ from dedup.corpus import (
 )
 from dedup.minhash import check_settings
 from dedup.text import mix64
+from filters.languages import check_languages
 
 #: fewer clusters than configured when the sample is small (a small corpus is compared as one cluster)
 MIN_CLUSTER_DOCS = 100
+#: the languages of the shipped encoder's training text (classifiers/default_models/MANIFEST.md: English)
+DEFAULT_MODEL_LANGUAGES = ["en"]
 
 
 @dataclass
@@ -70,9 +73,19 @@ class SemanticConfig:
     #: a column (``lang``) whose values split the corpus: documents are compared only within one value (a file
     #: without it counts as null); None: one corpus; ``auto`` is resolved by the source recipe
     partition_by: str | None = None
+    #: languages the encoder knows: a document whose ``language_column`` holds another one is not embedded (left
+    #: unscored, never paired; ``skipped_language`` in the stats); null values are embedded.  ``auto``: the shipped
+    #: model's (English) when ``model_dir`` is null, else ``all`` (name a multilingual checkpoint for other languages)
+    languages: list[str] | str = "auto"
+    language_column: str = "lang"
 
     def __post_init__(self) -> None:
         check_settings(self.executor, self.score_order, self.partitions, self.tasks)
+        if self.languages == "auto":
+            self.languages = list(DEFAULT_MODEL_LANGUAGES) if self.model_dir is None else "all"
+        if isinstance(self.languages, str):
+            self.languages = [self.languages]
+        check_languages(self.languages, "semantic_dedup.languages")
         if not 0.0 < self.threshold <= 1.0:
             raise ValueError(f"semantic_dedup.threshold must be a cosine in (0, 1], got {self.threshold}")
         if self.clusters < 1 or self.sample < 1:
@@ -133,13 +146,20 @@ def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[s
         dict.fromkeys([cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else []))
     )
     facts, s_gid, s_vec = [], [], []
-    n = 0
+    n = skipped = 0
     for f in files:
         parts, keys = [], []
-        part_col = cfg.partition_by if cfg.partition_by in pq.read_schema(f.path).names else None
-        for first, t in iter_batches(f.path, cols + ([part_col] if part_col else []), cfg.batch_rows):
+        names = pq.read_schema(f.path).names
+        part_col = cfg.partition_by if cfg.partition_by in names else None
+        lang_col = (
+            cfg.language_column if "all" not in cfg.languages and cfg.language_column in names else None
+        )
+        extra = [c for c in (part_col, lang_col) if c and c not in cols]
+        for first, t in iter_batches(f.path, list(dict.fromkeys(cols + extra)), cfg.batch_rows):
             g = gids(f.index, first, t.num_rows)
-            parts.append(encoder.encode(t.column(cfg.text_column).to_pylist()).astype(np.float16))
+            vecs, unknown = _encode_known(encoder, t, cfg, lang_col)
+            skipped += unknown
+            parts.append(vecs)
             keys.append(part_hashes(t.column(part_col).to_pylist() if part_col else [None] * t.num_rows))
             facts.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
             n += t.num_rows
@@ -165,9 +185,25 @@ def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[s
     with open(tmp, "wb") as fh:
         np.savez(fh, gid=sg[keep], vec=sv[keep])
     os.replace(tmp, path)
-    info = {"group": group, "docs": n, "dim": int(encoder.dim)}
+    info = {"group": group, "docs": n, "dim": int(encoder.dim), "skipped_language": skipped}
     mark_done(work, "embed", unit(group), info)
     return info
+
+
+def _encode_known(
+    encoder: Any, t: pa.Table, cfg: SemanticConfig, lang_col: str | None
+) -> tuple[np.ndarray, int]:
+    """float16 vectors of a batch; rows in a language the encoder does not know stay zero (never paired, as a
+    document without known words), so an English model never calls two Chinese pages duplicates."""
+    texts = t.column(cfg.text_column).to_pylist()
+    if lang_col is None:
+        return encoder.encode(texts).astype(np.float16), 0
+    known = [lang is None or lang in cfg.languages for lang in t.column(lang_col).to_pylist()]
+    out = np.zeros((len(texts), encoder.dim), np.float16)
+    rows = [i for i, k in enumerate(known) if k]
+    if rows:
+        out[rows] = encoder.encode([texts[i] for i in rows]).astype(np.float16)
+    return out, len(texts) - len(rows)
 
 
 def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.ndarray:

@@ -5,6 +5,12 @@ whitespace collapsed, diacritics stripped), reusing datatrove's own patterns so 
 a translate table instead of a per-character generator (same result, ~10x faster).  Words are split on whitespace
 (datatrove runs spaCy here, which dominates its MinHash time).  Word n-gram shingles are hashed with numpy over a
 whole batch at once: each distinct word is hashed once with xxh64, then n consecutive word hashes are mixed.
+
+Scripts written without spaces (Han, kana, Thai, Lao, Khmer, Burmese, Tibetan) have no whitespace words: a whole
+clause would be one "word", so a one-sentence edit changes every shingle around it.  ``tokenize="auto"`` makes each
+of their characters a token (character n-grams there, word n-grams elsewhere, also inside one mixed page): no
+tokenizer model, no language label needed, and ~7x faster than MinHash over jieba words (bench_cjk_shingles.py).
+Text without those characters gives exactly the tokens of ``"words"``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ _PUNCT_TO_SPACE = re.compile(
 )
 _PUNCT_OTHER = {k: v for k, v in PUNCTUATION_TRANS.items() if v not in (" ", 32)}
 _MIX1, _MIX2 = _U64(0xBF58476D1CE4E5B9), _U64(0x94D049BB133111EB)
+#: characters of scripts written without spaces between words (after ``simplify_text``'s mark stripping)
+_UNSPACED = (
+    "\u0e00-\u0eff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+)
+#: one such character, or a run of anything else up to whitespace (4x faster than inserting spaces and splitting)
+_AUTO_TOKEN = re.compile(f"[{_UNSPACED}]|[^\\s{_UNSPACED}]+")
+#: shingle tokenizations: whitespace words, or words with unspaced scripts split into characters
+TOKENIZE = ("words", "auto")
 
 
 @lru_cache(maxsize=1)
@@ -58,7 +73,25 @@ def _strip_punct(text: str) -> str:
 
 def words_of(text: str) -> list[str]:
     """The words of ``simplify_text(text)`` (whitespace collapsing is left to ``split``)."""
-    return strip_diacritics(_strip_punct(NUMBERS_PATTERN.sub("0", text.lower()))).split()
+    return _simple_unstripped(text).split()
+
+
+def _simple_unstripped(text: str) -> str:
+    return strip_diacritics(_strip_punct(NUMBERS_PATTERN.sub("0", text.lower())))
+
+
+def tokens_of(text: str, tokenize: str = "words") -> list[str]:
+    """The shingle tokens of ``text``: ``words_of``, with ``"auto"`` every character of an unspaced script its own
+    token."""
+    simple = _simple_unstripped(text)
+    if tokenize == "auto" and not simple.isascii():
+        return _AUTO_TOKEN.findall(simple)
+    return simple.split()
+
+
+def check_tokenize(tokenize: str) -> None:
+    if tokenize not in TOKENIZE:
+        raise ValueError(f"dedup tokenize must be one of {', '.join(TOKENIZE)}, got {tokenize!r}")
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -92,20 +125,22 @@ _HASHER = WordHasher()
 
 
 def shingle_hashes(
-    texts: Sequence[str], n: int = 5, hasher: WordHasher | None = None
+    texts: Sequence[str], n: int = 5, hasher: WordHasher | None = None, tokenize: str = "words"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of the word n-grams of every text, concatenated, and the offsets of each text's slice.
+    """Hashes of the token n-grams of every text (tokens: :func:`tokens_of`), concatenated, and the offsets of each
+    text's slice.
 
     A text with fewer than ``n`` words (but at least one) gets a single shingle of all its words; an empty text gets
     none.  Returns ``(hashes uint64[S], offsets int64[len(texts)+1])``.
     """
     if not 1 <= n <= len(_POS_MULT):
         raise ValueError(f"n-gram size must be between 1 and {len(_POS_MULT)}, got {n}")
+    check_tokenize(tokenize)
     hasher = hasher or _HASHER
     words: list[str] = []
     lengths = np.empty(len(texts), dtype=np.int64)
     for i, t in enumerate(texts):
-        w = words_of(t) if t else []
+        w = tokens_of(t, tokenize) if t else []
         lengths[i] = len(w)
         words.extend(w)
     wh = hasher.hash_words(words)
@@ -148,9 +183,9 @@ def partition_salts(values: Sequence[str | None]) -> np.ndarray:
     )
 
 
-def shingle_set(text: str, n: int = 5) -> np.ndarray:
+def shingle_set(text: str, n: int = 5, tokenize: str = "words") -> np.ndarray:
     """Sorted distinct shingle hashes of one text (for exact Jaccard)."""
-    h, _ = shingle_hashes([text], n)
+    h, _ = shingle_hashes([text], n, tokenize=tokenize)
     return np.unique(h)
 
 

@@ -101,9 +101,9 @@ def after_buckets(
     t0: float,
 ) -> None:
     """Verification, components and survivors over the candidate pairs in ``work/pairs`` (each resumable)."""
-    stats.update(
-        verify_pairs(work, groups, gof, cfg.partitions, threshold, cfg.text_column, ngram, verify, executor)
-    )
+    tok = getattr(cfg, "tokenize", None) or "words"  # the shingling of the MinHash signatures
+    args = (threshold, cfg.text_column, ngram, verify, executor, tok)
+    stats.update(verify_pairs(work, groups, gof, cfg.partitions, *args))
     _drop(work, "pairs", "verify")  # verified/ keeps every pair's Jaccard
     t0 = _timed(stats, "verify", t0)
     stats.update(components(work, cfg.partitions, gof, executor))

@@ -28,7 +28,7 @@ from pipelines.core.folder import file_info, split
 from pipelines.core.layout import SourceLayout, input_key, printable_path
 from pipelines.core.recipe import Recipe, Skip
 from pipelines.core.schema import conform, rejected_schema, table_from_rows
-from pipelines.core.steps import Step, StepResult, check_kind
+from pipelines.core.steps import Step, StepResult, check_kind, routed_rows
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
         if batch.num_rows == 0:
             break
         t0 = time.perf_counter()
-        result = _apply(step, batch)  # checks the step's own results against its kind (check_kind)
+        result = _apply_routed(step, batch)  # checks the step's own results against its kind (check_kind)
         st.seconds += time.perf_counter() - t0
         st.seen += batch.num_rows
         st.changed += result.changed
@@ -198,6 +198,30 @@ def run_steps(steps: list[Step], batch: pa.Table, stats: list[StepStats]) -> tup
                 rejected.append(dropped)
         st.kept += batch.num_rows
     return batch, rejected
+
+
+def _apply_routed(step: Step, batch: pa.Table) -> StepResult:
+    """``_apply`` on the rows whose domain the step does not skip (``Step.skip_domains``); the skipped rows are
+    merged back in their places, unchanged, kept, with nulls in the columns the step adds."""
+    routed = routed_rows(step, batch)
+    if routed is None:
+        return _apply(step, batch)
+    run, skip = routed
+    result = _apply(step, batch.take(run)) if run else StepResult(extend_table(batch.slice(0, 0), step))
+    skipped = conform(extend_table(batch.take(skip), step), result.table.schema)
+    merged = pa.concat_tables([result.table, skipped])
+    reasons = list(result.reasons) if result.reasons is not None else [None] * len(run)
+    reasons += [None] * len(skip)
+    order = sorted(range(len(run) + len(skip)), key=(run + skip).__getitem__)  # back to the batch's order
+    return StepResult(merged.take(order), [reasons[i] for i in order], result.changed)
+
+
+def extend_table(table: pa.Table, step: Step) -> pa.Table:
+    """``table`` with null columns for what ``step`` adds and it lacks."""
+    for name, dtype in step.adds().items():
+        if name not in table.column_names:
+            table = table.append_column(pa.field(name, dtype), pa.nulls(table.num_rows, dtype))
+    return table
 
 
 def _apply(step: Step, batch: pa.Table) -> StepResult:

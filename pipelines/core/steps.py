@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 
 StepKind = Literal["transform", "score", "filter"]
+#: the column a routing step (classifiers.domains.DomainScore) writes and ``Step.skip_domains`` reads
+DOMAIN_COLUMN = "domain"
 
 
 @dataclass
@@ -53,6 +55,10 @@ class Step:
     resources: ClassVar[dict[str, float]] = {}
 
     name: str = field(default="", kw_only=True)
+    #: rows whose ``domain`` column (:data:`DOMAIN_COLUMN`) is one of these are not passed to the step: they keep
+    #: their text, are never rejected by it and get null in the columns it adds (e.g. code pages skip the prose
+    #: heuristics); the runner passes the other rows and merges the results back in order (``run_steps``)
+    skip_domains: list[str] = field(default_factory=list, kw_only=True)
 
     def __post_init__(self) -> None:
         if not self.name:  # a recipe names each step by its key; this is for steps built in code
@@ -162,6 +168,19 @@ def set_column(batch: pa.Table, name: str, values: Any, dtype: pa.DataType | Non
     if idx >= 0:
         return batch.set_column(idx, pa.field(name, arr.type), arr)
     return batch.append_column(pa.field(name, arr.type), arr)
+
+
+def routed_rows(step: Step, batch: pa.Table) -> tuple[list[int], list[int]] | None:
+    """(row positions the step runs on, positions it skips) when ``step.skip_domains`` names a domain of this
+    batch; ``None`` when every row goes through the step."""
+    if not step.skip_domains or DOMAIN_COLUMN not in batch.column_names:
+        return None
+    skip = set(step.skip_domains)
+    domains = batch.column(DOMAIN_COLUMN).to_pylist()
+    run = [i for i, d in enumerate(domains) if d not in skip]
+    if len(run) == len(domains):
+        return None
+    return run, [i for i, d in enumerate(domains) if d in skip]
 
 
 def build_step(cls: type[Step], settings: dict[str, Any] | None, where: str) -> Step:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from classifiers.domains import DomainRules, DomainScore, exempt
 from classifiers.gate import gate_model_filters
 from classifiers.steps import Perplexity, RobertaQuality, TopicScore, WikiRefScore
 from classifiers.token_kl import TokenKL
@@ -35,6 +36,10 @@ STEPS = {
     "url": ScoreFilter,
     "robots": RobotsOptOut,  # AFM: robots.txt opt-outs from a snapshot you provide (off by default)
     "extract": ExtractText,
+    # LLaMA-3 "domain-specific pipelines": code_prob, math_prob and domain on the extracted text; code and math
+    # pages skip the prose rules named under its `exempt` and go through domain_rules instead
+    "domains": DomainScore,
+    "domain_rules": DomainRules,
     "line_dedup": LineDedup,  # per-input line dedup (off by default; the corpus stage is LLaMA-3's rule)
     "lid": LanguageID,
     "lang_filter": LanguageFilter,
@@ -108,4 +113,6 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     # `enabled: auto` model filters: on only when the model meets its quality bar, else off with a WARNING
     config = gate_model_filters(config, "commoncrawl")
     config = with_language_partitions(config)
-    return assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)
+    recipe = assemble("commoncrawl", WarcReader, STEPS, config, CORPUS_STAGES)
+    exempt(recipe.steps, list(STEPS))  # code and math pages skip the prose rules (steps.domains.exempt)
+    return recipe

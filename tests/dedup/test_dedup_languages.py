@@ -129,6 +129,7 @@ def test_partition_by_auto_follows_the_language_filter():
     config = deep_merge(load_config("commoncrawl"), {"steps": {"lang_filter": {"languages": ["all"]}}})
     stages = {s.name: s for s in build_recipe("commoncrawl", config).corpus_stages}
     assert stages["minhash"].config().partition_by == "lang"
+    assert stages["minhash"].config().tokenize == "auto"  # Chinese, Japanese, Thai shingled by character
     assert stages["line_dedup"].config().partition_by == "lang"
 
 
@@ -148,5 +149,31 @@ def test_per_input_step_counts_per_language_and_refuses_a_batch_without_lang():
     per_lang = LineDedup(max_count=3, partition_by="lang")(batch).table.column("text").to_pylist()
     assert sum(BOILERPLATE[0] in t for t in whole) == 3
     assert sum(BOILERPLATE[0] in t for t in per_lang) == 6
-    with pytest.raises(ValueError, match="no such column"):
+    with pytest.raises(ValueError, match="no such column.*corpus_stages.line_dedup.partition_by: lang"):
         LineDedup(partition_by="lang")(batch.drop_columns(["lang"]))
+
+
+def test_cli_line_counts_partitioned_by_language(tmp_path, capsys):
+    """`winnow dedup lines --partition-by lang`: 4 copies of the menu per language, 8 in all; the counts-mode step
+    that reads the counts (max_count 6) drops the menu only when it was counted as one corpus."""
+    import pytest
+
+    from dedup.lines import LineDedup
+    from tests.helpers.cli import command
+
+    write_source(str(tmp_path / "src"))
+    docs = pq.read_table(tmp_path / "src" / "docs")
+    dedup_main = command("dedup")
+    steps = {}
+    for name, extra in (("whole", []), ("by_lang", ["--partition-by", "lang"])):
+        counts = str(tmp_path / name)
+        argv = ["lines", "--input", str(tmp_path / "src" / "docs"), "--counts", counts, "--bucket-docs", "0"]
+        assert dedup_main([*argv, "--executor", "local", *extra]) == 0
+        assert json.loads(capsys.readouterr().out)["settings"].get("partition_by") == (
+            extra[1] if extra else None
+        )
+        steps[name] = LineDedup(max_count=6, mode="counts", counts_dir=counts)
+    assert not any(BOILERPLATE[0] in t for t in steps["whole"](docs).table.column("text").to_pylist())
+    assert all(BOILERPLATE[0] in t for t in steps["by_lang"](docs).table.column("text").to_pylist())
+    with pytest.raises(ValueError, match="--partition-by lang.*line_dedup corpus stage"):
+        steps["by_lang"](docs.drop_columns(["lang"]))

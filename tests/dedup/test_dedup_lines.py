@@ -190,7 +190,8 @@ def test_commoncrawl_recipe_runs_line_dedup_as_corpus_stage_after_minhash():
     assert recipe.corpus_stages[3].config() == LineDedupConfig(executor="local", workers=2)
     on = build_recipe({**config, "steps": {**config["steps"], "line_dedup": {"mode": "per_input_approx"}}})
     names = [s.name for s in on.steps]
-    assert names.index("extract") + 1 == names.index("line_dedup") == names.index("lid") - 1
+    # CCNet's place: after extraction (and the domain scores read from the extracted text), right before LID
+    assert names.index("extract") < names.index("line_dedup") == names.index("lid") - 1
     assert pa.types.is_large_string(recipe.schema().field("text").type)
 
 
