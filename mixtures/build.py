@@ -30,13 +30,10 @@ output is the same whatever the executor and its worker count.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import logging
 import math
 import os
-import shutil
-import uuid
 from typing import Any
 
 import numpy as np
@@ -47,7 +44,7 @@ from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, decontam_summ
 from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
 from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
-from mixtures.store import remove_tree
+from mixtures.store import MANIFEST, RUNS, commit_run, remove_tree, run_folder
 from mixtures.tasks import PartitionJob, ShuffleJob, done_marker, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
 from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
@@ -59,7 +56,6 @@ from pipelines.core.layout import readable_parquet
 log = logging.getLogger(__name__)
 
 SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of a build
-RUNS, MANIFEST = "runs", "manifest.json"  # on object stores: OUTPUT/mixtures/<stage>/runs/<run>/; the commit
 SHUFFLE = "_shuffle"  # the shuffle pieces and partition markers of a build, inside its run folder
 
 
@@ -222,7 +218,7 @@ def build_stage(
     }
     run = run_name(spec, counter.fingerprint, inputs)
     stage_dir = Folder(storage.join(output, "mixtures", spec.stage))
-    work = _run_folder(output, spec.stage, run)
+    work = run_folder(output, spec.stage, run)
     partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
     shards = _write_shards(ex, spec, states, picks, files, work, partitions, nodes)
     prefix = f"{RUNS}/{run}/" if stage_dir.remote else ""  # shard names relative to the stage folder
@@ -252,40 +248,8 @@ def build_stage(
         # where the work ran (differs between runs of the same inputs; everything above does not)
         "execution": {"executor": ex.name, "nodes": nodes, "run": run},
     }
-    _commit(stage_dir, work, run, manifest)
+    commit_run(stage_dir, work, run, manifest)
     return manifest
-
-
-def _run_folder(output: str, stage: str, run: str) -> Folder:
-    """Where build ``run`` writes before its commit (see the module docstring); other runs' leftovers go."""
-    if storage.is_uri(output):
-        return Folder(storage.join(output, "mixtures", stage, RUNS, run))
-    mixtures = os.path.join(output, "mixtures")
-    mine = os.path.join(mixtures, f".{stage}.tmp-{run}")
-    for stale in glob.glob(os.path.join(mixtures, f".{glob.escape(stage)}.tmp-*")):
-        if stale != mine:  # a build of other inputs killed while writing (one build per stage at a time)
-            shutil.rmtree(stale, ignore_errors=True)
-    return Folder(mine)
-
-
-def _commit(stage_dir: Folder, work: Folder, run: str, manifest: dict[str, Any]) -> None:
-    """Make the build in ``work`` the stage's (the commit rule of the module docstring)."""
-    if stage_dir.remote:
-        work.write_json(MANIFEST, manifest)  # the run's own record; the stage's manifest below is the commit
-        stage_dir.write_json(MANIFEST, manifest)
-        for name in stage_dir.child(RUNS).folders():
-            if name != run:
-                remove_tree(stage_dir.child(RUNS, name))
-        return
-    work.write_json(MANIFEST, manifest)
-    final = stage_dir.location
-    old = None
-    if os.path.exists(final):
-        old = final + f".old-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-    os.replace(work.location, final)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _sample_entry(

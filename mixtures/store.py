@@ -2,13 +2,17 @@
 
 The build's tasks name files by location; these helpers read them with pyarrow through the filesystem
 :func:`pipelines.core.storage.resolve` gives (DuckDB's own readers would need its httpfs extension, a run-time
-download) and write them through :class:`pipelines.core.folder.Folder`, whose writes are atomic everywhere.
+download) and write them through :class:`pipelines.core.folder.Folder`, whose writes are atomic everywhere; and
+the run folder of a build and its commit (the rule is in :mod:`mixtures.build`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +21,8 @@ import pyarrow.parquet as pq
 
 from pipelines.core import storage
 from pipelines.core.folder import Folder, ObjectInfo, file_info, split
+
+RUNS, MANIFEST = "runs", "manifest.json"  # on object stores: OUTPUT/mixtures/<stage>/runs/<run>/; the commit
 
 __all__ = [
     "file_info",
@@ -66,3 +72,35 @@ def remove_tree(folder: Folder) -> None:
         return
     with contextlib.suppress(FileNotFoundError):
         folder.fs.delete_dir(folder.root)
+
+
+def run_folder(output: str, stage: str, run: str) -> Folder:
+    """Where build ``run`` writes before its commit (:mod:`mixtures.build`); other runs' leftovers go."""
+    if storage.is_uri(output):
+        return Folder(storage.join(output, "mixtures", stage, RUNS, run))
+    mixtures = os.path.join(output, "mixtures")
+    mine = os.path.join(mixtures, f".{stage}.tmp-{run}")
+    for stale in glob.glob(os.path.join(mixtures, f".{glob.escape(stage)}.tmp-*")):
+        if stale != mine:  # a build of other inputs killed while writing (one build per stage at a time)
+            shutil.rmtree(stale, ignore_errors=True)
+    return Folder(mine)
+
+
+def commit_run(stage_dir: Folder, work: Folder, run: str, manifest: dict[str, Any]) -> None:
+    """Make the build in ``work`` the stage's (the commit rule of :mod:`mixtures.build`)."""
+    if stage_dir.remote:
+        work.write_json(MANIFEST, manifest)  # the run's own record; the stage's manifest below is the commit
+        stage_dir.write_json(MANIFEST, manifest)
+        for name in stage_dir.child(RUNS).folders():
+            if name != run:
+                remove_tree(stage_dir.child(RUNS, name))
+        return
+    work.write_json(MANIFEST, manifest)
+    final = stage_dir.location
+    old = None
+    if os.path.exists(final):
+        old = final + f".old-{uuid.uuid4().hex[:8]}"
+        os.replace(final, old)
+    os.replace(work.location, final)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
