@@ -4,8 +4,7 @@ machine, but every pass reads and writes the bucket).
 
 * The cluster run (per-input tasks, then the dedup stages with ``executor: ray``) gives the local run's docs and
   rejected rows, and the tasks of every corpus pass ran on both worker nodes.
-* The mixture build, as Ray tasks, over that output gives the local build (mixtures take a local OUTPUT only: the
-  test builds it on a download of the bucket's output).
+* The mixture build, as Ray tasks over that output in the bucket, gives the local build's shard rows.
 * A worker node removed while the MinHash bucket pass runs (its tasks are held until the node is gone, so the
   removal always falls mid-pass): Ray reruns the lost tasks on the other node and the output is still the local one.
 * A task whose store read fails once (``StorageError``) is retried by Ray.
@@ -150,28 +149,29 @@ def test_cluster_run_on_s3_spreads_every_pass_and_matches_the_local_run(
     names = [o.path for o in storage.list_files(f"{out}/commoncrawl/_dedup")]
     assert f"{out}/commoncrawl/_dedup/minhash-index/state.json" in names  # the index lives in the bucket
 
-    # the mixture build as Ray tasks, on a download of the bucket's output (mixtures take a local OUTPUT)
+    # the mixture build as Ray tasks, on the bucket's output; the local build on the local run's
+    from mixtures import store
     from mixtures.build import build_stage
     from mixtures.spec import load_mixture
     from tests.helpers.mixture_data import write_mixture
 
-    copy = str(tmp_path / "copy")
-    for o in storage.list_files(f"{out}/commoncrawl/docs"):
-        storage.download_file(o.path, os.path.join(copy, "commoncrawl", "docs", storage.basename(o.path)))
-    local_copy = str(tmp_path / "local")
-    shutil.copytree(
-        os.path.join(local_run, "commoncrawl", "docs"), os.path.join(local_copy, "commoncrawl", "docs")
-    )
     mix = write_mixture(
         str(tmp_path / "mix.yaml"), {"commoncrawl": {"share": 1.0}}, stage="cc", shard_max_tokens=400
     )
-    on_ray = build_stage(load_mixture(path=mix), copy, executor=RayExecutor(progress=False))
-    local = build_stage(load_mixture(path=mix), local_copy, executor="local")
+    on_ray = build_stage(load_mixture(path=mix), out, executor=RayExecutor(progress=False))
+    local = build_stage(load_mixture(path=mix), local_run, executor="local")
     assert set(on_ray["execution"]["nodes"]["scan"]) == workers
-    shards = [
-        pq.read_table(os.path.join(r, "mixtures", "cc", "shards")).to_pylist() for r in (copy, local_copy)
-    ]
-    assert shards[0] == shards[1] and len(shards[0]) == on_ray["documents"] == local["documents"] > 0
+
+    def shard_rows(output: str, manifest: dict) -> list[dict]:
+        stage = storage.join(output, "mixtures", "cc")
+        return [
+            r
+            for sh in manifest["shards"]
+            for r in store.read_table(storage.join(stage, sh["file"])).to_pylist()
+        ]
+
+    rows_on_ray = shard_rows(out, on_ray)
+    assert rows_on_ray == shard_rows(local_run, local) and len(rows_on_ray) == on_ray["documents"] > 0
 
 
 def _held(fn, flags: str, item):
