@@ -185,8 +185,12 @@ def quarantine_damaged(layout: SourceLayout, keys: list[str]) -> list[str]:
             moved = f"_quarantine/{kind}-{key}-{stamp}.parquet"
             if problem != "missing":  # a rename locally; a server-side copy, then a delete, on object storage
                 folder.move(layout.name(kind, key, "parquet"), moved)
-            log.warning("%s is damaged (%s): %s; its input is redone", path, problem,
-                        f"moved to {folder.uri(moved)}" if problem != "missing" else "nothing to move")
+            log.warning(
+                "%s is damaged (%s): %s; its input is redone",
+                path,
+                problem,
+                f"moved to {folder.uri(moved)}" if problem != "missing" else "nothing to move",
+            )
         folder.remove(layout.name("_done", key, "json"))
         redo.append(key)
     return redo
