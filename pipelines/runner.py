@@ -89,6 +89,8 @@ class ActorStep:
             inner.reads,
             inner.resources,
         )
+        #: rows of these domains never reach the actors (the per-input processing reads it, as of a Step)
+        self.skip_domains = list(inner.skip_domains)
         self._adds = inner.adds()
 
     def adds(self) -> dict[str, pa.DataType]:
