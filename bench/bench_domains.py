@@ -1,5 +1,6 @@
-"""Cost of the code/math domain classifier per document against HTML extraction, and what it routes, on the real
-WARC samples (``../shared/corpus/commoncrawl/warc``) and the fixture WARCs.  Prints a table; writes nothing.
+"""Cost of the web classifiers (code/math domains, topics) per document against HTML extraction, and what the domain
+router routes, on the real WARC samples (``../shared/corpus/commoncrawl/warc``) and the fixture WARCs.  Prints the
+tables and writes them to bench/results.md (section ``classifiers``).
 
 Usage: ``python bench/bench_domains.py`` (on a shared machine the absolute numbers move; the ratio is the point:
 both steps run in the same process, one after the other, on the same documents).
@@ -17,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import CORPUS, machine, md_table  # noqa: E402
+from bench.common import CORPUS, machine, md_table, write_section  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 log = logging.getLogger("bench_domains")
@@ -47,6 +48,7 @@ def _best_of(fn, repeat: int = 3) -> tuple[float, object]:
 
 def cost(name: str, files: list[str]) -> tuple[list[object], collections.Counter]:
     from classifiers.domains import DomainScore
+    from classifiers.steps import TopicScore
     from filters.extract import ExtractText
 
     table = _pages(files)
@@ -56,6 +58,9 @@ def cost(name: str, files: list[str]) -> tuple[list[object], collections.Counter
     score = DomainScore()
     score(kept.slice(0, 1))  # load the model outside the timing
     t_score, scored = _best_of(lambda: score(kept))
+    topic = TopicScore()
+    topic(kept.slice(0, 1))
+    t_topic, _ = _best_of(lambda: topic(kept))
     domains = collections.Counter(scored.table.column("domain").to_pylist())
     n = table.num_rows
     row = [
@@ -65,6 +70,8 @@ def cost(name: str, files: list[str]) -> tuple[list[object], collections.Counter
         f"{1000 * t_extract / max(1, n):.2f}",
         f"{1000 * t_score / max(1, kept.num_rows):.3f}",
         f"{100 * t_score / max(t_extract, 1e-9):.1f}%",
+        f"{1000 * t_topic / max(1, kept.num_rows):.3f}",
+        f"{100 * t_topic / max(t_extract, 1e-9):.1f}%",
         ", ".join(f"{k} {v}" for k, v in sorted(domains.items())),
     ]
     return row, domains
@@ -119,18 +126,25 @@ def main() -> None:
         "extract ms/page",
         "domains ms/page",
         "domains / extract",
+        "topics ms/page",
+        "topics / extract",
         "domains",
     ]
-    print(f"Domain classifier vs extraction ({machine()}; shared machine, best of 3 for the classifier)\n")
-    print(md_table(headers, rows))
+    text = (
+        f"## Web classifiers vs extraction\n\n{machine()}, shared machine; extraction once, each classifier best of 3 "
+        "on the extracted pages, in one process (the wikiref/KenLM/RoBERTa costs are under Quality models).\n\n"
+        + md_table(headers, rows)
+    )
     if real:
-        print("\nReal WARC pages routed to code or math: outcome with the routing off -> on\n")
-        print(
-            md_table(
+        text += (
+            "\n\nReal WARC pages routed to code or math: outcome with the routing off -> on\n\n"
+            + md_table(
                 ["page", "domain", "routing off", "routing on"],
                 routed_outcomes(os.path.join(CORPUS, "commoncrawl", "warc")),
             )
         )
+    print(text)
+    write_section("classifiers", text)
 
 
 if __name__ == "__main__":

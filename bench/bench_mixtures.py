@@ -6,6 +6,10 @@ documents (a typical web page).  Run: ``.venv/bin/python bench/bench_mixtures.py
 ``--scale [--sizes 20000,80000] [--workers 2] [--old DIR] [--no-build]`` prints (and does not write to results.md) the build as
 executor tasks: decontamination docs/s per core on a process pool, and build time and driver peak RSS, cold and
 warm, at two generated corpus sizes, beside the previous build when ``DIR`` holds its checkout.
+
+``--driver [--sizes 1000000,4000000]`` prints the driver's own memory per candidate document: tracemalloc peak of
+the scan results it receives, joining them, sampling half the tokens and planning the shuffle (synthetic scan results of one entry, 5,000 candidates a
+docs file; no docs are read, so it runs at sizes a shared machine cannot generate documents for).
 """
 
 from __future__ import annotations
@@ -294,6 +298,55 @@ def bench_decontam_pool(n_docs: int, workers: int) -> list[list[object]]:
     ]
 
 
+def bench_driver_memory(sizes: list[int], per_file: int = 5000) -> list[list[object]]:
+    """Driver bytes per candidate: peak traced memory of :func:`mixtures.select.join_entries` and the sampling."""
+    import tracemalloc
+
+    from mixtures.build import _sample_entry, _shuffle_jobs
+    from mixtures.select import join_entries
+    from mixtures.spec import parse_mixture
+    from mixtures.tasks import Candidates, ScanResult
+
+    spec = parse_mixture({"stage": "mem", "total_tokens": "max", "sources": {"commoncrawl": {"share": 1.0}}})
+    rows = []
+    for n in sizes:
+        tracemalloc.start()
+        rng = np.random.default_rng(n)
+        files = [f"commoncrawl/docs/f{k}.parquet" for k in range(0, n, per_file)]
+        results = [
+            ScanResult(
+                f,
+                "bench",
+                0,
+                False,
+                [
+                    Candidates(
+                        rng.integers(0, 2**63, m, dtype=np.uint64),
+                        rng.integers(0, 2**63, m, dtype=np.uint64),
+                        rng.integers(50, 2000, m, dtype=np.int64),
+                        np.arange(m, dtype=np.int64),
+                        None,
+                        np.zeros(m, bool),
+                    )
+                ],
+            )
+            for f, m in enumerate(min(per_file, n - k) for k in range(0, n, per_file))
+        ]
+        received = tracemalloc.get_traced_memory()[0]
+        docs = {"commoncrawl": files}
+        (st,) = join_entries(spec, docs, "OUT", {"commoncrawl": ()}, {"commoncrawl": [0]}, results, files)
+        pick, _ = _sample_entry(st, 1.0, st.available * 0.5)
+        jobs = _shuffle_jobs([st], [(0, *pick)], files, "WORK", 8)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        rows.append(
+            [f"{n:,}", f"{received / n:.0f}", f"{peak / 2**20:,.0f}", f"{peak / n:.0f}", f"{len(pick[0]):,}"]
+        )
+        print(rows[-1], flush=True)
+        del results, st, pick, jobs
+    return rows
+
+
 def main_scale(argv: list[str]) -> int:
     """``--scale [--old DIR] [--sizes 20000,80000]``: print the distributed-build numbers (results.md untouched)."""
     old = argv[argv.index("--old") + 1] if "--old" in argv else None
@@ -372,4 +425,14 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--driver" in sys.argv:
+        sizes = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else "1000000,4000000"
+        table = bench_driver_memory([int(x) for x in sizes.split(",")])
+        print(
+            md_table(
+                ["candidates", "scan results B/candidate", "driver peak MiB", "peak B/candidate", "sampled"],
+                table,
+            )
+        )
+        sys.exit(0)
     sys.exit(main_scale(sys.argv[1:]) if "--scale" in sys.argv else main())

@@ -19,23 +19,26 @@ documents: about (candidate documents x 2 / R), so R is the knob that bounds wor
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     PAIR_SCHEMA,
+    Folder,
     InputFile,
     PartitionWriter,
+    exists,
     is_done,
     mark_done,
+    parquet_file,
     read_folder,
     read_marker,
     read_rows,
+    read_table,
+    remove_tree,
     split_gid,
     unit,
     write_parquet_atomic,
@@ -96,8 +99,8 @@ def gather_task(args: tuple[int, list[InputFile], str, str, int]) -> dict[str, A
     gid_l, q_l = [], []
     for q in range(partitions):
         p = os.path.join(work, "verify", "need", name, f"{unit(q)}.parquet")
-        if os.path.exists(p):
-            x = pq.read_table(p).column("gid").to_numpy()
+        if exists(p):
+            x = read_table(p).column("gid").to_numpy()
             gid_l.append(x)
             q_l.append(np.full(len(x), q, np.int64))
     gid = np.concatenate(gid_l) if gid_l else np.zeros(0, _U64)
@@ -121,8 +124,8 @@ def _texts(
     """``(lo, hi, texts of ugid[lo:hi])``, one read per file; documents of an earlier run's index (an incremental
     run) come from ``located/<g>.parquet`` (gid, text), where its locate pass put them, empty when gone."""
     located = os.path.join(work, "located", f"{name}.parquet")
-    if os.path.exists(located):
-        t = pq.read_table(located)
+    if exists(located):
+        t = read_table(located)
         at = np.searchsorted(t.column("gid").to_numpy(), ugid)
         yield 0, len(ugid), t.column("text").take(pa.array(at))
         return
@@ -138,12 +141,12 @@ def verify_task(args: tuple[int, str, float, int, str]) -> dict[str, Any]:
     name = unit(q)
     if is_done(work, "verify_part", name):
         return read_marker(work, "verify_part", name)
-    pairs = pq.read_table(os.path.join(work, "verify", "pairs", f"{name}.parquet"))
+    pairs = read_table(os.path.join(work, "verify", "pairs", f"{name}.parquet"))
     sets: dict[int, np.ndarray] = {}
     folder = os.path.join(work, "verify", "texts", name)
-    paths = sorted(os.path.join(folder, n) for n in os.listdir(folder)) if os.path.isdir(folder) else []
+    paths = [o.path for o in Folder(folder).list(suffix=".parquet", recursive=False)]
     for path in paths:
-        for rb in pq.ParquetFile(path).iter_batches(batch_size=500):
+        for rb in parquet_file(path).iter_batches(batch_size=500):
             texts = ["" if x is None else x for x in rb.column(1).to_pylist()]
             h, off = shingle_hashes(texts, ngram, tokenize=tokenize)
             for g, lo, hi in zip(rb.column(0).to_pylist(), off[:-1].tolist(), off[1:].tolist(), strict=True):
@@ -206,5 +209,5 @@ def verify_pairs(
         info["verified_pairs"], info["rejected_pairs"] = info["candidate_pairs"], 0
     mark_done(work, "verify", "all", info)
     # the copies of input texts are no longer needed (a rerun finds verify/all done)
-    shutil.rmtree(os.path.join(work, "verify", "texts"), ignore_errors=True)
+    remove_tree(os.path.join(work, "verify", "texts"))
     return info

@@ -20,20 +20,21 @@ after it is complete.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     PartitionWriter,
+    exists,
     is_done,
     mark_done,
     part_of,
     read_folder,
     read_marker,
+    read_table,
+    remove_tree,
     split_gid,
     unit,
 )
@@ -61,8 +62,8 @@ def seed_task(args: tuple[int, str, int]) -> dict[str, Any]:
     out = PartitionWriter(os.path.join(work, "cc", unit(0)), unit(q), partitions, EDGE_SCHEMA)
     t = None
     path = os.path.join(work, "verified", f"{unit(q)}.parquet")
-    if os.path.exists(path):
-        t = pq.read_table(path, columns=["a", "b", "kept"])
+    if exists(path):
+        t = read_table(path, columns=["a", "b", "kept"])
         t = t.filter(t.column("kept"))
         _write_edges(out, t.column("a").to_numpy(), t.column("b").to_numpy(), partitions)
     out.close()
@@ -151,7 +152,7 @@ def components(work: str, partitions: int, group_of_file: np.ndarray, executor: 
             digest ^= i["digest"]
         seen = (sum(i["edges"] for i in infos), digest)
         if step >= 2:  # the inputs of step - 1 are no longer needed (step's outputs are complete)
-            shutil.rmtree(os.path.join(work, "cc", unit(step - 1)), ignore_errors=True)
+            remove_tree(os.path.join(work, "cc", unit(step - 1)))
         if kind == "large" and seen == last:
             break
         if kind == "large":
@@ -164,5 +165,5 @@ def components(work: str, partitions: int, group_of_file: np.ndarray, executor: 
     )
     info = {"cc_steps": step + 1, "edges": int(sum(s["edges"] for s in seeds))}
     mark_done(work, "components", "all", info)
-    shutil.rmtree(os.path.join(work, "cc"), ignore_errors=True)
+    remove_tree(os.path.join(work, "cc"))
     return info

@@ -7,8 +7,10 @@ CommonCrawl against it) take part in the matching but are never removed from.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,14 +20,48 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dedup.text import mix64
+from pipelines.core import storage
 from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
 from pipelines.core.folder import Folder, Staged, split
 
 ROW_BITS = 32
 
 
+# -- files of a work folder or a source, local or on an object store (s3://, gs://) -----------------------------
+def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    """A whole Parquet file (a local path or a URI, read through pyarrow.fs)."""
+    if storage.is_uri(path):
+        fs, inner = storage.resolve(path)
+        return pq.read_table(inner, columns=columns, filesystem=fs)
+    return pq.read_table(path, columns=columns)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A Parquet file opened for row groups and metadata (ranged reads on an object store)."""
+    if storage.is_uri(path):
+        folder, name = split(path)
+        return pq.ParquetFile(folder.open_input_file(name))
+    return pq.ParquetFile(path)
+
+
+def exists(path: str) -> bool:
+    """A file or folder (an object, or a prefix holding objects) at ``path``."""
+    return storage.exists(path) if storage.is_uri(path) else os.path.exists(path)
+
+
+def remove_tree(path: str) -> None:
+    """Delete the folder ``path`` and everything under it; nothing happens when it is absent."""
+    if not storage.is_uri(path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    fs, inner = storage.resolve(path)
+    fs.delete_dir_contents(inner, missing_dir_ok=True)
+    with contextlib.suppress(FileNotFoundError, OSError):
+        fs.delete_dir(inner)
+
+
 def check_columns(path: str, needed: list[str]) -> None:
-    names = pq.read_schema(path).names
+    names = parquet_file(path).schema_arrow.names
     missing = [c for c in needed if c not in names]
     if missing:
         raise ValueError(f"{path} lacks column(s) {missing}; dedup inputs need {needed} (found {names})")
@@ -33,7 +69,7 @@ def check_columns(path: str, needed: list[str]) -> None:
 
 def iter_batches(path: str, columns: list[str], batch_rows: int) -> Iterator[tuple[int, pa.Table]]:
     """``(first_row, table)`` batches of a Parquet file, in row order."""
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     row = 0
     for rb in pf.iter_batches(batch_size=batch_rows, columns=columns):
         t = pa.Table.from_batches([rb])
@@ -111,7 +147,7 @@ def split_gid(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def read_rows(path: str, rows: np.ndarray, columns: list[str]) -> pa.Table:
     """Selected rows (sorted row numbers) of a Parquet file, reading only the row groups that hold them."""
-    pf = pq.ParquetFile(path)
+    pf = parquet_file(path)
     rows = np.sort(rows)
     parts = []
     start = 0
@@ -151,8 +187,7 @@ def group_of_files(groups: list[list[InputFile]]) -> np.ndarray:
 def read_folder(folder: str, columns: list[str] | None = None) -> pa.Table | None:
     """Every Parquet file of ``folder`` (a partition written by several tasks), concatenated; None when empty."""
     tables = [
-        pq.read_table(o.path, columns=columns)
-        for o in Folder(folder).list(suffix=".parquet", recursive=False)
+        read_table(o.path, columns=columns) for o in Folder(folder).list(suffix=".parquet", recursive=False)
     ]
     return pa.concat_tables(tables) if tables else None
 
@@ -225,7 +260,7 @@ def _marker_name(stage: str, unit: str) -> str:
 
 
 def marker(work: str, stage: str, unit: str) -> str:
-    return os.path.join(work, _marker_name(stage, unit))
+    return storage.join(work, _marker_name(stage, unit))
 
 
 def is_done(work: str, stage: str, unit: str) -> bool:

@@ -25,33 +25,34 @@ which rebuilds the index from its own band keys.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
-import shutil
 import time
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pds
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     DOC_TABLE_SCHEMA,
     PAIR_SCHEMA,
     ROW_BITS,
+    Folder,
     InputFile,
     PartitionWriter,
     doc_table,
+    exists,
     file_groups,
     fingerprint,
     group_of_files,
     is_done,
     mark_done,
+    parquet_file,
     read_folder,
     read_marker,
     read_rows,
+    read_table,
+    remove_tree,
     split_gid,
     unit,
     write_parquet_atomic,
@@ -83,7 +84,7 @@ def index_identity(cfg: MinHashConfig, reason: str) -> str:
 
 
 def _rows(path: str) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
+    return parquet_file(path).metadata.num_rows
 
 
 def new_files(state: dict[str, Any], ident: str, docs: str, files: list[InputFile]) -> list[InputFile] | None:
@@ -122,9 +123,9 @@ def inc_bucket_task(
         parts = [new.cast(KEYS_SCHEMA)]
         for gen_dir, base in gens:
             path = keys_path(gen_dir, p)
-            hit = np.isin(pq.read_table(path, columns=["key"]).column("key").to_numpy(), wanted)
+            hit = np.isin(read_table(path, columns=["key"]).column("key").to_numpy(), wanted)
             if hit.any():
-                old = pq.read_table(path).filter(pa.array(hit))
+                old = read_table(path).filter(pa.array(hit))
                 parts.append(old.set_column(2, "gid", pa.array(virtual(old.column("gid").to_numpy(), base))))
                 info["index_rows"] += int(hit.sum())
         t = pa.concat_tables(parts)
@@ -154,9 +155,8 @@ def locate_task(args: tuple[int, str, str, int, list[str], str, MinHashConfig]) 
     fidx, row = split_gid(gids)
     fidx = fidx - base
     old_gid = (fidx.astype(_U64) << _U64(ROW_BITS)) | row.astype(_U64)
-    known = pds.dataset(os.path.join(gen_dir, "docs")).to_table(
-        filter=pc.field("gid").isin(pa.array(old_gid))
-    )
+    known = read_folder(os.path.join(gen_dir, "docs")) or GEN_DOCS_SCHEMA.empty_table()
+    known = known.filter(pc.is_in(known.column("gid"), value_set=pa.array(old_gid, pa.uint64())))
     known = known.sort_by("gid")
     ids = known.column("id").take(pa.array(np.searchsorted(known.column("gid").to_numpy(), old_gid)))
     cols = list(
@@ -172,8 +172,8 @@ def locate_task(args: tuple[int, str, str, int, list[str], str, MinHashConfig]) 
                 for c in cols
             }
         )
-        if os.path.exists(path):
-            have = pq.read_table(path, columns=[cfg.id_column]).column(cfg.id_column)
+        if exists(path):
+            have = read_table(path, columns=[cfg.id_column]).column(cfg.id_column)
             at = pc.index_in(ids.take(pa.array(sel)), value_set=have)
             ok = pc.is_valid(at).to_numpy(zero_copy_only=False)
             rows = at.filter(pa.array(ok)).to_numpy().astype(np.int64)
@@ -297,9 +297,9 @@ def run_indexed(
     state = {**state, "gens": state["gens"] + [gen], "covered": covered, "next": state["next"] + 1}
     write_json_atomic(os.path.join(root, "state.json"), state)
     keep = {g["name"] for g in state["gens"]}
-    for stale in glob.glob(os.path.join(root, "gen-*")):
-        if os.path.basename(stale) not in keep:
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in Folder(root).folders():
+        if stale.startswith("gen-") and stale not in keep:
+            remove_tree(os.path.join(root, stale))
     if len(state["gens"]) > generations_max:
         compact(root, state, docs, cfg.partitions, cfg.id_column, executor)
     stats["index_generations"] = len(load_state(root)["gens"])

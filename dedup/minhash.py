@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     DOC_TABLE_SCHEMA,
@@ -31,6 +30,7 @@ from dedup.corpus import (
     is_done,
     iter_batches,
     mark_done,
+    parquet_file,
     part_of,
     read_folder,
     read_marker,
@@ -234,7 +234,7 @@ def signature_task(args: tuple[int, list[InputFile], MinHashConfig, str]) -> dic
 
 def pq_columns(path: str) -> list[str]:
     """The column names of a Parquet file (from its footer)."""
-    return pq.ParquetFile(path).schema_arrow.names
+    return parquet_file(path).schema_arrow.names
 
 
 def _bucket_pairs(t: pa.Table, all_pairs_max_bucket: int) -> tuple[np.ndarray, np.ndarray]:

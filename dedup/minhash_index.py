@@ -9,16 +9,12 @@ counts), ``gen-<k>/keys/<p>.parquet`` (band, key, gid) sorted by key in R hash p
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import shutil
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dedup import corpus
 from pipelines.core.executor import Executor
@@ -34,19 +30,16 @@ def index_root(source_dir: str) -> str:
 
 
 def load_state(root: str) -> dict[str, Any]:
-    path = os.path.join(root, "state.json")
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    folder = corpus.Folder(root)
+    return folder.read_json("state.json") if folder.isfile("state.json") else {}
 
 
 # --- building a generation from a finished run's work folder (band keys kept) -------------------------------
 
 
 def _removed_gids(work: str) -> np.ndarray:
-    paths = glob.glob(os.path.join(work, "removed", "*", "*.parquet"))
-    parts = [pq.read_table(p, columns=["gid"]).column("gid").to_numpy() for p in paths]
+    paths = [o.path for o in corpus.Folder(work).list("removed/*/*.parquet")]
+    parts = [corpus.read_table(p, columns=["gid"]).column("gid").to_numpy() for p in paths]
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, _U64)
 
 
@@ -60,7 +53,9 @@ def index_docs_task(args: tuple[int, str, str, np.ndarray]) -> dict[str, Any]:
     g, work, gen_dir, protected = args
     if corpus.is_done(work, "index_docs", corpus.unit(g)):
         return corpus.read_marker(work, "index_docs", corpus.unit(g))
-    facts = pq.read_table(os.path.join(work, "doctable", f"{corpus.unit(g)}.parquet"), columns=["gid", "id"])
+    facts = corpus.read_table(
+        os.path.join(work, "doctable", f"{corpus.unit(g)}.parquet"), columns=["gid", "id"]
+    )
     removed = corpus.read_folder(os.path.join(work, "removed", corpus.unit(g)), ["gid"])
     gone = removed.column("gid").to_numpy() if removed is not None else np.zeros(0, _U64)
     keep = _kept(facts.column("gid").to_numpy(), gone, protected)
@@ -105,7 +100,7 @@ def build_generation(
     protected = np.array([f.protected for f in run_files], bool)
     ex.map(index_docs_task, [(g, work, gen_dir, protected) for g in range(groups)], "dedup: index docs")
     keys = ex.map(index_keys_task, [(p, work, gen_dir, protected) for p in range(partitions)], "dedup: index")
-    shutil.rmtree(os.path.join(work, "bands"), ignore_errors=True)
+    corpus.remove_tree(os.path.join(work, "bands"))
     files = ["" if f.protected else os.path.relpath(f.path, docs) for f in run_files]
     return {"name": os.path.basename(gen_dir), "files": files, "keys": sum(k["keys"] for k in keys)}
 
@@ -130,9 +125,9 @@ def alive_task(args: tuple[int, str, list[str], str, str, int, str]) -> dict[str
     alive = np.zeros(t.num_rows, bool)
     for fi in np.unique(fidx).tolist():
         path = os.path.join(docs, names[fi])
-        if os.path.exists(path):
+        if corpus.exists(path):
             sel = np.flatnonzero(fidx == fi)
-            have = pq.read_table(path, columns=[id_column]).column(id_column)
+            have = corpus.read_table(path, columns=[id_column]).column(id_column)
             alive[sel] = pc.is_in(t.column("id").take(pa.array(sel)), value_set=have).to_numpy(
                 zero_copy_only=False
             )
@@ -152,7 +147,7 @@ def merge_keys_task(args: tuple[int, list[tuple[str, int]], str]) -> dict[str, A
     alive = np.sort(corpus.read_folder(os.path.join(merged, "docs"), ["gid"]).column("gid").to_numpy())
     parts = []
     for gen_dir, base in gens:
-        t = pq.read_table(keys_path(gen_dir, p))
+        t = corpus.read_table(keys_path(gen_dir, p))
         t = t.set_column(2, "gid", pa.array(virtual(t.column("gid").to_numpy(), base)))
         parts.append(t.filter(pa.array(np.isin(t.column("gid").to_numpy(), alive))))
     t = pa.concat_tables(parts).sort_by("key")
@@ -183,4 +178,4 @@ def compact(
     state.update(gens=[gen], next=state["next"] + 1, compacted_docs=sum(a["alive"] for a in alive))
     write_json_atomic(os.path.join(root, "state.json"), state)
     for g in old:
-        shutil.rmtree(g, ignore_errors=True)
+        corpus.remove_tree(g)

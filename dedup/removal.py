@@ -13,7 +13,6 @@ so a removal killed half-way resumes with the files not yet done; the driver hol
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from collections import Counter
@@ -22,21 +21,22 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     InputFile,
+    exists,
     is_done,
     mark_done,
+    parquet_file,
     read_folder,
     read_marker,
+    read_table,
     split_gid,
     unit,
     write_parquet_atomic,
 )
 from pipelines.core.executor import Executor
-from pipelines.core.folder import split
-from pipelines.core.layout import write_json_atomic
+from pipelines.core.folder import Folder, split
 from pipelines.core.schema import conform
 
 PUBLIC_COLUMNS = ["id", "cluster_id", "kept", "cluster_size", "reason", "input"]
@@ -62,7 +62,9 @@ def removed_rows(work: str, group: int, f: InputFile) -> pa.Table:
 def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
     """The public cluster table (``PUBLIC_COLUMNS``) as one Parquet file, streamed partition by partition."""
     work, files, path = args
-    paths = sorted(glob.glob(os.path.join(work, "duplicates", "*.parquet")))
+    paths = [
+        o.path for o in Folder(os.path.join(work, "duplicates")).list(suffix=".parquet", recursive=False)
+    ]
     names = np.array([f.path for f in files], dtype=object)
     schema = pa.schema(
         [
@@ -74,7 +76,7 @@ def publish_task(args: tuple[str, list[InputFile], str]) -> dict[str, Any]:
     rows = 0
     with folder.parquet_writer(name, schema, compression="zstd") as w:  # committed whole, or nothing on error
         for p in paths:
-            t = pq.read_table(p).sort_by(
+            t = read_table(p).sort_by(
                 [("cluster_id", "ascending"), ("kept", "descending"), ("id", "ascending")]
             )
             fidx, _ = split_gid(t.column("gid").to_numpy())
@@ -100,7 +102,7 @@ def survivors_task(args: tuple[str, int, InputFile, str]) -> dict[str, Any]:
     if is_done(work, "removal", f.key):
         return read_marker(work, "removal", f.key)
     gone = removed_rows(work, group, f).column("row").to_numpy()
-    t = pq.read_table(f.path)
+    t = read_table(f.path)
     mask = np.ones(t.num_rows, dtype=bool)
     mask[gone] = False
     write_parquet_atomic(t.filter(pa.array(mask)), dest)
@@ -133,7 +135,7 @@ def move_task(args: tuple[str, int, InputFile, str, str]) -> dict[str, Any]:
     if len(rows):
         key = os.path.basename(f.path)[: -len(".parquet")]
         rej_path = os.path.join(source_dir, "rejected", f"{key}.parquet")
-        docs = pq.read_table(f.path)
+        docs = read_table(f.path)
         gone = docs.take(pa.array(rows))
         meta = [
             _with_cluster(m, c)
@@ -144,7 +146,7 @@ def move_task(args: tuple[str, int, InputFile, str, str]) -> dict[str, Any]:
         gone = gone.set_column(gone.schema.get_field_index("meta"), "meta", pa.array(meta, pa.string()))
         gone = gone.append_column("reason", gone_rows.column("reason"))
         gone = gone.append_column("rejected_by", pa.array([rejected_by] * len(rows), pa.string()))
-        old = pq.read_table(rej_path) if os.path.exists(rej_path) else None
+        old = read_table(rej_path) if exists(rej_path) else None
         if old is not None:
             already = pc.is_in(
                 gone.column("id"),
@@ -187,16 +189,15 @@ def _with_cluster(meta: str | None, cluster: str) -> str:
 
 def _rewrite_stats(source_dir: str, key: str) -> None:
     """Recount kept / rejected (and rejected by reason) of one input from its files, so the counts stay true."""
-    path = os.path.join(source_dir, "stats", f"{key}.json")
-    if not os.path.exists(path):
+    folder = Folder(source_dir)
+    if not folder.isfile(f"stats/{key}.json"):
         return
-    with open(path, encoding="utf-8") as f:
-        stats = json.load(f)
-    kept = pq.ParquetFile(os.path.join(source_dir, "docs", f"{key}.parquet")).metadata.num_rows
+    stats = folder.read_json(f"stats/{key}.json")
+    kept = parquet_file(folder.uri("docs", f"{key}.parquet")).metadata.num_rows
     rej_path = os.path.join(source_dir, "rejected", f"{key}.parquet")
-    reasons = Counter(pq.read_table(rej_path, columns=["reason"]).column("reason").to_pylist())
+    reasons = Counter(read_table(rej_path, columns=["reason"]).column("reason").to_pylist())
     stats["kept"], stats["rejected"] = kept, sum(reasons.values())
     stats["rejected_by_reason"] = dict(sorted(reasons.items()))
     if stats["read"] != stats["kept"] + stats["rejected"]:
         raise AssertionError(f"{key}: read {stats['read']} != kept {kept} + rejected {stats['rejected']}")
-    write_json_atomic(path, stats)
+    folder.write_json(f"stats/{key}.json", stats)

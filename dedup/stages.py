@@ -71,6 +71,7 @@ class MinHashDedupStage(RemovalStage):
 
     name: str = "minhash"
     reason: str = "dedup:minhash"
+    in_place = True  # reads and writes through the storage object: runs on s3:// without a local copy
     settings: dict[str, Any] = field(default_factory=dict)
     #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
     #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
@@ -129,6 +130,7 @@ class ExactDedupStage(RemovalStage):
 
     mode: str = "md5"
     name: str = "exact"
+    in_place = True  # reads and writes through the storage object: runs on s3:// without a local copy
     score_column: str | None = None
     references: list[str] = field(default_factory=list)
     #: the rejection reason (default ``dedup:exact_md5`` / ``dedup:exact``)

@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     DOC_TABLE_SCHEMA,
@@ -32,6 +31,7 @@ from dedup.corpus import (
     part_of,
     read_folder,
     read_marker,
+    read_table,
     split_gid,
     unit,
     write_parquet_atomic,
@@ -53,7 +53,7 @@ def members_task(args: tuple[int, str, int]) -> dict[str, Any]:
     n = 0
     if labels is not None and labels.num_rows:
         labels = labels.sort_by("gid")
-        facts = pq.read_table(os.path.join(work, "doctable", f"{unit(g)}.parquet"))
+        facts = read_table(os.path.join(work, "doctable", f"{unit(g)}.parquet"))
         fg = facts.column("gid").to_numpy()  # sorted: files in order, rows in order
         gid = labels.column("gid").to_numpy()
         at = np.searchsorted(fg, gid)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +34,7 @@ from dedup.corpus import (
     iter_batches,
     mark_done,
     read_marker,
+    remove_tree,
     unit,
     write_parquet_atomic,
 )
@@ -117,7 +117,7 @@ def after_buckets(
 def _drop(work: str, *folders: str) -> None:
     """Intermediates of a finished pass (its units' markers let a rerun skip it), so the work folder stays small."""
     for folder in folders:
-        shutil.rmtree(os.path.join(work, folder), ignore_errors=True)
+        remove_tree(os.path.join(work, folder))
 
 
 def find_near_duplicates(

@@ -1,9 +1,23 @@
 """Build one stage's mixture: curated docs -> predicate -> decontamination -> token-budget sampling -> shards.
 
-``OUTPUT/mixtures/<stage>/`` gets ``shards/shard-<partition>-<n>.parquet`` (only training rows, so
-``shards/*.parquet`` loads in HF datasets or Polars; file names in order give the row order), and
-``decontamination/matches.parquet`` and ``manifest.json``; the folder is written under a temporary name and swapped
-in whole, so a reader never sees half a stage.
+A build writes ``shards/shard-<partition>-<n>.parquet`` (only training rows, so ``shards/*.parquet`` loads in HF
+datasets or Polars; file names in order give the row order), ``decontamination/matches.parquet`` and
+``manifest.json``.  OUTPUT may be a local path or an ``s3://`` / ``gs://`` URI (everything goes through
+:class:`~pipelines.core.folder.Folder` and pyarrow's filesystems).  The commit rule, so that a reader never sees
+half a stage and a killed build resumes:
+
+* each build has a run name from what decides its output (:func:`run_name`: settings, tokenizer, listing
+  fingerprints of docs and benchmarks), and writes everything under a folder of that name first;
+* locally that folder is ``OUTPUT/mixtures/.<stage>.tmp-<run>/`` and the commit is its rename to
+  ``OUTPUT/mixtures/<stage>/`` (the stage folder is swapped in whole);
+* on an object store (no renames) it is ``OUTPUT/mixtures/<stage>/runs/<run>/`` and the commit is the one PUT of
+  ``OUTPUT/mixtures/<stage>/manifest.json``, written last, whose ``shards`` name the run's files
+  (``runs/<run>/shards/...``, relative to the stage folder).  Readers (:mod:`mixtures.views`) follow that manifest,
+  never a listing; the runs it does not name are deleted after it is written;
+* a rerun of the same inputs finds its run folder: shuffle pieces and partitions whose done marker exists are kept
+  (every file there is written atomically), and token and decontamination sidecars are reused while current.  On
+  an object store the markers stay with the committed run, so rerunning it rewrites no shard (locally the run folder
+  became the stage folder and a rerun builds a new one).
 
 The work runs as executor tasks (``executor:`` / ``workers:`` in the mixture or ``--executor``; local, a process
 pool or Ray): one scan task per docs file (token counts and benchmark matches as sidecars, each entry's candidates
@@ -15,35 +29,34 @@ output is the same whatever the executor and its worker count.
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import hashlib
 import logging
 import math
 import os
-import shutil
-import uuid
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mixtures.benchmarks import load_index
 from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, decontam_summary
 from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
 from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
-from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
+from mixtures.store import MANIFEST, RUNS, commit_run, remove_tree, run_folder
+from mixtures.tasks import PartitionJob, ShuffleJob, done_marker, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
 from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
 from pipelines.core import storage
 from pipelines.core.executor import Executor, get_executor
-from pipelines.core.layout import readable_parquet, write_json_atomic
+from pipelines.core.folder import Folder, listing_fingerprint
+from pipelines.core.layout import readable_parquet
 
 log = logging.getLogger(__name__)
 
-SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of OUTPUT/mixtures/<stage>/
-SHUFFLE = "_shuffle"  # the work folder of a build, inside its temporary stage folder
+SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of a build
+SHUFFLE = "_shuffle"  # the shuffle pieces and partition markers of a build, inside its run folder
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
@@ -55,37 +68,32 @@ def file_fingerprint(path: str) -> dict[str, Any]:
     return {"bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 
 
-def _list(folder: str) -> list[storage.ObjectInfo]:
-    """Files directly in ``folder`` with size and mtime, from one listing (local or object store)."""
-    if storage.is_uri(folder):
-        return storage.list_files(folder, recursive=False)
-    if not os.path.isdir(folder):
-        return []
-    with os.scandir(folder) as it:
-        entries = [(e.path, e.stat()) for e in it if e.is_file()]
-    return sorted(
-        (storage.ObjectInfo(p, st.st_size, st.st_mtime_ns) for p, st in entries), key=lambda o: o.uri
-    )
-
-
 def docs_listing(output: str, origins: list[str]) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """Per origin its readable docs files (sorted), and their fingerprints from the listing (size, mtime):
-    the corpus is never read to fingerprint it."""
+    the corpus is never read to fingerprint it.  ``output`` may be a local path or an ``s3://`` / ``gs://`` URI."""
+    root = Folder(output)
     docs: dict[str, list[str]] = {}
     fingerprints: dict[str, Any] = {}
     for origin in origins:
-        listed = [
-            o
-            for o in _list(os.path.join(output, origin, "docs"))
-            if o.uri.endswith(".parquet") and not os.path.basename(o.uri).startswith(".")
-        ]
+        listed = root.child(origin, "docs").list(suffix=".parquet", recursive=False)
         # a truncated docs file (a crashed copy) is left out with a WARNING naming it; the pipeline's rerun redoes it
         good = set(readable_parquet([o.uri for o in listed]))
         docs[origin] = [o.uri for o in listed if o.uri in good]
         for o in listed:
             if o.uri in good:
-                fingerprints[os.path.relpath(o.uri, output)] = {"bytes": o.size, "mtime_ns": o.mtime_ns}
+                fingerprints[o.uri[len(root.location) :].lstrip("/")] = {
+                    "bytes": o.size,
+                    "mtime_ns": o.mtime_ns,
+                }
     return {o: d for o, d in docs.items() if d}, fingerprints
+
+
+def run_name(spec: MixtureSpec, tokenizer: str, inputs: dict[str, Any]) -> str:
+    """16 hex digits naming a build from what decides its output (the mixture's settings, the tokenizer, the
+    listing fingerprints of docs and benchmarks), not from where it runs: a rerun after a kill finds its own work
+    folder and keeps what the killed build finished."""
+    settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("executor", "workers")}
+    return listing_fingerprint([], extra={"settings": settings, "tokenizer": tokenizer, "inputs": inputs})
 
 
 def _budget(spec: MixtureSpec, states: list[EntryState]) -> tuple[float, dict[str, float], float]:
@@ -147,7 +155,7 @@ def build_stage(
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Build ``OUTPUT/mixtures/<stage>/`` and return its manifest (``executor``/``workers`` override the spec's)."""
-    output = os.path.abspath(output)
+    output = storage.absolute(output)
     counter = counter or get_counter(spec.tokenizer)
     ex = get_executor(executor or spec.executor, workers or spec.workers)
     origins = sorted({s.origin for s in spec.sources})
@@ -174,13 +182,14 @@ def build_stage(
     try:
         budget, eff, max_budget = _budget(spec, states)
     except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
-        stale = os.path.join(output, "mixtures", spec.stage)
-        if os.path.isdir(stale):
-            shutil.rmtree(stale)
+        stale = Folder(storage.join(output, "mixtures", spec.stage))
+        if stale.exists():
+            stale.remove(MANIFEST)  # first: no reader follows it to shards being deleted
+            remove_tree(stale)
             log.warning(
                 "mixture %s: removed the previous build (%s): the stage now selects nothing",
                 spec.stage,
-                stale,
+                stale.location,
             )
         raise
 
@@ -202,56 +211,44 @@ def build_stage(
             )
     decontam_rows = [r for st in states for r in st.decontam_rows]
 
-    final = os.path.join(output, "mixtures", spec.stage)
-    for stale in glob.glob(os.path.join(output, "mixtures", f".{glob.escape(spec.stage)}.tmp-*")):
-        shutil.rmtree(stale, ignore_errors=True)  # a build killed while writing (one build per stage at a time)
-    tmp = os.path.join(output, "mixtures", f".{spec.stage}.tmp-{uuid.uuid4().hex[:8]}")
-    os.makedirs(tmp)
-    try:
-        os.makedirs(os.path.join(tmp, SHARDS))
-        os.makedirs(os.path.join(tmp, DECONTAMINATION))
-        partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
-        shards = _write_shards(ex, spec, states, picks, files, tmp, partitions, nodes)
-        for sh in shards:
-            sh["file"] = f"{SHARDS}/{sh['file']}"
-        pq.write_table(
-            pa.Table.from_pylist(decontam_rows, schema=DECONTAM_SCHEMA),
-            os.path.join(tmp, DECONTAMINATION, "matches.parquet"),
-            compression="zstd",
-        )
-        manifest = {
-            "stage": spec.stage,
-            "mixture_file": spec.path,
-            "seed": spec.seed,
-            "tokenizer": counter.fingerprint,
-            "total_tokens_requested": spec.total_tokens if spec.total_tokens is not None else "max",
-            "total_tokens_budget": round(budget),
-            "max_budget_at_target_shares": round(max_budget),
-            "on_shortfall": spec.on_shortfall,
-            "realised_tokens": total,
-            "documents": sum(p["documents"] for p in per_source),
-            "sources": per_source,
-            "shard_partitions": partitions,
-            "shards": shards,
-            "decontamination": decontam_summary(spec.stage, index, decontam_rows),
-            "inputs": {
-                "mixture": file_fingerprint(spec.path) if spec.path else None,
-                "docs": fingerprints,
-                "benchmarks": bench_fp,
-            },
-            # where the work ran (differs between runs of the same inputs; everything above does not)
-            "execution": {"executor": ex.name, "nodes": nodes},
-        }
-        write_json_atomic(os.path.join(tmp, "manifest.json"), manifest)
-        old = None
-        if os.path.exists(final):
-            old = final + f".old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    inputs = {
+        "mixture": file_fingerprint(spec.path) if spec.path else None,
+        "docs": fingerprints,
+        "benchmarks": bench_fp,
+    }
+    run = run_name(spec, counter.fingerprint, inputs)
+    stage_dir = Folder(storage.join(output, "mixtures", spec.stage))
+    work = run_folder(output, spec.stage, run)
+    partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
+    shards = _write_shards(ex, spec, states, picks, files, work, partitions, nodes)
+    prefix = f"{RUNS}/{run}/" if stage_dir.remote else ""  # shard names relative to the stage folder
+    for sh in shards:
+        sh["file"] = f"{prefix}{SHARDS}/{sh['file']}"
+    work.write_table(
+        f"{DECONTAMINATION}/matches.parquet",
+        pa.Table.from_pylist(decontam_rows, schema=DECONTAM_SCHEMA),
+        compression="zstd",
+    )
+    manifest = {
+        "stage": spec.stage,
+        "mixture_file": spec.path,
+        "seed": spec.seed,
+        "tokenizer": counter.fingerprint,
+        "total_tokens_requested": spec.total_tokens if spec.total_tokens is not None else "max",
+        "total_tokens_budget": round(budget),
+        "max_budget_at_target_shares": round(max_budget),
+        "on_shortfall": spec.on_shortfall,
+        "realised_tokens": total,
+        "documents": sum(p["documents"] for p in per_source),
+        "sources": per_source,
+        "shard_partitions": partitions,
+        "shards": shards,
+        "decontamination": decontam_summary(spec.stage, index, decontam_rows),
+        "inputs": inputs,
+        # where the work ran (differs between runs of the same inputs; everything above does not)
+        "execution": {"executor": ex.name, "nodes": nodes, "run": run},
+    }
+    commit_run(stage_dir, work, run, manifest)
     return manifest
 
 
@@ -294,13 +291,49 @@ def _sample_entry(
     return (positions, epochs), entry
 
 
+def _shuffle_jobs(
+    states: list[EntryState],
+    picks: list[tuple[int, np.ndarray, np.ndarray]],
+    files: list[str],
+    work: str,
+    partitions: int,
+) -> list[ShuffleJob]:
+    """One job per docs file with its selected rows.  Each column is built once in docs-file order and the jobs
+    hold views of it (no second copy per job), one column at a time so only one temporary exists at once."""
+    file_no = np.concatenate([states[k].file_no[positions] for k, positions, _ in picks])
+    order = np.argsort(file_no, kind="stable")
+    file_no = file_no[order]
+    bounds = np.flatnonzero(np.diff(file_no)) + 1
+    starts = file_no[np.concatenate([[0], bounds])].tolist()
+    del file_no
+
+    def column(parts: list[np.ndarray]) -> list[np.ndarray]:
+        return np.split(np.concatenate(parts)[order], bounds)
+
+    keys = np.concatenate(
+        [shuffle_keys(states[k].rank_hash[positions], epochs) for k, positions, epochs in picks]
+    )
+    part = np.split(key_partitions(keys, partitions).astype(np.int64)[order], bounds)
+    key = np.split(keys[order], bounds)
+    del keys
+    row = column([states[k].row[positions] for k, positions, _ in picks])
+    entry = column([np.full(len(positions), k, np.int32) for k, positions, _ in picks])
+    epoch = column([epochs for _, _, epochs in picks])
+    tokens = column([states[k].n_tokens[positions] for k, positions, _ in picks])
+    names = tuple(st.spec.name for st in states)
+    return [
+        ShuffleJob(files[f], f, work, names, row[i], entry[i], epoch[i], tokens[i], key[i], part[i])
+        for i, f in enumerate(starts)
+    ]
+
+
 def _write_shards(
     ex: Executor,
     spec: MixtureSpec,
     states: list[EntryState],
     picks: list[tuple[int, np.ndarray, np.ndarray]],
     files: list[str],
-    folder: str,
+    folder: Folder,
     partitions: int,
     nodes: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
@@ -308,48 +341,36 @@ def _write_shards(
     sorts its rows and writes its shards; returns the shards in order."""
     if not picks:
         return []
-    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("file", "row", "entry", "epoch", "tokens", "key")}
-    for k, positions, epochs in picks:
-        st = states[k]
-        cols["file"].append(st.file_no[positions])
-        cols["row"].append(st.row[positions])
-        cols["entry"].append(np.full(len(positions), k, np.int32))
-        cols["epoch"].append(epochs)
-        cols["tokens"].append(st.n_tokens[positions])
-        cols["key"].append(shuffle_keys(st.rank_hash[positions], epochs))
-    sel = {k: np.concatenate(v) for k, v in cols.items()}
-    part = key_partitions(sel["key"], partitions).astype(np.int64)
-    order = np.argsort(sel["file"], kind="stable")
-    bounds = np.flatnonzero(np.diff(sel["file"][order])) + 1
-    work = os.path.join(folder, SHUFFLE)
-    names = tuple(st.spec.name for st in states)
-    jobs = [
-        ShuffleJob(
-            files[int(sel["file"][g[0]])],
-            int(sel["file"][g[0]]),
-            work,
-            names,
-            sel["row"][g],
-            sel["entry"][g],
-            sel["epoch"][g],
-            sel["tokens"][g],
-            sel["key"][g],
-            part[g],
-        )
-        for g in np.split(order, bounds)
-    ]
-    shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
-    pieces: dict[int, list[str]] = {}
-    for _, made in shuffled:
-        for p, path in made:
-            pieces.setdefault(p, []).append(path)
-    shard_dir = os.path.join(folder, SHARDS)
+    work = folder.uri(SHUFFLE)
+    jobs = _shuffle_jobs(states, picks, files, work, partitions)
+    wanted = sorted(set().union(*(np.unique(j.part).tolist() for j in jobs)))
+    done = {o.path for o in Folder(work).child("done").list(suffix=".json", recursive=False)}
+    pieces: dict[int, list[str]] = {p: [] for p in wanted}
+    shuffled: list[tuple[str, list[tuple[int, str]]]] = []
+    if not all(
+        done_marker(work, p) in done for p in wanted
+    ):  # else a rerun of a committed run: shards are there
+        shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
+        for _, made in shuffled:
+            for p, path in made:
+                pieces[p].append(path)
+    shard_dir = folder.uri(SHARDS)
     written = ex.map(
         write_partition,
-        [PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens) for p in sorted(pieces)],
+        [
+            PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens, work)
+            for p in sorted(pieces)
+        ],
         desc=f"mixture {spec.stage}: shards",
     )
-    shutil.rmtree(work, ignore_errors=True)
+    if (
+        folder.remote
+    ):  # the pieces go; the partitions' done markers stay with the run (a rerun writes nothing)
+        for name in folder.child(SHUFFLE).folders():
+            if name.startswith("p-"):
+                remove_tree(folder.child(SHUFFLE, name))
+    else:  # the run folder becomes the stage folder
+        remove_tree(folder.child(SHUFFLE))
     nodes["shuffle"] = sorted({n for n, _ in shuffled})
     nodes["shards"] = sorted({n for n, _ in written})
     return [sh for _, shards in written for sh in shards]

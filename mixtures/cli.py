@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
 from mixtures.spec import EmptyStage, MixtureError, load_mixture
+from pipelines.core import storage
 from pipelines.core.commands import add_command
+from pipelines.core.folder import Folder
 
 
 def format_manifest(m: dict[str, Any]) -> str:
@@ -53,7 +54,7 @@ def build(
     from mixtures.build import build_stage
 
     spec = load_mixture(stage, mixture)
-    if not os.path.isdir(output):
+    if not Folder(output).isdir():
         raise MixtureError(f"OUTPUT {output} does not exist: run `make pipeline SOURCE=...` first")
     return build_stage(spec, output, executor=executor, workers=workers)
 
@@ -63,7 +64,7 @@ def empty_is_error(stage: str | None, mixture: str | None, strict: bool) -> bool
 
 
 def add_parser(sub: Any) -> None:
-    p = add_command(sub, "mixture", "build a training stage's mixture shards", run_mixture, local_only=True)
+    p = add_command(sub, "mixture", "build a training stage's mixture shards", run_mixture)
     p.add_argument("--stage", default=None, help="core | anneal | long_context (mixtures/<stage>.yaml)")
     p.add_argument("--mixture", default=None, help="a mixture YAML of your own (overrides --stage)")
     p.add_argument("--output", default="output", help="the curated output tree (OUTPUT/<source>/docs)")
@@ -96,6 +97,9 @@ def run_mixture(args: argparse.Namespace) -> int:
         print(f"winnow mixture: {exc}", file=sys.stderr)
         return 2
     print(format_manifest(manifest))
-    print(f"  output: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'])}")
-    print(f"  shards: {os.path.join(os.path.abspath(args.output), 'mixtures', manifest['stage'], 'shards')}")
+    stage = storage.join(storage.absolute(args.output), "mixtures", manifest["stage"])
+    print(f"  output: {stage}")
+    print(
+        f"  shards: {storage.dirname(storage.join(stage, manifest['shards'][0]['file'])) if manifest['shards'] else '-'}"
+    )
     return 0

@@ -25,12 +25,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_TRANS
 
 from dedup.text import _PUNCT_TO_SPACE, WordHasher, strip_diacritics, words_of
-from mixtures import sidecars
+from mixtures import sidecars, store
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +280,7 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
     if sidecars.is_current(path, stamp):
         return path, False
     rows: list[dict[str, object]] = []
-    for batch in pq.ParquetFile(docs_file).iter_batches(batch_size=batch_size, columns=["id", "text"]):
+    for batch in store.parquet_file(docs_file).iter_batches(batch_size=batch_size, columns=["id", "text"]):
         ids = batch.column(0).to_pylist()
         for doc_id, m in zip(ids, index.match_batch(batch.column(1).to_pylist()), strict=True):
             if m is not None:
@@ -292,7 +291,7 @@ def decontaminate_file(docs_file: str, index: NGramIndex, batch_size: int = 4096
 
 def read_matches(sidecar: str) -> dict[str, Match]:
     """The matches of one docs file's sidecar, by id (few: most documents match nothing)."""
-    return {r.pop("id"): Match(**r) for r in pq.read_table(sidecar).to_pylist()}
+    return {r.pop("id"): Match(**r) for r in store.read_table(sidecar).to_pylist()}
 
 
 def decontam_summary(stage: str, index: NGramIndex | None, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -11,15 +11,13 @@ partitions, each written by its own task, so no step sorts the whole selection.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 
-from pipelines.core.layout import tmp_name
+from pipelines.core.folder import Folder
 from pipelines.core.schema import CORE_FIELDS
 
 #: a mixture shard row: the core document columns (nullable here, as shards always wrote them), then the mixture's
@@ -144,9 +142,7 @@ class ShardWriter:
             return
         table = pa.concat_tables(self._batches).combine_chunks()
         name = f"{self.prefix}{len(self.shards):05d}.parquet"
-        final = os.path.join(self.folder, name)
-        tmp = tmp_name(final)  # a retried task never leaves half a shard behind
-        pq.write_table(table, tmp, compression="zstd", row_group_size=self.row_group_size)
-        os.replace(tmp, final)
+        # written atomically (a retried task never leaves half a shard behind), locally or on an object store
+        Folder(self.folder).write_table(name, table, compression="zstd", row_group_size=self.row_group_size)
         self.shards.append({"file": name, "documents": table.num_rows, "tokens": self._tokens})
         self._batches, self._tokens = [], 0

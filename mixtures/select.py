@@ -3,7 +3,9 @@
 One scan task per docs file (:func:`mixtures.tasks.scan_file`) counts tokens, checks benchmarks and applies every
 entry's predicate to its file; the driver then joins the per-file arrays per entry: duplicate ids across files keep
 the first file's copy, ``top_fraction`` keeps the best slice (ties by id, read only for the tied documents), and
-contaminated documents leave.  The driver holds integers per candidate, never an id string per candidate.
+contaminated documents leave.  The driver holds integers per candidate, never an id string per candidate: about
+66 bytes per candidate at its peak (scan results, join, sampling and shuffle plan; ``bench_mixtures.py --driver``),
+so it still grows with the candidates.
 
 :func:`select_entries` is the hook for per-entry rules (topic shares, caps): it returns one :class:`EntryState`
 per mixture entry, whose arrays later rules may narrow.
@@ -20,14 +22,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mixtures import store
 from mixtures.decontam import NGramIndex
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
 from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
 from mixtures.topics import TOPIC_COLUMN, TopicPlan
 from pipelines.core.executor import Executor, TaskFailed
-from pipelines.core.sql import string_list
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,12 @@ class EntryState:
 
 
 def origin_columns(con: duckdb.DuckDBPyConnection, docs: list[str]) -> tuple[tuple[str, str], ...]:
-    """(name, type) of every column over a source's docs files (their footers only), n_tokens left out."""
-    rows = con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({string_list(docs)}, union_by_name=true)"
-    ).fetchall()
+    """(name, DuckDB type) of every column over a source's docs files (their footers only, read with pyarrow on
+    any storage; types widened as DuckDB's union_by_name does), n_tokens left out."""
+    schema = pa.unify_schemas([store.read_schema(d) for d in docs], promote_options="permissive")
+    con.register("_schema", schema.empty_table())
+    rows = con.execute("DESCRIBE SELECT * FROM _schema").fetchall()
+    con.unregister("_schema")
     return tuple((r[0], r[1]) for r in rows if r[0] != "n_tokens")
 
 
@@ -166,25 +169,41 @@ def scan(
 
 
 def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[str]) -> EntryState:
-    """Join the entry's per-file candidates (``k``: its place among its source's entries) into one state."""
+    """Join the entry's per-file candidates (``k``: its place among its source's entries) into one state.
+
+    Each per-file array is released as soon as it is joined, and sort temporaries as soon as they are used, so the
+    driver's peak stays near one copy of the entry's arrays."""
     parts = [(r.file_no, r.entries[k]) for r in results if k < len(r.entries) and len(r.entries[k].row)]
     st = EntryState(s)
     if not parts:
         return st
-    cat = lambda name: np.concatenate([getattr(c, name) for _, c in parts])  # noqa: E731
+
+    def take(name: str) -> np.ndarray:
+        joined = np.concatenate([getattr(c, name) for _, c in parts])
+        for _, c in parts:
+            setattr(c, name, np.empty(0, joined.dtype))  # not a view: that would keep the array alive
+        return joined
+
     file_no = np.concatenate([np.full(len(c.row), f, np.int32) for f, c in parts])
-    rank_hash, id_hash = cat("rank_hash"), cat("id_hash")
+    has_topic = parts[0][1].topic is not None
+    rank_hash, id_hash = take("rank_hash"), take("id_hash")
     # rank order, and within one id the first file: the first of each (rank, id) hash pair is that id's copy
     order = np.lexsort((file_no, id_hash, rank_hash))
     first = np.ones(len(order), dtype=bool)
-    first[1:] = (rank_hash[order][1:] != rank_hash[order][:-1]) | (id_hash[order][1:] != id_hash[order][:-1])
+    sorted_hash = rank_hash[order]
+    first[1:] = sorted_hash[1:] != sorted_hash[:-1]
+    sorted_hash = id_hash[order]
+    del id_hash
+    first[1:] |= sorted_hash[1:] != sorted_hash[:-1]
+    del sorted_hash
     keep = order[first]
+    del order, first
+    rows_all = take("row")
     if s.top_fraction is not None:
-        keep = _top_slice(keep, cat("rank"), file_no, cat("row"), files, s.top_fraction)
+        keep = _top_slice(keep, take("rank"), file_no, rows_all, files, s.top_fraction)
     st.candidates = len(keep)
-    bad = cat("contaminated")[keep]
+    bad = take("contaminated")[keep]
     matches = {(f, row): m for f, c in parts for row, m in c.matches.items()}
-    rows_all = cat("row")
     st.decontam_rows = sorted(
         (
             {"mix_source": s.name, "origin": s.origin, **matches[(int(file_no[i]), int(rows_all[i]))]}
@@ -194,14 +213,11 @@ def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[st
     )
     st.contaminated = len(st.decontam_rows)
     keep = keep[~bad]
-    st.file_no, st.row, st.n_tokens, st.rank_hash = (
-        file_no[keep],
-        rows_all[keep],
-        cat("n_tokens")[keep],
-        rank_hash[keep],
-    )
-    if parts[0][1].topic is not None:
-        st.topic = cat("topic")[keep]
+    st.file_no, st.row, st.rank_hash = file_no[keep], rows_all[keep], rank_hash[keep]
+    del file_no, rows_all, rank_hash
+    st.n_tokens = take("n_tokens")[keep]
+    if has_topic:
+        st.topic = take("topic")[keep]
     return st
 
 
@@ -235,7 +251,7 @@ def _read_ids(members: np.ndarray, file_no: np.ndarray, row: np.ndarray, files: 
     out: list[str] = [""] * len(members)
     for f in np.unique(file_no[members]).tolist():
         at = np.flatnonzero(file_no[members] == f)
-        ids = pq.read_table(files[f], columns=["id"]).column("id").take(pa.array(row[members[at]]))
+        ids = store.read_table(files[f], columns=["id"]).column("id").take(pa.array(row[members[at]]))
         for k, v in zip(at.tolist(), ids.to_pylist(), strict=True):
             out[k] = v
     return out
@@ -251,6 +267,20 @@ def select_entries(
 ) -> tuple[list[EntryState], list[str], list[ScanResult], dict[str, tuple[tuple[str, str], ...]]]:
     """Every entry's available documents (see the module docstring); (states, docs files, scan results, columns)."""
     columns, by_origin, results, files = scan(spec, docs, tokenizer, index, executor)
+    states = join_entries(spec, docs, output, columns, by_origin, results, files)
+    return states, files, results, columns
+
+
+def join_entries(
+    spec: MixtureSpec,
+    docs: dict[str, list[str]],
+    output: str,
+    columns: dict[str, tuple[tuple[str, str], ...]],
+    by_origin: dict[str, list[int]],
+    results: list[ScanResult],
+    files: list[str],
+) -> list[EntryState]:
+    """One state per mixture entry from the scan results (whose per-file arrays are released as they are joined)."""
     origin_of = {path: o for o, paths in docs.items() for path in paths}
     per_origin: dict[str, list[ScanResult]] = {}
     for r in results:
@@ -271,4 +301,4 @@ def select_entries(
                 "the predicate selects no documents" if not st.candidates else "all candidates contaminated"
             )
         states.append(st)
-    return states, files, results, columns
+    return states

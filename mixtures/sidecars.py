@@ -5,33 +5,34 @@ reading the docs (Dolma's "attributes" beside the documents)."""
 from __future__ import annotations
 
 import logging
-import os
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from pipelines.core.layout import tmp_name
+from mixtures import store
+from pipelines.core import storage
 
 log = logging.getLogger(__name__)
 
 
 def sidecar_path(docs_file: str, kind: str) -> str:
-    folder = os.path.dirname(os.path.dirname(os.path.abspath(docs_file)))
-    return os.path.join(folder, kind, os.path.basename(docs_file))
+    folder = storage.dirname(storage.dirname(storage.absolute(docs_file)))
+    return storage.join(folder, kind, storage.basename(docs_file))
 
 
 def stamp(docs_file: str, **what: str) -> dict[str, str]:
     """What a sidecar was computed from: ``what`` (tokenizer, index fingerprint) and the docs file's size and mtime."""
-    st = os.stat(docs_file)
-    return {**what, "docs_size": str(st.st_size), "docs_mtime_ns": str(st.st_mtime_ns)}
+    st = store.file_info(docs_file)
+    if st is None:
+        raise FileNotFoundError(f"{docs_file}: no such file or object")
+    return {**what, "docs_size": str(st.size), "docs_mtime_ns": str(st.mtime_ns)}
 
 
 def is_current(path: str, expected: dict[str, str]) -> bool:
     """Whether the sidecar at ``path`` carries ``expected`` (its Parquet footer only is read)."""
-    if not os.path.exists(path):
+    if store.file_info(path) is None:
         return False
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = store.read_schema(path).metadata or {}
     except Exception as exc:  # noqa: BLE001 - a broken sidecar is recomputed, never trusted
         log.warning("sidecar %s unreadable (%s): recomputing", path, exc)
         return False
@@ -40,7 +41,4 @@ def is_current(path: str, expected: dict[str, str]) -> bool:
 
 def write_sidecar(path: str, table: pa.Table, stamped: dict[str, str]) -> None:
     """Write ``table`` with its stamp atomically (a killed task leaves the old sidecar or none, never half)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    pq.write_table(table.replace_schema_metadata(stamped), tmp, compression="zstd")
-    os.replace(tmp, path)
+    store.write_table(path, table.replace_schema_metadata(stamped), compression="zstd")

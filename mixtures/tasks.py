@@ -13,6 +13,7 @@ Ray retries, or a rerun after a kill, redoes only what is missing.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -21,14 +22,15 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from mixtures import store
 from mixtures.decontam import NGramIndex, decontaminate_file, read_matches
 from mixtures.sample import SHARD_SCHEMA, ShardWriter, id_hashes, seeded_hashes
 from mixtures.tokens import ensure_token_counts, get_counter
 from mixtures.topics import TOPIC_COLUMN, topic_codes
-from pipelines.core.layout import tmp_name
-from pipelines.core.sql import ident, quote
+from pipelines.core import storage
+from pipelines.core.folder import split
+from pipelines.core.sql import ident
 
 KEY = "_key"  # the shuffle key column of the work files
 PIECE_SCHEMA = SHARD_SCHEMA.append(pa.field(KEY, pa.uint64()))
@@ -130,6 +132,12 @@ def entry_sql(view: str, names: set[str], entry: EntryQuery) -> str:
     return f"SELECT id, n_tokens, _row{rank} FROM (SELECT *{extra} FROM {view}) {where}"
 
 
+def _names_text(entries: tuple[EntryQuery, ...]) -> bool:
+    """Whether any entry's SQL mentions a ``text`` column (a word, any case; a false yes only costs a read)."""
+    sql = " ".join(f"{e.where or ''} {' '.join(v for _, v in e.missing)}" for e in entries)
+    return re.search(r"\btext\b", sql, re.IGNORECASE) is not None
+
+
 def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanResult:
     """Sidecars of one docs file, then each entry's candidates in it (see the module docstring)."""
     tokens_path, counted = ensure_token_counts(job.docs_file, get_counter(tokenizer))
@@ -137,14 +145,20 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
     if index is not None:
         path, checked = decontaminate_file(job.docs_file, index)
         matches = read_matches(path)
+    # read with pyarrow (local or object store alike) and queried in DuckDB as Arrow: no httpfs needed; the text,
+    # most of a docs file's bytes, only when a predicate names it
+    names = store.read_schema(job.docs_file).names
+    docs = store.read_table(job.docs_file, [n for n in names if n != "text" or _names_text(job.entries)])
+    docs = docs.append_column("_row_no", pa.array(np.arange(docs.num_rows, dtype=np.int64)))
+    tokens = store.read_table(tokens_path, columns=["id", "n_tokens"])
     con = worker_connection()
-    present = set(pq.read_schema(job.docs_file).names)
+    con.register("_docs", docs)
+    con.register("_tokens", tokens)
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW f AS SELECT {column_list(job.columns, present)}, t.n_tokens, d.file_row_number AS _row "
-        f"FROM (SELECT * FROM read_parquet({quote(job.docs_file)}, file_row_number=true) "
-        f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY file_row_number) = 1) d "
-        f"JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM read_parquet({quote(tokens_path)}) GROUP BY id) t "
-        f"USING (id)"
+        f"CREATE OR REPLACE TEMP VIEW f AS SELECT {column_list(job.columns, set(docs.column_names))}, t.n_tokens, "
+        "d._row_no AS _row FROM (SELECT * FROM _docs "
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY _row_no) = 1) d "
+        "JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM _tokens GROUP BY id) t USING (id)"
     )
     names = {n for n, _ in job.columns} | {"n_tokens"}
     out = []
@@ -169,6 +183,9 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
                 topic=topic_codes(table.column("_topic")) if entry.topic else None,
             )
         )
+    con.execute("DROP VIEW f")
+    con.unregister("_docs")
+    con.unregister("_tokens")
     return ScanResult(job.file_no, current_node(), counted, bool(checked), out)
 
 
@@ -189,12 +206,20 @@ class ShuffleJob:
 
 
 def piece_path(work: str, partition: int, file_no: int) -> str:
-    return os.path.join(work, f"p-{partition:05d}", f"f-{file_no:06d}.parquet")
+    return storage.join(work, f"p-{partition:05d}", f"f-{file_no:06d}.parquet")
 
 
 def shuffle_file(job: ShuffleJob) -> tuple[str, list[tuple[int, str]]]:
-    """Read the docs file once, write its selected rows into one piece per partition; (node, [(partition, path)])."""
-    docs = pq.read_table(job.docs_file, columns=["id", "source", "url", "text", "meta"])
+    """Read the docs file once, write its selected rows into one piece per partition; (node, [(partition, path)]).
+
+    Pieces already there (a rerun of a killed build: the work folder is named from the build's inputs) are kept;
+    each piece is written atomically, so one that exists is whole."""
+    parts = np.unique(job.part).tolist()
+    pieces = [(p, piece_path(job.work, p, job.file_no)) for p in parts]
+    todo = [(p, path) for p, path in pieces if store.file_info(path) is None]
+    if not todo:
+        return current_node(), pieces
+    docs = store.read_table(job.docs_file, columns=["id", "source", "url", "text", "meta"])
     rows = docs.take(pa.array(job.row))
     table = pa.table(
         {
@@ -209,14 +234,8 @@ def shuffle_file(job: ShuffleJob) -> tuple[str, list[tuple[int, str]]]:
             KEY: pa.array(job.key, pa.uint64()),
         }
     ).cast(PIECE_SCHEMA)
-    pieces = []
-    for p in np.unique(job.part).tolist():
-        path = piece_path(job.work, p, job.file_no)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = tmp_name(path)
-        pq.write_table(table.filter(pa.array(job.part == p)), tmp)
-        os.replace(tmp, path)
-        pieces.append((p, path))
+    for p, path in todo:
+        store.write_table(path, table.filter(pa.array(job.part == p)))
     return current_node(), pieces
 
 
@@ -226,14 +245,28 @@ class PartitionJob:
     pieces: tuple[str, ...]
     folder: str  # where the shards go
     max_tokens: int
+    work: str = ""  # where the partition's done marker goes (none when empty)
+
+
+def done_marker(work: str, partition: int) -> str:
+    return storage.join(work, "done", f"p-{partition:05d}.json")
 
 
 def write_partition(job: PartitionJob) -> tuple[str, list[dict[str, Any]]]:
-    """One partition's rows in shuffle-key order, cut into ``shard-<partition>-<n>.parquet``; (node, shards)."""
-    table = pa.concat_tables([pq.read_table(p) for p in job.pieces]).sort_by(
+    """One partition's rows in shuffle-key order, cut into ``shard-<partition>-<n>.parquet``; (node, shards).
+
+    A marker listing the shards is written after them: a rerun finds it and writes nothing."""
+    marker = done_marker(job.work, job.partition) if job.work else None
+    if marker and store.file_info(marker) is not None:
+        folder, name = split(marker)
+        return current_node(), folder.read_json(name)
+    table = pa.concat_tables([store.read_table(p) for p in job.pieces]).sort_by(
         [(KEY, "ascending"), ("mix_source", "ascending"), ("id", "ascending"), ("epoch", "ascending")]
     )
     writer = ShardWriter(job.folder, job.max_tokens, prefix=f"shard-{job.partition:05d}-")
     writer.write(table.drop_columns([KEY]).cast(SHARD_SCHEMA))
     writer.flush()
+    if marker:
+        folder, name = split(marker)
+        folder.write_json(name, writer.shards)
     return current_node(), writer.shards

@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 
-from mixtures import sidecars
+from mixtures import sidecars, store
 from pipelines.core.layout import readable_parquet
 
 log = logging.getLogger(__name__)
@@ -93,10 +92,10 @@ def sidecar_path(docs_file: str) -> str:
 
 
 def _cached(path: str, tokenizer: str) -> dict[tuple[str, int], int]:
-    if not os.path.exists(path):
+    if store.file_info(path) is None:
         return {}
     try:
-        table = pq.read_table(path)
+        table = store.read_table(path)
     except Exception as exc:  # noqa: BLE001 - a broken cache is recomputed, never trusted
         log.warning("token cache %s unreadable (%s): recounting", path, exc)
         return {}
@@ -123,7 +122,7 @@ def ensure_token_counts(docs_file: str, counter: TokenCounter, batch_size: int =
     if sidecars.is_current(path, stamped):
         return path, 0
     cache = _cached(path, fp)
-    pf = pq.ParquetFile(docs_file)
+    pf = store.parquet_file(docs_file)
     ids: list[str] = []
     hashes: list[np.ndarray] = []
     counts: list[np.ndarray] = []

@@ -31,7 +31,7 @@ from pipelines.core import storage
 from pipelines.core.corpus_stage import run_stages  # noqa: F401 - the chain of corpus stages, re-exported
 from pipelines.core.errors import describe
 from pipelines.core.executor import TaskFailed, get_executor, init_ray
-from pipelines.core.inputs import largest_first
+from pipelines.core.inputs import input_sizes, largest_first
 from pipelines.core.layout import (
     SourceLayout,
     clean_tmp_files,
@@ -89,6 +89,8 @@ class ActorStep:
             inner.reads,
             inner.resources,
         )
+        #: rows of these domains never reach the actors (the per-input processing reads it, as of a Step)
+        self.skip_domains = list(inner.skip_domains)
         self._adds = inner.adds()
 
     def adds(self) -> dict[str, pa.DataType]:
@@ -159,12 +161,12 @@ class _StepActor:
         return self.step(batch)
 
 
-def _remote_process(recipe: Recipe, out_root: str, path: str) -> dict[str, Any]:
+def _remote_process(recipe: Recipe, out_root: str, sizes: dict[str, int], path: str) -> dict[str, Any]:
     """One input in a Ray task; its stats also record the Ray node it ran on (``node``), to audit cluster runs."""
     import ray
 
     setup_logging()  # a Ray worker is an entry point of its own
-    stats = process_input(recipe, path, out_root)
+    stats = process_input(recipe, path, out_root, sizes.get(path))
     stats["node"] = ray.get_runtime_context().get_node_id()
     # the marker is already written: if the worker dies here the input stays done, its stats just lack `node`
     write_json_atomic(SourceLayout(out_root, recipe.source).path("stats", stats["key"], "json"), stats)
@@ -237,14 +239,16 @@ def run_recipe(
         pending = _pending(layout, inputs)
         done = sorted(set(inputs) - set(pending))
         redo = set(quarantine_damaged(layout, [input_key(p) for p in done]))
-        pending = largest_first(pending + [p for p in done if input_key(p) in redo])
+        pending = pending + [p for p in done if input_key(p) in redo]
+        sizes = input_sizes(pending)  # from the listing: no request per input, here or in the tasks
+        pending = largest_first(pending, sizes)
         log.info("%s: %d inputs, %d pending", recipe.source, len(inputs), len(pending))
         failures: dict[str, str] = {}
         if pending:
             if executor == "local":
-                failures = _run_local(recipe, pending, out_root, progress)
+                failures = _run_local(recipe, pending, out_root, progress, sizes)
             else:
-                actor_steps, failures = _run_ray(recipe, pending, out_root, progress, ray_address)
+                actor_steps, failures = _run_ray(recipe, pending, out_root, progress, ray_address, sizes)
             for kind in ("docs", "rejected", "stats", "_done"):  # partial files of worker attempts that died
                 clean_tmp_files(layout.dir(kind))
         # corpus stages (dedup) move rows between docs/ and rejected/ and recount the per-input stats, so the
@@ -302,14 +306,16 @@ def _progress(total: int, enabled: bool):
     )
 
 
-def _run_local(recipe: Recipe, pending: list[str], out_root: str, progress: bool) -> dict[str, str]:
+def _run_local(
+    recipe: Recipe, pending: list[str], out_root: str, progress: bool, sizes: dict[str, int]
+) -> dict[str, str]:
     """Process the inputs one after the other; an input that fails is reported and the others still run."""
     kept = 0
     failures: dict[str, str] = {}
     with _progress(len(pending), progress) as bar:
         for path in pending:
             try:
-                kept += process_input(recipe, path, out_root)["kept"]
+                kept += process_input(recipe, path, out_root, sizes.get(path))["kept"]
             except Exception as exc:  # noqa: BLE001 - reported with the others at the end; no marker was written
                 failures[path] = describe(exc)
                 log.error("input %s failed (no marker: a rerun retries it): %s", path, failures[path])
@@ -328,7 +334,12 @@ def _forward_storage_env(pending: list[str], out_root: str) -> bool:
 
 
 def _run_ray(
-    recipe: Recipe, pending: list[str], out_root: str, progress: bool, address: str | None
+    recipe: Recipe,
+    pending: list[str],
+    out_root: str,
+    progress: bool,
+    address: str | None,
+    sizes: dict[str, int],
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     """Run the pending inputs as tasks of the Ray executor (SPREAD, retries on worker death, credentials, progress);
     returns the placement of the steps that ran as actor pools and the inputs that failed (with why)."""
@@ -337,7 +348,7 @@ def _run_ray(
     placements = {s.name: s.placement for s in recipe.steps if isinstance(s, ActorStep)}
     env = storage.forwarded_env() if _forward_storage_env(pending, out_root) else {}
     executor = get_executor("ray", address=address, progress=progress, env=env)
-    task = functools.partial(_remote_process, recipe, storage.absolute(out_root))
+    task = functools.partial(_remote_process, recipe, storage.absolute(out_root), sizes)
     failures: dict[str, str] = {}
     try:
         kept = sum(s["kept"] for s in executor.map(task, pending, "inputs"))

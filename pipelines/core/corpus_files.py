@@ -12,7 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.core.folder import listing_fingerprint, stat
+from pipelines.core import storage
+from pipelines.core.folder import Folder, ObjectInfo, file_info, listing_fingerprint, stat
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,10 @@ class InputFile:
 
 
 def list_parquet(spec: str) -> list[str]:
-    """Parquet files named by ``spec``: a file, a folder (recursively) or a glob."""
+    """Parquet files named by ``spec``: a file, a folder (recursively) or a glob; on an object store a file or a
+    folder (one listing)."""
+    if storage.is_uri(spec):
+        return [o.path for o in _listed(spec)]
     if os.path.isfile(spec):
         return [os.path.abspath(spec)]
     if os.path.isdir(spec):
@@ -45,18 +49,30 @@ def list_parquet(spec: str) -> list[str]:
     return sorted(os.path.abspath(p) for p in found)
 
 
+def _listed(spec: str) -> list[ObjectInfo]:
+    """The Parquet files of ``spec`` with their sizes and mtimes: from one listing on an object store."""
+    if storage.is_uri(spec):
+        one = file_info(spec)
+        found = [one] if one is not None else Folder(spec).list(suffix=".parquet")
+        if not found:
+            raise FileNotFoundError(
+                f"{spec!r} holds no Parquet file (expected documents with columns id, text)"
+            )
+        return found
+    return [stat(p) for p in list_parquet(spec)]
+
+
 def build_inputs(inputs: list[str], references: list[str] | None = None) -> list[InputFile]:
     """The files of ``inputs`` then those of ``references`` (protected: matched against, never removed from)."""
-    files = [(p, False) for spec in inputs for p in list_parquet(spec)]
-    files += [(p, True) for spec in (references or []) for p in list_parquet(spec)]
+    files = [(o, False) for spec in inputs for o in _listed(spec)]
+    files += [(o, True) for spec in (references or []) for o in _listed(spec)]
     seen: set[str] = set()
     out: list[InputFile] = []
-    for path, protected in files:
-        if path in seen:
+    for info, protected in files:
+        if info.path in seen:
             continue
-        seen.add(path)
-        st = os.stat(path)
-        out.append(InputFile(len(out), path, protected, st.st_size, st.st_mtime_ns))
+        seen.add(info.path)
+        out.append(InputFile(len(out), info.path, protected, info.size, info.mtime_ns))
     return out
 
 

@@ -7,7 +7,9 @@ the listing it is about to work on (``_dedup/<name>.running.json``) → run → 
 (``_dedup/<name>.json``: fingerprint after the run, stats, the listing).  A stage killed at any point is resumed
 from the recorded listing, so a work folder named from it stays the same although the stage was rewriting docs
 files; inputs written after the kill are deduplicated by a second round right after.  On object storage
-(``s3://``, ``gs://``) the stage runs on a local working copy (:mod:`pipelines.core.stage_copy`).
+(``s3://``, ``gs://``) a stage with ``in_place`` (the MinHash and exact dedup stages) reads and writes the bucket
+directly, its work folder in ``_dedup/`` there; any other runs on a local working copy
+(:mod:`pipelines.core.stage_copy`).
 
 :func:`run_stages` chains the stages of a recipe; a source config declares them in the shape of its steps
 (``corpus_stages: {minhash: {...}, line_dedup: {enabled: false}}``) and :meth:`CorpusStage.from_config` builds one.
@@ -16,7 +18,6 @@ files; inputs written after the kill are deduplicated by a second round right af
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import os
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 from pipelines.core import storage
 from pipelines.core.corpus_files import InputFile, build_inputs, fingerprint, list_parquet  # noqa: F401 - re-exported
 from pipelines.core.executor import Executor, get_executor
+from pipelines.core.folder import Folder
 from pipelines.core.layout import write_json_atomic
 
 
@@ -38,6 +40,9 @@ class CorpusStage:
     name: str
     reason: str
     references: list[str]
+    #: True when :meth:`run` reads and writes through the storage object (``pipelines.core.folder``), so it runs
+    #: in place on ``s3://`` / ``gs://``; False makes :func:`run_stage` run it on a local working copy
+    in_place: bool = False
     #: the settings of the engine behind the stage (e.g. ``MinHashConfig`` fields), checked by :meth:`validate`
     settings: dict[str, Any]
 
@@ -80,21 +85,21 @@ def _read(path: str) -> dict[str, Any]:
 
 
 def _listing(stage: CorpusStage, source_dir: str) -> list[InputFile]:
-    docs = os.path.join(source_dir, "docs")
-    if not glob.glob(os.path.join(docs, "**", "*.parquet"), recursive=True):
+    docs = storage.join(source_dir, "docs")
+    if not Folder(docs).list(suffix=".parquet"):
         return []
     return build_inputs([docs], stage.references)
 
 
 def run_stage(stage: CorpusStage, source_dir: str, executor: Executor | None = None) -> dict[str, Any]:
     """fingerprint → skip if up to date → run → state, for any stage, resumable at every point (module doc)."""
-    if storage.is_uri(source_dir):
+    if storage.is_uri(source_dir) and not stage.in_place:
         from pipelines.core.stage_copy import run_on_copy
 
         return run_on_copy(stage, source_dir, lambda local: run_stage(stage, local, executor))
     settings = {"stage": stage.name, **stage.identity()}
-    state_path = os.path.join(source_dir, "_dedup", f"{stage.name}.json")
-    running_path = os.path.join(source_dir, "_dedup", f"{stage.name}.running.json")
+    state_path = storage.join(source_dir, "_dedup", f"{stage.name}.json")
+    running_path = storage.join(source_dir, "_dedup", f"{stage.name}.running.json")
     listed = _listing(stage, source_dir)
     running = _read(running_path)
     if not running and not any(not f.protected for f in listed):
@@ -112,7 +117,7 @@ def run_stage(stage: CorpusStage, source_dir: str, executor: Executor | None = N
     # inputs added since the listing was recorded were not part of this round: leave the state stale for them
     final = {"fingerprint": fingerprint(after, settings) if same else "", "stats": stats, "files": recorded}
     write_json_atomic(state_path, final)
-    os.remove(running_path)
+    Folder(source_dir).remove(f"_dedup/{stage.name}.running.json")
     if running and not same:  # the interrupted round is finished; now a round with the inputs written since
         return run_stage(stage, source_dir, executor)
     return stats

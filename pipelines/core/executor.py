@@ -214,14 +214,25 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         embedded_ray.start(num_cpus)
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
+def _call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
+    """``fn(item)`` and the node it ran on (the executor records where each pass ran)."""
+    import ray
+
+    return fn(item), ray.get_runtime_context().get_node_id()
+
+
+#: exceptions after which Ray runs a task again (``retry_exceptions``): the object store or a disk failed
+#: (``StorageError`` is an ``OSError``; pyarrow's S3/GCS errors are ``OSError`` too).  Every task is idempotent
+#: (atomic outputs, markers last), so a retry after a half-done attempt is safe.
+RETRIED = (OSError,)
 
 
 class RayExecutor:
     """One Ray task per item: SPREAD over the nodes, ``max_retries`` on worker or node death, credentials forwarded.
 
     ``resources`` are Ray task options (``{"num_cpus": 1}`` by default; memory-hungry passes may ask for more).
+    A task that raises an ``OSError`` (:data:`RETRIED`: the store or a disk failed) is retried too, up to
+    ``max_retries`` times.  :attr:`nodes` records, per pass (``desc``), the node of each task, in item order.
     """
 
     name = "ray"
@@ -239,12 +250,13 @@ class RayExecutor:
         self.resources = dict(resources or {})
         self.progress = progress
         self.env = env
+        self.nodes: dict[str, list[str]] = {}
 
     def options(self) -> dict[str, Any]:
         """The Ray options of every task (the runner's per-input tasks use the same)."""
         opts: dict[str, Any] = {
             "max_retries": self.max_retries,
-            "retry_exceptions": False,
+            "retry_exceptions": list(RETRIED),
             "scheduling_strategy": "SPREAD",
             **self.resources,
         }
@@ -263,6 +275,7 @@ class RayExecutor:
         fn_ref = ray.put(fn)
         refs = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
+        where: list[str] = [""] * len(items)
         failed: dict[int, BaseException] = {}
         with _progress(len(items), desc, self.progress) as bar:
             remaining = list(refs)
@@ -271,10 +284,11 @@ class RayExecutor:
                 for ref in done:
                     i = refs[ref]
                     try:
-                        results[i] = ray.get(ref)
+                        results[i], where[i] = ray.get(ref)
                     except Exception as exc:  # noqa: BLE001 - report every failed item, then fail
                         failed[i] = getattr(exc, "cause", None) or exc
                     bar.update(1)
+        self.nodes.setdefault(desc, []).extend(where)
         _raise_failures(desc, items, failed)
         return results
 

@@ -13,15 +13,21 @@ from collections.abc import Iterator
 from pipelines.core.folder import split
 
 
-def largest_first(paths: list[str]) -> list[str]:
-    """``paths`` by size, largest first (ties by path).  Sizes come from one listing per folder (never a request
-    per object on a store); a folder input (a code repository) counts its files."""
+def input_sizes(paths: list[str]) -> dict[str, int]:
+    """Bytes of each input, from one listing per folder (never a request per object on a store); a folder input
+    (a code repository) counts its files."""
     sizes: dict[str, int] = {}
     for folder in sorted({split(p)[0] for p in paths}, key=lambda f: f.location):
         sizes.update({o.path: o.size for o in folder.list(recursive=False, hidden=True)})
     for p in paths:
         if p not in sizes:  # a folder input, or one named differently from its listing
             sizes[p] = _local_size(p)
+    return {p: sizes[p] for p in paths}
+
+
+def largest_first(paths: list[str], sizes: dict[str, int] | None = None) -> list[str]:
+    """``paths`` by size (``sizes``, default :func:`input_sizes`), largest first (ties by path)."""
+    sizes = input_sizes(paths) if sizes is None else sizes
     return sorted(paths, key=lambda p: (-sizes.get(p, 0), p))
 
 

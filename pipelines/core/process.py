@@ -271,8 +271,11 @@ def _input_bytes(path: str) -> int | None:
     return None if info is None else info.size
 
 
-def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
-    """Process one input completely and mark it done; returns its stats (also written to stats/<key>.json)."""
+def process_input(recipe: Recipe, path: str, out_root: str, input_bytes: int | None = None) -> dict[str, Any]:
+    """Process one input completely and mark it done; returns its stats (also written to stats/<key>.json).
+
+    ``input_bytes`` is its size when the caller listed it (the runner does, one listing per folder); without it
+    the input is looked up (a HEAD request on an object store)."""
     t0 = time.perf_counter()
     layout = SourceLayout(out_root, recipe.source)
     layout.make_dirs()
@@ -323,7 +326,7 @@ def process_input(recipe: Recipe, path: str, out_root: str) -> dict[str, Any]:
         "errors": errors,
         "steps": [s.to_dict() for s in step_stats],
         "seconds": round(time.perf_counter() - t0, 3),
-        "input_bytes": _input_bytes(path),
+        "input_bytes": _input_bytes(path) if input_bytes is None else input_bytes,
     }
     if read != docs.rows + rejected.rows:  # the accounting invariant; a bug, never bad input
         raise AssertionError(f"{path}: read {read} != kept {docs.rows} + rejected {rejected.rows}")

@@ -1,7 +1,9 @@
-"""Corpus stages (dedup) over a source written to object storage, through a local working copy.
+"""Corpus stages over a source written to object storage, through a local working copy: only for the stages that
+still need one (line dedup and semantic dedup; their passes use local paths).  The MinHash and exact dedup stages
+(``in_place``) read and write the bucket directly and never come here.
 
-``pipelines.core.corpus_stage.run_stage`` comes here for an ``s3://`` / ``gs://`` source.  The stages are local
-multi-pass workflows that rewrite
+``pipelines.core.corpus_stage.run_stage`` comes here for an ``s3://`` / ``gs://`` source and a stage without
+``in_place``.  Such stages are local multi-pass workflows that rewrite
 ``docs/<key>.parquet``, ``rejected/<key>.parquet`` and ``stats/<key>.json`` in place.  On ``s3://`` / ``gs://`` they
 run unchanged on a copy of the source in a local temporary folder (under ``WINNOW_WORK_DIR``, default the system
 temp dir), and only the files whose bytes changed are uploaded back: rejected files first, then docs (the order the

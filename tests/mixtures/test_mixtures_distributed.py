@@ -185,3 +185,17 @@ def test_top_fraction_cut_through_equal_scores_takes_the_smaller_ids(tmp_path):
     got = {r["id"] for r in pq.read_table(os.path.join(out, "mixtures", "ties", "shards")).to_pylist()}
     assert m["sources"][0]["candidate_documents"] == 30 and got == {r["id"] for r in best}
     assert len({r["q"] for r in best}) == 2  # the cut falls inside the q == 2 group: ties were broken by id
+
+
+def test_a_predicate_on_the_text_reads_it_and_others_do_not_need_it(tmp_path):
+    """Scan tasks leave the text column unread unless a predicate names it; one that does selects on real lengths."""
+    out = str(tmp_path / "out")
+    table = docs_table("wikipedia", 120, seed=5)
+    write_docs(out, "wikipedia", table, "wiki")
+    cut = sorted(len(t) for t in table.column("text").to_pylist())[60]
+    sources = {"wikipedia": {"share": 1.0, "where": f"length(TEXT) >= {cut}"}}
+    path = write_mixture(str(tmp_path / "m.yaml"), sources, stage="long", executor="local")
+    m = build_stage(load_mixture(path=path), out)
+    want = {r["id"] for r in table.to_pylist() if len(r["text"]) >= cut}
+    got = {r["id"] for r in pq.read_table(os.path.join(out, "mixtures", "long", "shards")).to_pylist()}
+    assert m["sources"][0]["candidate_documents"] == len(want) and got == want and 0 < len(want) < 120

@@ -69,6 +69,7 @@ def test_steps_lists_every_step_of_every_source_with_the_dataclass_defaults(caps
         "languages": ["en"],
         "threshold": 0.5,
         "thresholds": {},
+        "skip_domains": [],  # every step's: rows of these domains skip it (code/math routing)
     }
     assert main(["steps", "--source", "books"]) == 0
     text = capsys.readouterr().out

@@ -104,7 +104,9 @@ def test_inputs_run_largest_first(tmp_path, monkeypatch):
     seen = []
     real = runner.process_input
     monkeypatch.setattr(
-        runner, "process_input", lambda r, p, o: seen.append(os.path.basename(p)) or real(r, p, o)
+        runner,
+        "process_input",
+        lambda r, p, o, *size: seen.append(os.path.basename(p)) or real(r, p, o, *size),
     )
     shutil.copy(os.path.join(BOOKS, "pg90001.txt"), tmp_path / "small.txt")
     (tmp_path / "big.txt").write_bytes(open(os.path.join(BOOKS, "pg90001.txt"), "rb").read() * 3)

@@ -171,7 +171,7 @@ def test_user_config_overrides_only_what_it_names(tmp_path):
     user = tmp_path / "cc.yaml"
     user.write_text("steps:\n  lang_filter:\n    threshold: 0.8\n")
     cfg = load_config("commoncrawl", str(user))
-    assert cfg["steps"]["lang_filter"] == {"languages": ["en"], "threshold": 0.8}
+    assert cfg["steps"]["lang_filter"] == {"languages": ["en"], "threshold": 0.8, "thresholds": {}}
     assert cfg["steps"]["gopher"]["mode"] == "drop"
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
 

@@ -73,7 +73,7 @@ def test_ray_options_spread_retries_and_credentials(monkeypatch):
     monkeypatch.setenv("UNRELATED_SECRET", "stays here")
     opts = RayExecutor(max_retries=5).options()
     assert opts["scheduling_strategy"] == "SPREAD" and opts["max_retries"] == 5
-    assert opts["retry_exceptions"] is False  # a task's own error is reported, not retried
+    assert opts["retry_exceptions"] == [OSError]  # store and disk errors are retried; a task's own error is not
     env = opts["runtime_env"]["env_vars"]
     assert (
         env["AWS_ACCESS_KEY_ID"] == "key-for-workers"
