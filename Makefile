@@ -63,7 +63,7 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 	@echo "results: bench/results.md"
 
-# Training-stage mixtures (mixtures/<stage>.yaml, or MIXTURE=<yaml>) and the HTML report (mixtures/).
+# Training-stage mixtures (mixtures/<stage>.yaml, or MIXTURE=<yaml>) and the HTML report (pipelines/report/).
 # EXECUTOR=local|process|ray overrides the mixture's executor: (auto: Ray when RAY_ADDRESS is set).
 STAGE ?= core
 MIXTURE ?=

@@ -172,17 +172,32 @@ def cmd_token_kl(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_models_command(cmds: Any, name: str, help_line: str, handler: Any) -> Any:
+    """A ``winnow models <name>`` command: bad input is exit 2 with the reason (:func:`guarded`)."""
+    return add_command(cmds, name, help_line, guarded(handler))
+
+
+def add_trainer(cmds: Any, name: str, help_line: str, handler: Any, models_dir: str, labels: str) -> Any:
+    """A ``winnow models <name>`` trainer: every one takes where the model goes, a label file and a seed."""
+    p = add_models_command(cmds, name, help_line, handler)
+    p.add_argument("--models-dir", default="models", help=models_dir)
+    p.add_argument("--labels", default=None, help=labels)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
 def add_parser(sub: Any) -> None:
     """``winnow models train|eval|lid-eval`` and ``winnow score``."""
     models = add_command(sub, "models", "train and evaluate Winnow's quality models")
     cmds = add_subcommands(models, "models_command")
-    t = add_command(
+    t = add_trainer(
         cmds,
         "train",
         "train KenLM, wiki-reference and RoBERTa from your text, measured on held-out documents",
-        guarded(cmd_train),
+        cmd_train,
+        "where the models go",
+        "JSONL of text,label (e.g. from a larger model) to train on too",
     )
-    t.add_argument("--models-dir", default="models", help="where the models go")
     t.add_argument(
         "--lang",
         default="en",
@@ -198,28 +213,25 @@ def add_parser(sub: Any) -> None:
     t.add_argument(
         "--web", action="append", help="folder of web pages (repeatable): WARC, HTML, JSONL/Parquet"
     )
-    t.add_argument(
-        "--labels", default=None, help="JSONL of text,label (e.g. from a larger model) to train on too"
-    )
     t.add_argument("--only", nargs="*", choices=["kenlm", "wikiref", "roberta", "semantic"], default=None)
-    t.add_argument("--seed", type=int, default=0)
     t.add_argument("--roberta-init", default=None, help="local Hugging Face RoBERTa checkpoint to fine-tune")
     t.add_argument("--json", action="store_true", help="print the quality records as JSON")
-    d = add_command(
+    d = add_trainer(
         cmds,
         "domains",
         "train the code/math page classifier (code_prob, math_prob) from your folders or a fastText label file",
-        guarded(cmd_domains),
+        cmd_domains,
+        "the model goes to <models-dir>/domains/",
+        "fastText lines `__label__code|math|prose <text>`",
     )
-    d.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/domains/")
-    d.add_argument("--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)")
+    d.add_argument(
+        "--code", action="append", help="GitHub repositories, or StackExchange dumps (posts with code)"
+    )
     d.add_argument("--math", action="append", help="arXiv LaTeX sources, or math StackExchange dumps")
     d.add_argument("--prose", action="append", help="general text: web pages (WARC/HTML), Wikipedia, books")
-    d.add_argument("--labels", default=None, help="fastText lines `__label__code|math|prose <text>`")
-    d.add_argument("--seed", type=int, default=0)
     d.add_argument("--json", action="store_true", help="print the quality record as JSON")
-    e = add_command(
-        cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", guarded(cmd_eval)
+    e = add_models_command(
+        cmds, "eval", "AUC/accuracy of a model on a labelled JSONL file (text, label)", cmd_eval
     )
     e.add_argument("--model", required=True, choices=list(SCORE_STEPS))
     e.add_argument(
@@ -227,11 +239,11 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("--path", default=None, help="model file/folder (default: the shipped model)")
     e.add_argument("--json", action="store_true")
-    k = add_command(
+    k = add_models_command(
         cmds,
         "token-kl",
         "build the token_kl reference distribution (and its cut) from your documents",
-        guarded(cmd_token_kl),
+        cmd_token_kl,
     )
     k.add_argument(
         "--input",
@@ -242,26 +254,25 @@ def add_parser(sub: Any) -> None:
     k.add_argument("--out", default="models/token_kl", help="output folder (counts.npy, reference.json)")
     k.add_argument("--percentile", type=float, default=99.0, help="the cut: this percentile of held-out KL")
     k.add_argument("--min-tokens", type=int, default=100, help="documents shorter than this are not scored")
-    tp = add_command(
+    tp = add_trainer(
         cmds,
         "topics",
         "train the fastText topic classifier from rule-labelled corpora or your __label__<topic> file",
-        guarded(cmd_topics),
+        cmd_topics,
+        "the model goes to <models-dir>/topics/",
+        "your file of `__label__<topic> text` lines",
     )
-    tp.add_argument("--models-dir", default="models", help="the model goes to <models-dir>/topics/")
     tp.add_argument(
         "--corpus",
         action="append",
         help="folder to label by rule (repeatable): MediaWiki dumps, WARC/HTML/JSONL pages, StackExchange "
         "Posts.xml, books, arXiv",
     )
-    tp.add_argument("--labels", default=None, help="your file of `__label__<topic> text` lines")
-    tp.add_argument("--seed", type=int, default=0)
-    lid = add_command(
+    lid = add_models_command(
         cmds,
         "lid-eval",
         "accuracy of Winnow's LID vs datatrove's LanguageFilter on a Tatoeba TSV",
-        guarded(cmd_lid_eval),
+        cmd_lid_eval,
     )
     lid.add_argument("--tsv", required=True, help="Tatoeba/LASER TSV (language, sentence)")
     lid.add_argument("--per-language", action="store_true")

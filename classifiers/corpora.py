@@ -1,25 +1,39 @@
-"""Training text for the quality models, read from local files only.
+"""Training text for the quality models, read from local files through the pipeline's own readers.
 
 Reference-quality text (the positives of the wiki-reference classifier, the KenLM training text): Wikipedia articles
-(wikitext → text with mwparserfromhell), Project Gutenberg books (header/licence stripped), arXiv LaTeX (comments and
-preamble dropped) and the top-scored StackExchange answers (scores compared as integers, not strings).  Web text (the
-negatives, and the sample that sets the perplexity buckets): extracted pages from WARC/HTML files and CCNet JSONL.
+(:class:`~pipelines.readers.wikipedia.WikipediaReader`, text by :func:`filters.wikitext.wikitext_to_prose`), Project
+Gutenberg books (decoded as the books reader does, header and licence cut by :mod:`filters.gutenberg`), arXiv papers
+(:class:`~pipelines.readers.arxiv.ArxivReader`: the main file with its inputs inlined, then
+:func:`filters.latex.latex_to_prose`) and the top-scored StackExchange answers (streamed by the reader's XML reader,
+text by :func:`filters.html_text.html_to_prose`; whole question threads come from the reader itself).  Web text
+(the negatives, and the sample that sets the perplexity buckets): extracted pages from WARC/HTML files and CCNet
+JSONL.  The Wikipedia and StackExchange conversions are the ones the shipped models were trained on, so that their
+recorded held-out splits still hold.
 
-Every reader yields :class:`Doc` (text, origin, language) and knows nothing about models; nothing here has a
+Every function yields :class:`Doc` (text, origin, language) and knows nothing about models; nothing here has a
 default corpus: the caller names the files (:mod:`classifiers.dataset` walks the user's folders).
 """
 
 from __future__ import annotations
 
-import bz2
-import html
 import json
 import logging
 import os
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from filters.gutenberg import drop_credits, split_gutenberg
+from filters.html_text import html_to_prose
+from filters.latex import latex_to_prose
+from filters.wikitext import wikitext_to_prose
+from pipelines.core.recipe import Skip
+from pipelines.readers.arxiv import ArxivReader
+from pipelines.readers.books import decode_book
+from pipelines.readers.stackexchange import StackExchangeReader
+from pipelines.readers.wikipedia import WikipediaReader
+from pipelines.readers.xmlstream import iter_elements
 
 log = logging.getLogger(__name__)
 
@@ -31,69 +45,36 @@ class Doc:
     lang: str = "en"
 
 
+def documents(rows: Iterator[dict[str, Any] | Skip], keep: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """A reader's documents, without its skips and the rows it already rejects (``reason``) unless the reason is
+    one of ``keep``."""
+    return (r for r in rows if isinstance(r, dict) and (not r.get("reason") or r["reason"] in keep))
+
+
 # -- Wikipedia ---------------------------------------------------------------------------------------------------
-_WIKI_LANG = re.compile(r"xml:lang=\"([a-z-]+)\"")
-
-
-def _open_text(path: str):
-    return bz2.open(path, "rt", encoding="utf-8") if path.endswith(".bz2") else open(path, encoding="utf-8")
-
-
-def wikitext_to_text(wikitext: str) -> str:
-    """Plain prose from wikitext: templates, tables, refs and markup dropped (mwparserfromhell), headings kept."""
-    import mwparserfromhell
-
-    code = mwparserfromhell.parse(wikitext)
-    for tag in code.filter_tags(recursive=True):
-        if str(tag.tag).lower() in ("ref", "table", "gallery", "math", "timeline"):
-            try:
-                code.remove(tag)
-            except ValueError:
-                pass
-    text = code.strip_code(normalize=True, collapse=True, keep_template_params=False)
-    lines = []
-    for line in text.splitlines():
-        line = line.strip().strip("=").strip()
-        if not line or line.startswith(("Category:", "File:", "Image:", "thumb|")):
+def wiki_pages(path: str, languages: list[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Article rows of a MediaWiki dump read by the Wikipedia reader (``title``, ``lang``, raw ``wikitext``), with
+    ``text`` converted by :func:`filters.wikitext.wikitext_to_prose`, the conversion the shipped models were
+    trained on.  Redirects and other namespaces are left out as the recipe leaves them; disambiguation pages stay
+    (the models' recorded held-out splits number the articles of a dump with them)."""
+    reader = WikipediaReader(languages=languages, keep_wikitext=True)
+    for row in documents(reader.read(path), keep=("wiki:disambiguation",)):
+        try:
+            row["text"] = wikitext_to_prose(row["wikitext"])
+        except Exception as exc:  # noqa: BLE001 - one page mwparserfromhell cannot take is skipped, not fatal
+            log.debug("wikitext conversion failed: %s", exc)
             continue
-        lines.append(line)
-    return "\n".join(lines)
+        yield row
 
 
 def wikipedia_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
-    """Articles (namespace 0, not redirects) of a MediaWiki XML dump, as text; language from the dump header."""
-    with _open_text(path) as f:
-        head = f.read(2000)
-    m = _WIKI_LANG.search(head)
-    lang = m.group(1) if m else "en"
-    with _open_text(path) as f:
-        for _, elem in ET.iterparse(f, events=("end",)):
-            if not elem.tag.endswith("}page") and elem.tag != "page":
-                continue
-            ns = next((c.text for c in elem if c.tag.endswith("ns")), "0")
-            redirect = any(c.tag.endswith("redirect") for c in elem)
-            body = ""
-            for rev in (c for c in elem if c.tag.endswith("revision")):
-                for c in rev:
-                    if c.tag.endswith("text"):
-                        body = c.text or ""
-            elem.clear()
-            if ns != "0" or redirect or body.lstrip().lower().startswith("#redirect"):
-                continue
-            try:
-                text = wikitext_to_text(body)
-            except Exception as exc:  # noqa: BLE001 - one malformed page is skipped, not fatal
-                log.debug("wikitext conversion failed: %s", exc)
-                continue
-            if len(text) >= min_chars:
-                yield Doc(text, f"wikipedia:{os.path.basename(path)}", lang)
+    """Articles of a MediaWiki XML dump, as text; language from the dump."""
+    for row in wiki_pages(path):
+        if len(row["text"]) >= min_chars:
+            yield Doc(row["text"], f"wikipedia:{os.path.basename(path)}", row.get("lang") or "en")
 
 
 # -- books, arXiv, StackExchange -----------------------------------------------------------------------------------
-_PG_START = re.compile(r"\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG[^\n]*\n", re.I)
-_PG_END = re.compile(r"\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG", re.I)
-
-
 def chunk_paragraphs(text: str, size: int = 2000) -> Iterator[str]:
     """Consecutive paragraphs grouped into pieces of about ``size`` characters (books and papers are long)."""
     buf: list[str] = []
@@ -111,67 +92,52 @@ def chunk_paragraphs(text: str, size: int = 2000) -> Iterator[str]:
         yield "\n".join(buf)
 
 
+def book_text(path: str) -> str:
+    """A book's body: decoded as the books reader decodes, the Gutenberg header, licence and credits cut (a text
+    without Gutenberg markers is taken whole)."""
+    with open(path, "rb") as f:
+        text, _ = decode_book(f.read())
+    parts = split_gutenberg(text)
+    return drop_credits(parts[1]) if parts else text
+
+
 def book_docs(path: str) -> Iterator[Doc]:
-    raw = open(path, "rb").read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    text = text.replace("\r\n", "\n")
-    start, end = _PG_START.search(text), _PG_END.search(text)
-    text = text[start.end() if start else 0 : end.start() if end else len(text)]
-    for piece in chunk_paragraphs(text):
+    for piece in chunk_paragraphs(book_text(path)):
         yield Doc(piece, f"books:{os.path.basename(path)}")
 
 
-_TEX_COMMENT = re.compile(r"(?<!\\)%.*")
-_TEX_ENV_DROP = re.compile(r"\\begin\{(equation|align|figure|table|tabular)\*?\}.*?\\end\{\1\*?\}", re.S)
-_TEX_CMD_ARG = re.compile(r"\\(?:cite[pt]?|ref|label|eqref|url|includegraphics)\*?(?:\[[^\]]*\])?\{[^}]*\}")
-_TEX_CMD = re.compile(r"\\[a-zA-Z]+\*?(?:\[[^\]]*\])?")
+def arxiv_docs(paper: str) -> Iterator[Doc]:
+    """A paper (a ``.tex`` file, a folder of them or an archive) read by the arXiv reader, as prose pieces."""
+    for row in documents(ArxivReader().read(paper)):
+        for piece in chunk_paragraphs(latex_to_prose(row["text"])):
+            if sum(c.isalpha() for c in piece) > 0.7 * len(piece):
+                yield Doc(piece, f"arxiv:{os.path.basename(paper)}")
 
 
-def tex_to_text(tex: str) -> str:
-    """A light LaTeX → prose conversion (the arXiv recipe does the real cleanup): body only, no maths environments."""
-    if "\\begin{document}" in tex:
-        tex = tex.split("\\begin{document}", 1)[1]
-    tex = tex.split("\\end{document}", 1)[0]
-    tex = _TEX_COMMENT.sub("", tex)
-    tex = _TEX_ENV_DROP.sub("", tex)
-    tex = _TEX_CMD_ARG.sub("", tex)
-    tex = re.sub(r"\$[^$]*\$", "", tex)
-    tex = _TEX_CMD.sub("", tex)
-    return tex.replace("{", "").replace("}", "").replace("~", " ")
+def stackexchange_threads(path: str) -> Iterator[dict[str, Any]]:
+    """Question threads (``Q:``/``A:`` text, ``meta`` with tags and answer scores) of a site's ``Posts.xml``."""
+    return documents(StackExchangeReader(max_sites=None).read(path))
 
 
-def arxiv_docs(path: str) -> Iterator[Doc]:
-    text = tex_to_text(open(path, encoding="utf-8", errors="replace").read())
-    for piece in chunk_paragraphs(text):
-        if sum(c.isalpha() for c in piece) > 0.7 * len(piece):
-            yield Doc(piece, f"arxiv:{os.path.basename(path)}")
+def _score(value: str | None) -> int:
+    """A post's score as an integer (compared as numbers, never as strings); a malformed one counts as 0."""
+    try:
+        return int(value or "0")
+    except ValueError:
+        return 0
 
 
-def strip_html(body: str) -> str:
-    body = re.sub(r"<(pre|code)>.*?</\1>", " ", body, flags=re.S)
-    body = re.sub(r"</?(p|br|li|h\d|blockquote)[^>]*>", "\n", body)
-    return html.unescape(re.sub(r"<[^>]+>", "", body)).strip()
-
-
-def stackexchange_answers(path: str, min_score: int = 3, min_chars: int = 300) -> Iterator[Doc]:
-    """Answers (PostTypeId 2) with an integer score >= ``min_score``: the "top answers" of the reference set."""
-    for _, elem in ET.iterparse(path, events=("end",)):
-        if elem.tag != "row":
-            continue
-        a = elem.attrib
-        if a.get("PostTypeId") == "2":
-            try:
-                score = int(a.get("Score", "0"))
-            except ValueError:
-                score = 0
-            if score >= min_score:
-                text = strip_html(a.get("Body", ""))
-                if len(text) >= min_chars:
-                    yield Doc(text, f"stackexchange:{os.path.basename(os.path.dirname(path))}")
-        elem.clear()
+def stackexchange_docs(path: str, min_score: int = 3, min_chars: int = 300) -> Iterator[Doc]:
+    """Answers (PostTypeId 2) with an integer score >= ``min_score``: the "top answers" of the reference set, each
+    one document (the shipped models' recorded splits number them so), streamed by the StackExchange reader's XML
+    reader, text by :func:`filters.html_text.html_to_prose`."""
+    site = os.path.basename(os.path.dirname(path))
+    for row in iter_elements(path, ("row",)):
+        a = row.attrib
+        if a.get("PostTypeId") == "2" and _score(a.get("Score")) >= min_score:
+            text = html_to_prose(a.get("Body", ""))
+            if len(text) >= min_chars:
+                yield Doc(text, f"stackexchange:{site}")
 
 
 # -- web text ------------------------------------------------------------------------------------------------------
@@ -187,23 +153,32 @@ def jsonl_docs(path: str, origin: str) -> Iterator[Doc]:
                 yield Doc(row["text"], origin, lang)
 
 
-def warc_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
-    """Pages of a WARC file, extracted with the CommonCrawl recipe's own reader and ExtractText step."""
+def warc_pages(path: str) -> list[tuple[str, str]]:
+    """(url, text) of the pages of a WARC file, extracted with the CommonCrawl recipe's own reader and step."""
     import pyarrow as pa
 
     from filters.extract import ExtractText
     from pipelines.readers.warc import WarcReader
 
-    rows = [r for r in WarcReader().read(path) if isinstance(r, dict) and not r.get("reason")]
+    rows = list(documents(WarcReader().read(path)))
     if not rows:
-        return
+        return []
     table = pa.table(
         {"text": [r.get("text") or "" for r in rows], "content_format": [r["content_format"] for r in rows]}
     )
-    step = ExtractText(timeout_s=120.0)  # training text must not depend on machine load
-    result = step(table)
-    for text, why in zip(result.table.column("text").to_pylist(), result.reasons or [], strict=True):
-        if why is None and text and len(text) >= min_chars:
+    result = ExtractText(timeout_s=120.0)(table)  # training text must not depend on machine load
+    texts = result.table.column("text").to_pylist()
+    return [
+        (r.get("url") or "", t or "")
+        for r, t, why in zip(rows, texts, result.reasons or [None] * len(rows), strict=True)
+        if why is None
+    ]
+
+
+def warc_docs(path: str, min_chars: int = 200) -> Iterator[Doc]:
+    """Pages of a WARC file (:func:`warc_pages`) long enough to train on."""
+    for _, text in warc_pages(path):
+        if len(text) >= min_chars:
             yield Doc(text, f"web:{os.path.basename(path)}")
 
 
@@ -221,7 +196,7 @@ def read_file(path: str) -> Iterator[Doc]:
     """Dispatch on the file's kind (by name and folder)."""
     name = os.path.basename(path)
     if name == "Posts.xml":
-        yield from stackexchange_answers(path)
+        yield from stackexchange_docs(path)
     elif name.endswith(".xml") or (name.endswith(".bz2") and ".xml" in name):
         yield from wikipedia_docs(path)
     elif name.endswith(".tex"):

@@ -69,6 +69,7 @@ def read_pieces(folder: str, label: int) -> list[Piece]:
     (an arXiv paper's key is its folder, so its .tex files stay on one side)."""
     base = folder if os.path.isdir(folder) else os.path.dirname(folder)
     out: list[Piece] = []
+    papers: set[str] = set()  # arXiv papers read (the reader reads a paper's folder whole)
     for path in _files(folder):
         rel = os.path.relpath(path, base)
         name = os.path.basename(path)
@@ -78,7 +79,10 @@ def read_pieces(folder: str, label: int) -> list[Piece]:
                 kind = "parquet"
             elif name.endswith(".tex"):
                 paper = rel.split(os.sep)[0] if os.sep in rel else rel  # a paper = its top folder
-                docs = [(paper, d.text, d.lang) for d in arxiv_docs(path)]
+                if paper in papers:
+                    continue
+                papers.add(paper)
+                docs = [(paper, d.text, d.lang) for d in arxiv_docs(os.path.join(base, paper))]
                 kind = "arxiv"
             elif name.endswith(".txt"):
                 docs = [(rel, d.text, d.lang) for d in book_docs(path)]

@@ -9,6 +9,7 @@ chunk of a held-out article or page is held out.
 
 from __future__ import annotations
 
+import bz2
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from classifiers.corpora import _WIKI_LANG, _open_text, arxiv_docs, book_docs, wikitext_to_text
+from classifiers import corpora
 from classifiers.dataset import SPLIT_RULE, _files, chunk_text, is_heldout
 from classifiers.topics import (
     LABEL_PREFIX,
@@ -77,29 +78,14 @@ class TopicSettings:
 
 
 def wiki_articles(path: str, lang: str = "en") -> list[tuple[str, str, str]]:
-    """(key, topic, text) per labelled article of a MediaWiki dump (namespace 0, no redirects) in ``lang``."""
+    """(key, topic, text) per labelled article of a MediaWiki dump in ``lang`` (read by the Wikipedia reader:
+    namespace 0, no redirects or disambiguation pages), labelled by its categories."""
     out: list[tuple[str, str, str]] = []
-    with _open_text(path) as f:
-        m = _WIKI_LANG.search(f.read(2000))
-    if (m.group(1) if m else "en") != lang:
-        log.info("topics: %s is not a %s wiki, skipped", path, lang)
-        return out
-    with _open_text(path) as f:
-        for _, elem in ET.iterparse(f, events=("end",)):
-            if not elem.tag.endswith("page"):
-                continue
-            title = next((c.text or "" for c in elem if c.tag.endswith("title")), "")
-            ns = next((c.text for c in elem if c.tag.endswith("ns")), "0")
-            body = ""
-            for rev in (c for c in elem if c.tag.endswith("revision")):
-                body = next((c.text or "" for c in rev if c.tag.endswith("text")), body)
-            elem.clear()
-            if ns != "0" or body.lstrip().lower().startswith("#redirect"):
-                continue
-            text = wikitext_to_text(body)
-            topic = label_wikipedia([c.strip() for c in _CATEGORY.findall(body)], title, text[:1000])
-            if topic and len(text) >= 300:
-                out.append((f"{os.path.basename(path)}#{title}", topic, text))
+    for row in corpora.wiki_pages(path, languages=[lang]):
+        text, title = row["text"], row["title"]
+        topic = label_wikipedia([c.strip() for c in _CATEGORY.findall(row["wikitext"])], title, text[:1000])
+        if topic and len(text) >= 300:
+            out.append((f"{os.path.basename(path)}#{title}", topic, text))
     return out
 
 
@@ -108,36 +94,23 @@ META_TAGS = frozenset({"discussion", "feature-request", "support", "bug", "statu
 
 
 def stackexchange_threads(path: str, max_per_topic: int) -> list[tuple[str, str, str]]:
-    """(key, topic, text) per question thread (question and answers) of a StackExchange ``Posts.xml``, labelled
-    by its tags; a meta site's dump is skipped, and at most ``max_per_topic`` threads per topic are kept (the
-    first by id) so that one site does not swamp the others."""
-    from classifiers.corpora import strip_html
-
-    questions: dict[str, tuple[list[str], list[str]]] = {}
-    answers: dict[str, list[str]] = {}
-    for _, elem in ET.iterparse(path, events=("end",)):
-        if elem.tag != "row":
-            continue
-        a = elem.attrib
-        if a.get("PostTypeId") == "1":
-            tags = re.findall(r"<([^>]+)>", a.get("Tags", "")) or a.get("Tags", "").strip("|").split("|")
-            questions[a["Id"]] = ([t for t in tags if t], [a.get("Title", ""), strip_html(a.get("Body", ""))])
-        elif a.get("PostTypeId") == "2" and a.get("ParentId"):
-            answers.setdefault(a["ParentId"], []).append(strip_html(a.get("Body", "")))
-        elem.clear()
-    counts = Counter(t for tags, _ in questions.values() for t in tags)
+    """(key, topic, text) per question thread of a StackExchange ``Posts.xml`` (read by the StackExchange reader),
+    labelled by its tags; a meta site's dump is skipped, and at most ``max_per_topic`` threads per topic are kept
+    (the first by id) so that one site does not swamp the others."""
+    threads = sorted(corpora.stackexchange_threads(path), key=lambda r: r["meta"]["question_id"])
+    counts = Counter(t for r in threads for t in r["meta"]["tags"])
     if counts and counts.most_common(1)[0][0] in META_TAGS:
         log.info("topics: %s is a meta site (most common tag %r), skipped", path, counts.most_common(1)[0][0])
         return []
     out: list[tuple[str, str, str]] = []
     per: Counter[str] = Counter()
-    for qid in sorted(questions, key=lambda q: int(q) if q.isdigit() else 0):
-        tags, parts = questions[qid]
-        topic = topic_from_names([t.replace("-", " ") for t in tags])
-        text = "\n\n".join(parts + answers.get(qid, []))
-        if topic and len(text) >= 300 and per[topic] < max_per_topic:
+    for r in threads:
+        topic = topic_from_names([t.replace("-", " ") for t in r["meta"]["tags"]])
+        if topic and len(r["text"]) >= 300 and per[topic] < max_per_topic:
             per[topic] += 1
-            out.append((f"{os.path.basename(os.path.dirname(path))}#{qid}", topic, text))
+            out.append(
+                (f"{os.path.basename(os.path.dirname(path))}#{r['meta']['question_id']}", topic, r["text"])
+            )
     return out
 
 
@@ -161,29 +134,8 @@ def web_pages(path: str) -> list[tuple[str, str, str]]:
         text = trafilatura.extract(raw, favor_precision=True) or ""
         pages.append((url, text))
     else:
-        pages = _warc_pages(path)
+        pages = corpora.warc_pages(path)
     return [(u, t, text) for u, text in pages if len(text) >= 200 and (t := label_url(u))]
-
-
-def _warc_pages(path: str) -> list[tuple[str, str]]:
-    import pyarrow as pa
-
-    from filters.extract import ExtractText
-    from pipelines.readers.warc import WarcReader
-
-    rows = [r for r in WarcReader().read(path) if isinstance(r, dict) and not r.get("reason")]
-    if not rows:
-        return []
-    table = pa.table(
-        {"text": [r.get("text") or "" for r in rows], "content_format": [r["content_format"] for r in rows]}
-    )
-    result = ExtractText(timeout_s=120.0)(table)
-    texts = result.table.column("text").to_pylist()
-    return [
-        (r.get("url") or "", t or "")
-        for r, t, why in zip(rows, texts, result.reasons or [None] * len(rows), strict=True)
-        if why is None
-    ]
 
 
 def per_host(pages: list[tuple[str, str, str]], cap: int) -> list[tuple[str, str, str]]:
@@ -202,7 +154,8 @@ def _is_wiki(path: str) -> bool:
     """A MediaWiki dump (its first bytes name the export schema); other XML (StackExchange tables) is not read."""
     if not path.endswith((".xml", ".bz2")):
         return False
-    with _open_text(path) as f:
+    opener = bz2.open if path.endswith(".bz2") else open
+    with opener(path, "rt", encoding="utf-8") as f:
         return "<mediawiki" in f.read(2000)
 
 
@@ -211,6 +164,7 @@ def corpus_pieces(
 ) -> list[Labelled]:
     """Labelled pieces of every readable file under ``folder``."""
     pieces: list[Labelled] = []
+    papers: set[str] = set()  # arXiv papers read (the reader reads a paper's folder whole)
     base = folder if os.path.isdir(folder) else os.path.dirname(folder)
     for path in _files(folder):
         name, rel = os.path.basename(path), os.path.relpath(path, base)
@@ -222,12 +176,15 @@ def corpus_pieces(
             elif name.endswith((".warc.gz", ".warc", ".html", ".jsonl")):
                 docs = [(u, t, x, "web") for u, t, x in per_host(web_pages(path), max_per_host)]
             elif name.endswith(".txt"):
-                docs = [(rel, SOURCE_TOPICS["books"], "\n\n".join(d.text for d in book_docs(path)), "books")]
+                text = "\n\n".join(d.text for d in corpora.book_docs(path))
+                docs = [(rel, SOURCE_TOPICS["books"], text, "books")]
             elif name.endswith(".tex"):
                 paper = rel.split(os.sep)[0]
-                docs = [
-                    (paper, SOURCE_TOPICS["arxiv"], "\n\n".join(d.text for d in arxiv_docs(path)), "arxiv")
-                ]
+                if paper in papers:
+                    continue
+                papers.add(paper)
+                text = "\n\n".join(d.text for d in corpora.arxiv_docs(os.path.join(base, paper)))
+                docs = [(paper, SOURCE_TOPICS["arxiv"], text, "arxiv")]
             else:
                 continue
         except (OSError, ValueError, SyntaxError, ET.ParseError) as exc:  # a broken file is reported, skipped

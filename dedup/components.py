@@ -25,19 +25,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from dedup.corpus import (
-    PartitionWriter,
-    exists,
-    is_done,
-    mark_done,
-    part_of,
-    read_folder,
-    read_marker,
-    read_table,
-    remove_tree,
-    split_gid,
-    unit,
-)
+from dedup import corpus
 from dedup.text import mix64
 from pipelines.core.executor import Executor
 
@@ -48,34 +36,36 @@ LABEL_SCHEMA = pa.schema([("gid", pa.uint64()), ("root", pa.uint64())])
 MAX_STEPS = 200
 
 
-def _write_edges(out: PartitionWriter, x: np.ndarray, y: np.ndarray, partitions: int) -> None:
+def _write_edges(out: corpus.PartitionWriter, x: np.ndarray, y: np.ndarray, partitions: int) -> None:
     """Undirected edges ``{x, y}``, stored at both ends."""
     u, v = np.concatenate([x, y]), np.concatenate([y, x])
-    out.add_split(pa.table({"u": u, "v": v}, schema=EDGE_SCHEMA), part_of(u, partitions))
+    out.add_split(pa.table({"u": u, "v": v}, schema=EDGE_SCHEMA), corpus.part_of(u, partitions))
 
 
 def seed_task(args: tuple[int, str, int]) -> dict[str, Any]:
     """Step 0: the kept pairs of ``verified/<q>.parquet`` as edges keyed at both ends."""
     q, work, partitions = args
-    if is_done(work, "cc_seed", unit(q)):
-        return read_marker(work, "cc_seed", unit(q))
-    out = PartitionWriter(os.path.join(work, "cc", unit(0)), unit(q), partitions, EDGE_SCHEMA)
+    if corpus.is_done(work, "cc_seed", corpus.unit(q)):
+        return corpus.read_marker(work, "cc_seed", corpus.unit(q))
+    out = corpus.PartitionWriter(
+        os.path.join(work, "cc", corpus.unit(0)), corpus.unit(q), partitions, EDGE_SCHEMA
+    )
     t = None
-    path = os.path.join(work, "verified", f"{unit(q)}.parquet")
-    if exists(path):
-        t = read_table(path, columns=["a", "b", "kept"])
+    path = os.path.join(work, "verified", f"{corpus.unit(q)}.parquet")
+    if corpus.exists(path):
+        t = corpus.read_table(path, columns=["a", "b", "kept"])
         t = t.filter(t.column("kept"))
         _write_edges(out, t.column("a").to_numpy(), t.column("b").to_numpy(), partitions)
     out.close()
     info = {"edges": 0 if t is None else t.num_rows}
-    mark_done(work, "cc_seed", unit(q), info)
+    corpus.mark_done(work, "cc_seed", corpus.unit(q), info)
     return info
 
 
 def _grouped(work: str, step: int, p: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Distinct edges keyed at partition ``p``'s nodes sorted by (u, v): ``(u, v, first row of each node, node
     number of each row)``."""
-    t = read_folder(os.path.join(work, "cc", unit(step), unit(p)))
+    t = corpus.read_folder(os.path.join(work, "cc", corpus.unit(step), corpus.unit(p)))
     if t is None or not t.num_rows:
         z = np.zeros(0, _U64)
         return z, z, np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -94,22 +84,25 @@ def step_task(args: tuple[int, int, str, int, str, np.ndarray]) -> dict[str, Any
     """One large-star / small-star step (or the final labels) over partition ``p``; returns the digest of the edges
     it read."""
     step, p, work, partitions, kind, group_of_file = args
-    name = f"{unit(step)}-{unit(p)}-{kind}"
-    if is_done(work, "cc_step", name):
-        return read_marker(work, "cc_step", name)
+    name = f"{corpus.unit(step)}-{corpus.unit(p)}-{kind}"
+    if corpus.is_done(work, "cc_step", name):
+        return corpus.read_marker(work, "cc_step", name)
     u, v, first, grp = _grouped(work, step, p)
     once = u < v  # every undirected edge is stored at both ends: count it at its smaller one
     digest = int(np.bitwise_xor.reduce(mix64(mix64(u[once]) ^ v[once]))) if once.any() else 0
     node = u[first]
     if kind == "labels":  # a star forest: a node's root is the smallest of itself and its neighbours
         groups = int(group_of_file.max()) + 1
-        out = PartitionWriter(os.path.join(work, "labels"), unit(p), groups, LABEL_SCHEMA)
+        out = corpus.PartitionWriter(os.path.join(work, "labels"), corpus.unit(p), groups, LABEL_SCHEMA)
         root = np.minimum(node, _min_by_node(v, first))
         out.add_split(
-            pa.table({"gid": node, "root": root}, schema=LABEL_SCHEMA), group_of_file[split_gid(node)[0]]
+            pa.table({"gid": node, "root": root}, schema=LABEL_SCHEMA),
+            group_of_file[corpus.split_gid(node)[0]],
         )
     else:
-        out = PartitionWriter(os.path.join(work, "cc", unit(step + 1)), unit(p), partitions, EDGE_SCHEMA)
+        out = corpus.PartitionWriter(
+            os.path.join(work, "cc", corpus.unit(step + 1)), corpus.unit(p), partitions, EDGE_SCHEMA
+        )
         if kind == "large":  # link each larger neighbour to m = min(N(u) + u)
             m = np.minimum(node, _min_by_node(v, first))[grp]
             sel = v > u
@@ -124,19 +117,19 @@ def step_task(args: tuple[int, int, str, int, str, np.ndarray]) -> dict[str, Any
             _write_edges(out, node[moved], m_node[moved], partitions)
     out.close()
     info = {"edges": int(once.sum()), "digest": digest}
-    mark_done(work, "cc_step", name, info)
+    corpus.mark_done(work, "cc_step", name, info)
     return info
 
 
 def components(work: str, partitions: int, group_of_file: np.ndarray, executor: Executor) -> dict[str, Any]:
     """Labels every node of the verified graph with its component's smallest gid (``labels/<g>/<p>.parquet``)."""
-    if is_done(work, "components", "all"):
-        return read_marker(work, "components", "all")
+    if corpus.is_done(work, "components", "all"):
+        return corpus.read_marker(work, "components", "all")
     seeds = executor.map(seed_task, [(q, work, partitions) for q in range(partitions)], "dedup: components")
     step, last = 0, None
     if not sum(s["edges"] for s in seeds):  # no duplicate at all: nothing to label
         info = {"cc_steps": 0, "edges": 0}
-        mark_done(work, "components", "all", info)
+        corpus.mark_done(work, "components", "all", info)
         return info
     while True:
         if step >= MAX_STEPS:
@@ -152,7 +145,7 @@ def components(work: str, partitions: int, group_of_file: np.ndarray, executor: 
             digest ^= i["digest"]
         seen = (sum(i["edges"] for i in infos), digest)
         if step >= 2:  # the inputs of step - 1 are no longer needed (step's outputs are complete)
-            remove_tree(os.path.join(work, "cc", unit(step - 1)))
+            corpus.remove_tree(os.path.join(work, "cc", corpus.unit(step - 1)))
         if kind == "large" and seen == last:
             break
         if kind == "large":
@@ -164,6 +157,6 @@ def components(work: str, partitions: int, group_of_file: np.ndarray, executor: 
         "dedup: component labels",
     )
     info = {"cc_steps": step + 1, "edges": int(sum(s["edges"] for s in seeds))}
-    mark_done(work, "components", "all", info)
-    remove_tree(os.path.join(work, "cc"))
+    corpus.mark_done(work, "components", "all", info)
+    corpus.remove_tree(os.path.join(work, "cc"))
     return info

@@ -26,7 +26,6 @@ lines or formulas that differ only by punctuation stay distinct).  ``datatrove``
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -39,6 +38,7 @@ import pyarrow as pa
 import xxhash
 
 from dedup.text import partition_salts, simplify_text
+from pipelines.core.layout import read_json
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
 _BUCKET_MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -132,14 +132,11 @@ def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[
     column the counts were partitioned by."""
     import pyarrow.parquet as pq
 
-    meta_path = os.path.join(counts_dir, "meta.json")
-    if not os.path.exists(meta_path):
-        raise FileNotFoundError(
-            f"no line counts in {counts_dir}: run `winnow dedup lines --input <docs> "
-            f"--counts {counts_dir}` first, or use mode: per_input_approx"
-        )
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
+    meta = read_json(
+        os.path.join(counts_dir, "meta.json"),
+        f"no line counts in {counts_dir}: run `winnow dedup lines --input <docs> --counts {counts_dir}` first, "
+        "or use mode: per_input_approx",
+    )
     if meta.get("normalization", "ccnet") != normalization:
         raise ValueError(
             f"{counts_dir} was counted with normalization {meta.get('normalization')!r}, the step uses "

@@ -16,21 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dedup.corpus import (
-    ROW_BITS,
-    Folder,
-    InputFile,
-    exists,
-    is_done,
-    mark_done,
-    read_folder,
-    read_marker,
-    read_table,
-    remove_tree,
-    split_gid,
-    unit,
-    write_parquet_atomic,
-)
+from dedup import corpus
 from pipelines.core.executor import Executor
 from pipelines.core.layout import write_json_atomic
 
@@ -44,7 +30,7 @@ def index_root(source_dir: str) -> str:
 
 
 def load_state(root: str) -> dict[str, Any]:
-    folder = Folder(root)
+    folder = corpus.Folder(root)
     return folder.read_json("state.json") if folder.isfile("state.json") else {}
 
 
@@ -52,69 +38,77 @@ def load_state(root: str) -> dict[str, Any]:
 
 
 def _removed_gids(work: str) -> np.ndarray:
-    paths = [o.path for o in Folder(work).list("removed/*/*.parquet")]
-    parts = [read_table(p, columns=["gid"]).column("gid").to_numpy() for p in paths]
+    paths = [o.path for o in corpus.Folder(work).list("removed/*/*.parquet")]
+    parts = [corpus.read_table(p, columns=["gid"]).column("gid").to_numpy() for p in paths]
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, _U64)
 
 
 def _kept(gid: np.ndarray, removed: np.ndarray, protected: np.ndarray) -> np.ndarray:
     """Survivors among ``gid``: not removed, not of a protected (reference or old) file."""
-    return ~np.isin(gid, removed) & ~protected[split_gid(gid)[0]]
+    return ~np.isin(gid, removed) & ~protected[corpus.split_gid(gid)[0]]
 
 
 def index_docs_task(args: tuple[int, str, str, np.ndarray]) -> dict[str, Any]:
     """One file group: ``gen/docs/<g>.parquet`` (gid, id) of its survivors."""
     g, work, gen_dir, protected = args
-    if is_done(work, "index_docs", unit(g)):
-        return read_marker(work, "index_docs", unit(g))
-    facts = read_table(os.path.join(work, "doctable", f"{unit(g)}.parquet"), columns=["gid", "id"])
-    removed = read_folder(os.path.join(work, "removed", unit(g)), ["gid"])
+    if corpus.is_done(work, "index_docs", corpus.unit(g)):
+        return corpus.read_marker(work, "index_docs", corpus.unit(g))
+    facts = corpus.read_table(
+        os.path.join(work, "doctable", f"{corpus.unit(g)}.parquet"), columns=["gid", "id"]
+    )
+    removed = corpus.read_folder(os.path.join(work, "removed", corpus.unit(g)), ["gid"])
     gone = removed.column("gid").to_numpy() if removed is not None else np.zeros(0, _U64)
     keep = _kept(facts.column("gid").to_numpy(), gone, protected)
-    write_parquet_atomic(facts.filter(pa.array(keep)).cast(GEN_DOCS_SCHEMA), docs_path(gen_dir, g))
+    corpus.write_parquet_atomic(facts.filter(pa.array(keep)).cast(GEN_DOCS_SCHEMA), docs_path(gen_dir, g))
     info = {"group": g, "docs": int(keep.sum())}
-    mark_done(work, "index_docs", unit(g), info)
+    corpus.mark_done(work, "index_docs", corpus.unit(g), info)
     return info
 
 
 def index_keys_task(args: tuple[int, str, str, np.ndarray]) -> dict[str, Any]:
     """One partition: ``gen/keys/<p>.parquet``, the band keys of the run's survivors sorted by key."""
     p, work, gen_dir, protected = args
-    if is_done(work, "index_keys", unit(p)):
-        return read_marker(work, "index_keys", unit(p))
-    t = read_folder(os.path.join(work, "bands", unit(p)))
+    if corpus.is_done(work, "index_keys", corpus.unit(p)):
+        return corpus.read_marker(work, "index_keys", corpus.unit(p))
+    t = corpus.read_folder(os.path.join(work, "bands", corpus.unit(p)))
     t = KEYS_SCHEMA.empty_table() if t is None else t
     t = t.filter(pa.array(_kept(t.column("gid").to_numpy(), _removed_gids(work), protected)))
-    write_parquet_atomic(t.sort_by("key").cast(KEYS_SCHEMA), keys_path(gen_dir, p))
+    corpus.write_parquet_atomic(t.sort_by("key").cast(KEYS_SCHEMA), keys_path(gen_dir, p))
     info = {"partition": p, "keys": t.num_rows}
-    mark_done(work, "index_keys", unit(p), info)
+    corpus.mark_done(work, "index_keys", corpus.unit(p), info)
     return info
 
 
 def keys_path(gen_dir: str, p: int) -> str:
-    return os.path.join(gen_dir, "keys", f"{unit(p)}.parquet")
+    return os.path.join(gen_dir, "keys", f"{corpus.unit(p)}.parquet")
 
 
 def docs_path(gen_dir: str, g: int) -> str:
-    return os.path.join(gen_dir, "docs", f"{unit(g)}.parquet")
+    return os.path.join(gen_dir, "docs", f"{corpus.unit(g)}.parquet")
 
 
 def build_generation(
-    work: str, run_files: list[InputFile], groups: int, partitions: int, gen_dir: str, docs: str, ex: Executor
+    work: str,
+    run_files: list[corpus.InputFile],
+    groups: int,
+    partitions: int,
+    gen_dir: str,
+    docs: str,
+    ex: Executor,
 ) -> dict[str, Any]:
     """The survivors of a run (its first ``groups`` file groups) as an index generation; drops the band keys."""
     protected = np.array([f.protected for f in run_files], bool)
     ex.map(index_docs_task, [(g, work, gen_dir, protected) for g in range(groups)], "dedup: index docs")
     keys = ex.map(index_keys_task, [(p, work, gen_dir, protected) for p in range(partitions)], "dedup: index")
-    remove_tree(os.path.join(work, "bands"))
+    corpus.remove_tree(os.path.join(work, "bands"))
     files = ["" if f.protected else os.path.relpath(f.path, docs) for f in run_files]
     return {"name": os.path.basename(gen_dir), "files": files, "keys": sum(k["keys"] for k in keys)}
 
 
 def virtual(old: np.ndarray, base: int) -> np.ndarray:
     """Gids of a generation (its own file numbering) as gids of this run (its files from ``base`` on)."""
-    fidx, row = split_gid(old)
-    return ((fidx + base).astype(_U64) << _U64(ROW_BITS)) | row.astype(_U64)
+    fidx, row = corpus.split_gid(old)
+    return ((fidx + base).astype(_U64) << _U64(corpus.ROW_BITS)) | row.astype(_U64)
 
 
 # --- compaction -----------------------------------------------------------------------------------------------
@@ -123,43 +117,43 @@ def virtual(old: np.ndarray, base: int) -> np.ndarray:
 def alive_task(args: tuple[int, str, list[str], str, str, int, str]) -> dict[str, Any]:
     """One generation: its documents still in docs/ (by id), renumbered from ``base``, to ``merged/docs/<j>``."""
     j, gen_dir, names, docs, merged, base, id_column = args
-    if is_done(merged, "alive", unit(j)):
-        return read_marker(merged, "alive", unit(j))
-    t = read_folder(os.path.join(gen_dir, "docs"))
+    if corpus.is_done(merged, "alive", corpus.unit(j)):
+        return corpus.read_marker(merged, "alive", corpus.unit(j))
+    t = corpus.read_folder(os.path.join(gen_dir, "docs"))
     t = GEN_DOCS_SCHEMA.empty_table() if t is None else t.cast(GEN_DOCS_SCHEMA)
-    fidx = split_gid(t.column("gid").to_numpy())[0]
+    fidx = corpus.split_gid(t.column("gid").to_numpy())[0]
     alive = np.zeros(t.num_rows, bool)
     for fi in np.unique(fidx).tolist():
         path = os.path.join(docs, names[fi])
-        if exists(path):
+        if corpus.exists(path):
             sel = np.flatnonzero(fidx == fi)
-            have = read_table(path, columns=[id_column]).column(id_column)
+            have = corpus.read_table(path, columns=[id_column]).column(id_column)
             alive[sel] = pc.is_in(t.column("id").take(pa.array(sel)), value_set=have).to_numpy(
                 zero_copy_only=False
             )
     t = t.filter(pa.array(alive))
     t = t.set_column(0, "gid", pa.array(virtual(t.column("gid").to_numpy(), base)))
-    write_parquet_atomic(t, docs_path(merged, j))
+    corpus.write_parquet_atomic(t, docs_path(merged, j))
     info = {"generation": j, "docs": int(len(alive)), "alive": t.num_rows}
-    mark_done(merged, "alive", unit(j), info)
+    corpus.mark_done(merged, "alive", corpus.unit(j), info)
     return info
 
 
 def merge_keys_task(args: tuple[int, list[tuple[str, int]], str]) -> dict[str, Any]:
     """One partition: the keys of every generation, renumbered, of documents still alive, sorted by key."""
     p, gens, merged = args
-    if is_done(merged, "merge", unit(p)):
-        return read_marker(merged, "merge", unit(p))
-    alive = np.sort(read_folder(os.path.join(merged, "docs"), ["gid"]).column("gid").to_numpy())
+    if corpus.is_done(merged, "merge", corpus.unit(p)):
+        return corpus.read_marker(merged, "merge", corpus.unit(p))
+    alive = np.sort(corpus.read_folder(os.path.join(merged, "docs"), ["gid"]).column("gid").to_numpy())
     parts = []
     for gen_dir, base in gens:
-        t = read_table(keys_path(gen_dir, p))
+        t = corpus.read_table(keys_path(gen_dir, p))
         t = t.set_column(2, "gid", pa.array(virtual(t.column("gid").to_numpy(), base)))
         parts.append(t.filter(pa.array(np.isin(t.column("gid").to_numpy(), alive))))
     t = pa.concat_tables(parts).sort_by("key")
-    write_parquet_atomic(t, keys_path(merged, p))
+    corpus.write_parquet_atomic(t, keys_path(merged, p))
     info = {"partition": p, "keys": t.num_rows}
-    mark_done(merged, "merge", unit(p), info)
+    corpus.mark_done(merged, "merge", corpus.unit(p), info)
     return info
 
 
@@ -168,7 +162,9 @@ def compact(
 ) -> None:
     """Merge every generation into one, dropping the documents no longer in docs/ (a task per generation, then
     a task per partition); the state names the merged generation before the old ones are deleted."""
-    merged = os.path.join(root, f"gen-{unit(state['next'])}c")  # never the name of a run's own generation
+    merged = os.path.join(
+        root, f"gen-{corpus.unit(state['next'])}c"
+    )  # never the name of a run's own generation
     gens, names, base = [], [], 0
     for gen in state["gens"]:
         gens.append((os.path.join(root, gen["name"]), base))
@@ -182,4 +178,4 @@ def compact(
     state.update(gens=[gen], next=state["next"] + 1, compacted_docs=sum(a["alive"] for a in alive))
     write_json_atomic(os.path.join(root, "state.json"), state)
     for g in old:
-        remove_tree(g)
+        corpus.remove_tree(g)

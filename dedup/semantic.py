@@ -32,23 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from dedup import corpus
 from dedup.components import components
-from dedup.corpus import (
-    InputFile,
-    PartitionWriter,
-    check_columns,
-    file_groups,
-    fingerprint,
-    gids,
-    group_of_files,
-    is_done,
-    mark_done,
-    part_of,
-    read_folder,
-    read_marker,
-    unit,
-    write_parquet_atomic,
-)
 from dedup.semantic_embed import SemanticConfig, embed_task, fit_centroids, sidecar
 from dedup.survivors import choose_survivors
 from dedup.text import mix64
@@ -86,22 +71,24 @@ def nearest(x: np.ndarray, centroids: np.ndarray, m: int) -> np.ndarray:
     return np.argsort(-sim, axis=1, kind="stable")[:, : min(m, len(centroids))]
 
 
-def assign_task(args: tuple[int, list[InputFile], str, int, int]) -> dict[str, Any]:
+def assign_task(args: tuple[int, list[corpus.InputFile], str, int, int]) -> dict[str, Any]:
     """One group: its documents by their ``assign_to`` nearest centroids, ``clusters/<c>/<g>.parquet``; empty
     vectors (no known word) are similar to nothing and skipped."""
     group, files, work, dim, assign_to = args
-    if is_done(work, "assign", unit(group)):
-        return read_marker(work, "assign", unit(group))
+    if corpus.is_done(work, "assign", corpus.unit(group)):
+        return corpus.read_marker(work, "assign", corpus.unit(group))
     centroids = np.load(os.path.join(work, "centroids.npy"))
-    facts = os.path.join(work, "doctable", f"{unit(group)}.parquet")
+    facts = os.path.join(work, "doctable", f"{corpus.unit(group)}.parquet")
     ids = pq.read_table(facts, columns=["gid", "id"])
-    out = PartitionWriter(os.path.join(work, "clusters"), unit(group), len(centroids), _cluster_schema(dim))
+    out = corpus.PartitionWriter(
+        os.path.join(work, "clusters"), corpus.unit(group), len(centroids), _cluster_schema(dim)
+    )
     at, n = 0, 0
     for f in files:
         emb = np.load(sidecar(work, f))
         if not len(emb):  # an input whose documents were all rejected
             continue
-        g = gids(f.index, 0, len(emb))
+        g = corpus.gids(f.index, 0, len(emb))
         live = np.abs(emb).sum(1) > 0
         near = nearest(emb[live].astype(np.float32), centroids, assign_to)
         rows = at + np.flatnonzero(live)
@@ -120,7 +107,7 @@ def assign_task(args: tuple[int, list[InputFile], str, int, int]) -> dict[str, A
         n += int(live.sum())
     out.close()
     info = {"group": group, "assigned": n}
-    mark_done(work, "assign", unit(group), info)
+    corpus.mark_done(work, "assign", corpus.unit(group), info)
     return info
 
 
@@ -141,10 +128,12 @@ def _pair_schema() -> pa.Schema:
 def search_task(args: tuple[int, str, SemanticConfig, int]) -> dict[str, Any]:
     """One k-means cluster: every pair of its documents with cosine >= the record threshold (upper triangle)."""
     c, work, cfg, dim = args
-    if is_done(work, "search", unit(c)):
-        return read_marker(work, "search", unit(c))
-    t = read_folder(os.path.join(work, "clusters", unit(c)))
-    out = PartitionWriter(os.path.join(work, "sempairs"), unit(c), cfg.partitions, _pair_schema())
+    if corpus.is_done(work, "search", corpus.unit(c)):
+        return corpus.read_marker(work, "search", corpus.unit(c))
+    t = corpus.read_folder(os.path.join(work, "clusters", corpus.unit(c)))
+    out = corpus.PartitionWriter(
+        os.path.join(work, "sempairs"), corpus.unit(c), cfg.partitions, _pair_schema()
+    )
     n, found = 0, 0
     if t is not None and t.num_rows > 1:
         t = t.sort_by(
@@ -179,20 +168,20 @@ def search_task(args: tuple[int, str, SemanticConfig, int]) -> dict[str, Any]:
                 },
                 schema=_pair_schema(),
             )
-            out.add_split(pairs, part_of(gid[a] ^ mix64(gid[b]), cfg.partitions))
+            out.add_split(pairs, corpus.part_of(gid[a] ^ mix64(gid[b]), cfg.partitions))
             found += len(a)
     out.close()
     info = {"cluster": c, "docs": n, "pairs": found}
-    mark_done(work, "search", unit(c), info)
+    corpus.mark_done(work, "search", corpus.unit(c), info)
     return info
 
 
 def collect_task(args: tuple[int, str]) -> dict[str, Any]:
     """One pair partition: ``verified/<q>.parquet`` sorted by pair (the input of the components pass)."""
     q, work = args
-    if is_done(work, "collect", unit(q)):
-        return read_marker(work, "collect", unit(q))
-    t = read_folder(os.path.join(work, "sempairs", unit(q)))
+    if corpus.is_done(work, "collect", corpus.unit(q)):
+        return corpus.read_marker(work, "collect", corpus.unit(q))
+    t = corpus.read_folder(os.path.join(work, "sempairs", corpus.unit(q)))
     t = (
         _pair_schema().empty_table()
         if t is None
@@ -201,14 +190,14 @@ def collect_task(args: tuple[int, str]) -> dict[str, Any]:
     if t.num_rows:  # a pair found in several clusters (assign_to > 1) is kept once, with its first cluster
         a, b = t.column("a").to_numpy(), t.column("b").to_numpy()
         t = t.filter(pa.array(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]))
-    write_parquet_atomic(t, os.path.join(work, "verified", f"{unit(q)}.parquet"))
+    corpus.write_parquet_atomic(t, os.path.join(work, "verified", f"{corpus.unit(q)}.parquet"))
     info = {"pairs": t.num_rows, "kept_pairs": int(t.column("kept").to_numpy().sum())}
-    mark_done(work, "collect", unit(q), info)
+    corpus.mark_done(work, "collect", corpus.unit(q), info)
     return info
 
 
 def find_semantic_duplicates(
-    files: list[InputFile],
+    files: list[corpus.InputFile],
     work_root: str,
     cfg: SemanticConfig,
     reason: str = "dedup:semantic",
@@ -217,14 +206,15 @@ def find_semantic_duplicates(
     """The semantic passes over ``files`` in ``work_root/semantic-<fingerprint>``; resumable at every unit."""
     executor = executor or get_executor(cfg.executor, cfg.workers)
     work = os.path.join(
-        work_root, f"semantic-{fingerprint(files, {**cfg.identity(), 'reason': reason, 'layout': LAYOUT})}"
+        work_root,
+        f"semantic-{corpus.fingerprint(files, {**cfg.identity(), 'reason': reason, 'layout': LAYOUT})}",
     )
-    if is_done(work, "workflow", "stats"):
-        return DedupResult(work, files, read_marker(work, "workflow", "stats"), cfg.tasks)
+    if corpus.is_done(work, "workflow", "stats"):
+        return DedupResult(work, files, corpus.read_marker(work, "workflow", "stats"), cfg.tasks)
     needed = [cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else [])
     for f in files:
-        check_columns(f.path, needed)
-    groups = file_groups(files, cfg.tasks)
+        corpus.check_columns(f.path, needed)
+    groups = corpus.file_groups(files, cfg.tasks)
     stats: dict[str, Any] = {"work": work, "threshold": cfg.threshold, "executor": executor.name}
     t0 = time.perf_counter()
     emb = executor.map(embed_task, [(g, fs, cfg, work) for g, fs in enumerate(groups)], "semdedup: embed")
@@ -247,12 +237,12 @@ def find_semantic_duplicates(
     stats["pairs_kept"] = sum(c["kept_pairs"] for c in collected)
     _drop(work, "clusters", "sempairs", "sample")
     t0 = _timed(stats, "search", t0)
-    gof = group_of_files(groups)
+    gof = corpus.group_of_files(groups)
     stats.update(components(work, cfg.partitions, gof, executor))
     stats.update(choose_survivors(work, cfg.partitions, gof, reason, cfg.score_order, executor))
     _drop(work, "labels", "members")
     _timed(stats, "clusters", t0)
-    mark_done(work, "workflow", "stats", stats)
+    corpus.mark_done(work, "workflow", "stats", stats)
     return DedupResult(work, files, stats, cfg.tasks)
 
 

@@ -13,18 +13,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from classifiers.embeddings import load_encoder, model_identity
-from dedup.corpus import (
-    DOC_TABLE_SCHEMA,
-    InputFile,
-    doc_table,
-    gids,
-    is_done,
-    iter_batches,
-    mark_done,
-    read_marker,
-    unit,
-    write_parquet_atomic,
-)
+from dedup import corpus
 from dedup.minhash import check_settings
 from dedup.text import mix64
 from filters.languages import check_languages
@@ -108,7 +97,7 @@ class SemanticConfig:
         }
 
 
-def sidecar(work: str, f: InputFile, kind: str = "") -> str:
+def sidecar(work: str, f: corpus.InputFile, kind: str = "") -> str:
     """``emb/<file key>.npy`` (the vectors) or ``emb/<file key>.part.npy`` (hash of each row's partition value)."""
     return os.path.join(work, "emb", f"{f.key}{kind}.npy")
 
@@ -136,11 +125,11 @@ def _sample_hash(g: np.ndarray, seed: int) -> np.ndarray:
     return mix64(g.astype(np.uint64) ^ mix64(np.full(len(g), seed, np.uint64)))
 
 
-def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[str, Any]:
+def embed_task(args: tuple[int, list[corpus.InputFile], SemanticConfig, str]) -> dict[str, Any]:
     """One group of files: a float16 sidecar per file, the doc table, the group's k-means sample candidates."""
     group, files, cfg, work = args
-    if is_done(work, "embed", unit(group)):
-        return read_marker(work, "embed", unit(group))
+    if corpus.is_done(work, "embed", corpus.unit(group)):
+        return corpus.read_marker(work, "embed", corpus.unit(group))
     encoder = load_encoder(cfg.model_dir)
     cols = list(
         dict.fromkeys([cfg.id_column, cfg.text_column] + ([cfg.score_column] if cfg.score_column else []))
@@ -155,38 +144,40 @@ def embed_task(args: tuple[int, list[InputFile], SemanticConfig, str]) -> dict[s
             cfg.language_column if "all" not in cfg.languages and cfg.language_column in names else None
         )
         extra = [c for c in (part_col, lang_col) if c and c not in cols]
-        for first, t in iter_batches(f.path, list(dict.fromkeys(cols + extra)), cfg.batch_rows):
-            g = gids(f.index, first, t.num_rows)
+        for first, t in corpus.iter_batches(f.path, list(dict.fromkeys(cols + extra)), cfg.batch_rows):
+            g = corpus.gids(f.index, first, t.num_rows)
             vecs, unknown = _encode_known(encoder, t, cfg, lang_col)
             skipped += unknown
             parts.append(vecs)
             keys.append(part_hashes(t.column(part_col).to_pylist() if part_col else [None] * t.num_rows))
-            facts.append(doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column))
+            facts.append(
+                corpus.doc_table(t, g, cfg.id_column, cfg.score_column, f.protected, cfg.text_column)
+            )
             n += t.num_rows
         emb = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), np.float16)
         _save_npy(sidecar(work, f, ".part"), np.concatenate(keys) if keys else np.zeros(0, np.uint64))
         _save_npy(sidecar(work, f), emb)
-        g = gids(f.index, 0, len(emb))
+        g = corpus.gids(f.index, 0, len(emb))
         nonzero = np.abs(emb).sum(1) > 0
         best = np.argsort(_sample_hash(g, cfg.seed), kind="stable")
         best = best[nonzero[best]][: cfg.sample]
         s_gid.append(g[best])
         s_vec.append(emb[best])
-    facts_t = pa.concat_tables(facts) if facts else DOC_TABLE_SCHEMA.empty_table()
-    write_parquet_atomic(facts_t, os.path.join(work, "doctable", f"{unit(group)}.parquet"))
+    facts_t = pa.concat_tables(facts) if facts else corpus.DOC_TABLE_SCHEMA.empty_table()
+    corpus.write_parquet_atomic(facts_t, os.path.join(work, "doctable", f"{corpus.unit(group)}.parquet"))
     sg = np.concatenate(s_gid) if s_gid else np.zeros(0, np.uint64)
     sv = np.concatenate(s_vec) if s_vec else np.zeros((0, encoder.dim), np.float16)
     keep = np.argsort(_sample_hash(sg, cfg.seed), kind="stable")[: cfg.sample]
     from pipelines.core.layout import tmp_name
 
-    path = os.path.join(work, "sample", f"{unit(group)}.npz")
+    path = os.path.join(work, "sample", f"{corpus.unit(group)}.npz")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tmp_name(path)
     with open(tmp, "wb") as fh:
         np.savez(fh, gid=sg[keep], vec=sv[keep])
     os.replace(tmp, path)
     info = {"group": group, "docs": n, "dim": int(encoder.dim), "skipped_language": skipped}
-    mark_done(work, "embed", unit(group), info)
+    corpus.mark_done(work, "embed", corpus.unit(group), info)
     return info
 
 
@@ -209,13 +200,13 @@ def _encode_known(
 def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.ndarray:
     """Spherical k-means on the bounded, hash-chosen sample (the driver's only data); ``centroids.npy``."""
     path = os.path.join(work, "centroids.npy")
-    if is_done(work, "fit", "all"):
+    if corpus.is_done(work, "fit", "all"):
         return np.load(path)
     from scipy.cluster.vq import kmeans2
 
     gid_l, vec_l = [], []
     for g in range(groups):
-        with np.load(os.path.join(work, "sample", f"{unit(g)}.npz")) as z:
+        with np.load(os.path.join(work, "sample", f"{corpus.unit(g)}.npz")) as z:
             gid_l.append(z["gid"])
             vec_l.append(z["vec"])
     gid = np.concatenate(gid_l)
@@ -231,5 +222,5 @@ def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.n
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
     centroids = (centroids / np.where(norms > 0, norms, 1.0)).astype(np.float32)
     _save_npy(path, centroids)
-    mark_done(work, "fit", "all", {"clusters": int(len(centroids)), "sample": int(len(x))})
+    corpus.mark_done(work, "fit", "all", {"clusters": int(len(centroids)), "sample": int(len(x))})
     return centroids

@@ -23,50 +23,31 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dedup.corpus import (
-    PartitionWriter,
-    is_done,
-    mark_done,
-    part_of,
-    read_folder,
-    read_marker,
-    read_table,
-    split_gid,
-    unit,
-    write_parquet_atomic,
-)
+from dedup import corpus
 from pipelines.core.executor import Executor
 
-MEMBER_SCHEMA = pa.schema(
-    [
-        ("root", pa.uint64()),
-        ("gid", pa.uint64()),
-        ("id", pa.string()),
-        ("score", pa.float64()),
-        ("protected", pa.bool_()),
-        ("chars", pa.int64()),
-    ]
-)
+#: a cluster member: its root, then the document's row of the doc table
+MEMBER_SCHEMA = pa.schema([pa.field("root", pa.uint64()), *corpus.DOC_TABLE_SCHEMA])
 REMOVED_SCHEMA = pa.schema([("gid", pa.uint64()), ("cluster_id", pa.string()), ("reason", pa.string())])
 
 
 def members_task(args: tuple[int, str, int]) -> dict[str, Any]:
     """One file group: facts of its documents that belong to a cluster, by the partition of the cluster's root."""
     g, work, partitions = args
-    if is_done(work, "members", unit(g)):
-        return read_marker(work, "members", unit(g))
-    labels = read_folder(os.path.join(work, "labels", unit(g)))
-    out = PartitionWriter(os.path.join(work, "members"), unit(g), partitions, MEMBER_SCHEMA)
+    if corpus.is_done(work, "members", corpus.unit(g)):
+        return corpus.read_marker(work, "members", corpus.unit(g))
+    labels = corpus.read_folder(os.path.join(work, "labels", corpus.unit(g)))
+    out = corpus.PartitionWriter(os.path.join(work, "members"), corpus.unit(g), partitions, MEMBER_SCHEMA)
     n = 0
     if labels is not None and labels.num_rows:
         labels = labels.sort_by("gid")
-        facts = read_table(os.path.join(work, "doctable", f"{unit(g)}.parquet"))
+        facts = corpus.read_table(os.path.join(work, "doctable", f"{corpus.unit(g)}.parquet"))
         fg = facts.column("gid").to_numpy()  # sorted: files in order, rows in order
         gid = labels.column("gid").to_numpy()
         at = np.searchsorted(fg, gid)
         if not np.array_equal(fg[np.minimum(at, len(fg) - 1)], gid):
             raise RuntimeError(
-                f"{work}: labelled documents missing from doctable/{unit(g)} (work folder damaged)"
+                f"{work}: labelled documents missing from doctable/{corpus.unit(g)} (work folder damaged)"
             )
         f = facts.take(pa.array(at))
         root = labels.column("root").to_numpy()
@@ -74,11 +55,11 @@ def members_task(args: tuple[int, str, int]) -> dict[str, Any]:
             [root, gid, f.column("id"), f.column("score"), f.column("protected"), f.column("chars")],
             schema=MEMBER_SCHEMA,
         )
-        out.add_split(t, part_of(root, partitions))
+        out.add_split(t, corpus.part_of(root, partitions))
         n = t.num_rows
     out.close()
     info = {"group": g, "members": n}
-    mark_done(work, "members", unit(g), info)
+    corpus.mark_done(work, "members", corpus.unit(g), info)
     return info
 
 
@@ -96,9 +77,9 @@ def rank_keys(score_order: str) -> list[tuple[str, str]]:
 def choose_task(args: tuple[int, str, str, str, np.ndarray]) -> dict[str, Any]:
     """One root partition: the survivor of each of its clusters, the members to remove by file group."""
     q, work, reason, score_order, group_of_file = args
-    if is_done(work, "choose", unit(q)):
-        return read_marker(work, "choose", unit(q))
-    t = read_folder(os.path.join(work, "members", unit(q)))
+    if corpus.is_done(work, "choose", corpus.unit(q)):
+        return corpus.read_marker(work, "choose", corpus.unit(q))
+    t = corpus.read_folder(os.path.join(work, "members", corpus.unit(q)))
     t = MEMBER_SCHEMA.empty_table() if t is None else t
     score = t.column("score")
     rank = score if score_order == "min" else pc.negate(score)
@@ -126,12 +107,12 @@ def choose_task(args: tuple[int, str, str, str, np.ndarray]) -> dict[str, Any]:
             "reason": reasons,
         }
     )
-    write_parquet_atomic(dups, os.path.join(work, "duplicates", f"{unit(q)}.parquet"))
+    corpus.write_parquet_atomic(dups, os.path.join(work, "duplicates", f"{corpus.unit(q)}.parquet"))
     gone = dups.filter(pa.array(~kept)).select(REMOVED_SCHEMA.names)
-    out = PartitionWriter(
-        os.path.join(work, "removed"), unit(q), int(group_of_file.max()) + 1, REMOVED_SCHEMA
+    out = corpus.PartitionWriter(
+        os.path.join(work, "removed"), corpus.unit(q), int(group_of_file.max()) + 1, REMOVED_SCHEMA
     )
-    out.add_split(gone, group_of_file[split_gid(gone.column("gid").to_numpy())[0]])
+    out.add_split(gone, group_of_file[corpus.split_gid(gone.column("gid").to_numpy())[0]])
     out.close()
     info = {
         "clusters": int(len(sizes)),
@@ -142,7 +123,7 @@ def choose_task(args: tuple[int, str, str, str, np.ndarray]) -> dict[str, Any]:
         if len(sizes)
         else {},
     }
-    mark_done(work, "choose", unit(q), info)
+    corpus.mark_done(work, "choose", corpus.unit(q), info)
     return info
 
 
@@ -150,8 +131,8 @@ def choose_survivors(
     work: str, partitions: int, group_of_file: np.ndarray, reason: str, score_order: str, executor: Executor
 ) -> dict[str, Any]:
     """Pass 5: survivors of every cluster (``duplicates/<q>.parquet``, ``removed/<g>/<q>.parquet``)."""
-    if is_done(work, "clusters", "all"):
-        return read_marker(work, "clusters", "all")
+    if corpus.is_done(work, "clusters", "all"):
+        return corpus.read_marker(work, "clusters", "all")
     groups = int(group_of_file.max()) + 1
     executor.map(members_task, [(g, work, partitions) for g in range(groups)], "dedup: cluster members")
     parts = executor.map(
@@ -169,13 +150,13 @@ def choose_survivors(
         "largest_cluster": max((p["largest_cluster"] for p in parts), default=0),
         "cluster_sizes": dict(sorted(hist.items(), key=lambda kv: int(kv[0]))),
     }
-    mark_done(work, "clusters", "all", info)
+    corpus.mark_done(work, "clusters", "all", info)
     return info
 
 
 def read_duplicates(work: str) -> pa.Table:
     """Every cluster member of a finished run (for small corpora, tests and reports: it loads them all)."""
-    t = read_folder(os.path.join(work, "duplicates"))
+    t = corpus.read_folder(os.path.join(work, "duplicates"))
     if t is None:
         return pa.table({n: pa.array([], pa.string()) for n in ("id", "cluster_id")})
     return t.sort_by([("cluster_id", "ascending"), ("kept", "descending"), ("id", "ascending")])

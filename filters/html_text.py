@@ -10,6 +10,7 @@ gets backticks, links and emphasis become their text, and ``<script>/<style>`` d
 from __future__ import annotations
 
 import re
+from html import unescape
 from typing import Any
 
 _WS = re.compile(r"[ \t\r\n\f\v]+")
@@ -113,3 +114,14 @@ def html_to_text(html: str | None) -> str:
     text = _LEAD_SPACE.sub("", text)
     text = _BLANKS.sub("\n\n", text).strip()
     return _CODE_REF.sub(lambda m: renderer.code[int(m.group(1))], text)
+
+
+def html_to_prose(body: str) -> str:
+    """The model trainers' text of a StackExchange answer: code blocks dropped, block tags as line breaks, other
+    tags out, entities decoded.
+
+    Cruder than :func:`html_to_text` (the reader's, which keeps code), and kept because the shipped models were
+    trained on it: their recorded held-out splits number the answers it leaves at 300 characters or more."""
+    body = re.sub(r"<(pre|code)>.*?</\1>", " ", body, flags=re.S)
+    body = re.sub(r"</?(p|br|li|h\d|blockquote)[^>]*>", "\n", body)
+    return unescape(re.sub(r"<[^>]+>", "", body)).strip()

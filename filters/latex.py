@@ -239,6 +239,26 @@ def clean_latex(
     return text, None
 
 
+_PROSE_ENV_DROP = re.compile(r"\\begin\{(equation|align|figure|table|tabular)\*?\}.*?\\end\{\1\*?\}", re.S)
+_PROSE_CMD_ARG = re.compile(r"\\(?:cite[pt]?|ref|label|eqref|url|includegraphics)\*?(?:\[[^\]]*\])?\{[^}]*\}")
+_PROSE_CMD = re.compile(r"\\[a-zA-Z]+\*?(?:\[[^\]]*\])?")
+
+
+def latex_to_prose(tex: str) -> str:
+    """A light LaTeX -> prose conversion for model training text (the corpus keeps LaTeX; a language model of
+    reference *prose* should not learn markup): the body after ``\\begin{document}``, comments, maths,
+    floats, references and commands out, braces dropped."""
+    if "\\begin{document}" in tex:
+        tex = tex.split("\\begin{document}", 1)[1]
+    tex = tex.split("\\end{document}", 1)[0]
+    tex = strip_comments(tex)
+    tex = _PROSE_ENV_DROP.sub("", tex)
+    tex = _PROSE_CMD_ARG.sub("", tex)
+    tex = re.sub(r"\$[^$]*\$", "", tex)
+    tex = _PROSE_CMD.sub("", tex)
+    return tex.replace("{", "").replace("}", "").replace("~", " ")
+
+
 @dataclass
 class CleanLatex(Step):
     """Transform: LLaMA-1's arXiv cleanup; papers whose macros never stop expanding or that have no section go."""

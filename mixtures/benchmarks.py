@@ -33,6 +33,7 @@ from mixtures.decontam import (
 )
 from mixtures.spec import DecontamSpec, available
 from pipelines.core.commands import add_command, add_subcommands
+from pipelines.core.layout import read_json
 
 log = logging.getLogger(__name__)
 
@@ -142,13 +143,11 @@ class BenchmarkHashes:
     @classmethod
     def load(cls, folder: str, name: str) -> BenchmarkHashes:
         meta_path = os.path.join(folder, name + ".json")
-        if not os.path.exists(meta_path):
-            raise FileNotFoundError(
-                f"benchmark {name}: no {meta_path} (create it with `winnow benchmarks add {name} --path ITEMS "
-                f"--fields F1,F2 --dir {folder}`)"
-            )
-        with open(meta_path, encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = read_json(
+            meta_path,
+            f"benchmark {name}: no {meta_path} (create it with `winnow benchmarks add {name} --path ITEMS "
+            f"--fields F1,F2 --dir {folder}`)",
+        )
         keys = np.load(os.path.join(folder, name + ".npy"), allow_pickle=False)
         items = np.load(os.path.join(folder, name + ".items.npy"), allow_pickle=False)
         if keys.dtype != np.uint64 or len(keys) != len(items) or np.any(keys[1:] <= keys[:-1]):

@@ -79,22 +79,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--strict", action="store_true", help="a stage that selects nothing is an error (exit 2), not 'empty'"
     )
-    r = add_command(
-        sub, "report", "HTML report of an output tree (OUTPUT/report/index.html)", run_report, local_only=True
-    )
-    r.add_argument("--output", default="output", help="the curated output tree")
-
-
-def run_report(args: argparse.Namespace) -> int:
-    from mixtures.report import build_report
-
-    try:
-        path = build_report(args.output)
-    except FileNotFoundError as exc:
-        print(f"winnow report: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {path}")
-    return 0
 
 
 def run_mixture(args: argparse.Namespace) -> int:

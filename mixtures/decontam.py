@@ -44,13 +44,13 @@ HASH_FUNCTION = (
     "word in order (uint64, wrapping)"
 )
 MATCH_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("benchmark", pa.string()),
-        ("item", pa.string()),
-        ("ngram", pa.string()),
-        ("n_matches", pa.int64()),
-    ]
+    {
+        "id": pa.string(),
+        "benchmark": pa.string(),
+        "item": pa.string(),
+        "ngram": pa.string(),
+        "n_matches": pa.int64(),
+    }
 )
 
 
@@ -59,16 +59,9 @@ NO_DECONTAMINATION = (
     "[gsm8k, hellaswag, humaneval, mmlu], to the mixture YAML)"
 )
 
+#: a match row of the mixture's report: where the document sits in the mixture, then the match itself
 DECONTAM_SCHEMA = pa.schema(
-    [
-        ("mix_source", pa.string()),
-        ("origin", pa.string()),
-        ("id", pa.string()),
-        ("benchmark", pa.string()),
-        ("item", pa.string()),
-        ("ngram", pa.string()),
-        ("n_matches", pa.int64()),
-    ]
+    [pa.field("mix_source", pa.string()), pa.field("origin", pa.string()), *MATCH_SCHEMA]
 )
 
 

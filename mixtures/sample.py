@@ -18,18 +18,12 @@ import pyarrow as pa
 import xxhash
 
 from pipelines.core.folder import Folder
+from pipelines.core.schema import CORE_FIELDS
 
+#: a mixture shard row: the core document columns (nullable here, as shards always wrote them), then the mixture's
 SHARD_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source", pa.string()),
-        ("url", pa.string()),
-        ("text", pa.large_string()),
-        ("meta", pa.string()),
-        ("n_tokens", pa.int64()),
-        ("mix_source", pa.string()),
-        ("epoch", pa.int32()),
-    ]
+    [f.with_nullable(True) for f in CORE_FIELDS]
+    + [pa.field("n_tokens", pa.int64()), pa.field("mix_source", pa.string()), pa.field("epoch", pa.int32())]
 )
 #: the seed of the id hash that breaks ties of the seeded rank hash and tells duplicate ids apart
 ID_HASH_SEED = 0x5EED

@@ -20,7 +20,8 @@ COMMAND_MODULES = (
     "pipelines.commands",  # run, steps, query
     "dedup.cli",  # dedup, dedup lines
     "classifiers.cli",  # models train | eval | lid-eval, score
-    "mixtures.cli",  # mixture, report
+    "mixtures.cli",  # mixture
+    "pipelines.report.cli",  # report
     "mixtures.benchmarks",  # benchmarks add | list
     "pipelines.cron",  # cron
 )

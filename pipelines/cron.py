@@ -132,8 +132,8 @@ def build_stages(
 ) -> tuple[list[str], list[str]]:
     """Rebuild each mixture stage that is stale or failed last time, then the report; returns (failed, rebuilt)."""
     from mixtures.cli import build, empty_is_error, format_manifest
-    from mixtures.report import build_report
     from mixtures.spec import EmptyStage
+    from pipelines.report.build import build_report
 
     sources_fp = _digest(state["sources"], state.get("generation", 0))
     failures: list[str] = []

@@ -281,27 +281,21 @@ def run_recipe(
 
 
 def _read_stats(layout: SourceLayout, inputs: list[str]) -> list[dict[str, Any]]:
-    import json
+    """Every input's stats file, read in parallel (on object storage each is one GET)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    paths = [layout.path("stats", input_key(p), "json") for p in inputs]
-    if storage.is_uri(layout.base):  # one GET per input: in parallel
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(16) as pool:
-            return list(pool.map(storage.read_json, paths))
-    stats = []
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            stats.append(json.load(f))
-    return stats
+    folder = layout.folder
+    names = [layout.name("stats", input_key(p), "json") for p in inputs]
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(folder.read_json, names))
 
 
 def _pending(layout: SourceLayout, inputs: list[str]) -> list[str]:
-    """Inputs without a completion marker (on object storage from one listing of ``_done/``, not a HEAD each)."""
-    if storage.is_uri(layout.base):
-        done = {storage.basename(o.uri) for o in storage.list_files(layout.dir("_done"))}
-        return [p for p in inputs if f"{input_key(p)}.json" not in done]
-    return [p for p in inputs if not layout.is_done(input_key(p))]
+    """Inputs without a completion marker, from one listing of ``_done/`` (not a lookup per input)."""
+    done = {
+        storage.basename(o.uri) for o in layout.folder.child("_done").list(suffix=".json", recursive=False)
+    }
+    return [p for p in inputs if f"{input_key(p)}.json" not in done]
 
 
 def _progress(total: int, enabled: bool):

@@ -1,7 +1,7 @@
 """The house in floors: ``pipelines.core`` imports no other Winnow package; readers and steps (``filters``,
 ``dedup``, ``classifiers``, ``pipelines.readers``) import only the core and each other; the source registry
-(``pipelines.sources``) sits on them; runner, CLI, cron, query, report and mixtures on top.  No import cycles between
-modules, lazy (function-level) imports included."""
+(``pipelines.sources``) sits on them, the mixture build (``mixtures``) above; runner, CLI, cron, query and the
+report (``pipelines.report``) on top.  No import cycles between modules, lazy (function-level) imports included."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ FLOORS = (
     ("core", ("pipelines.core",)),
     ("steps", ("pipelines.readers", "filters", "dedup", "classifiers")),
     ("sources", ("pipelines.sources",)),
+    ("mixtures", ("mixtures",)),
 )
 
 
@@ -22,7 +23,7 @@ def floor(module: str) -> int:
     for i, (_, prefixes) in enumerate(FLOORS):
         if any(module == p or module.startswith(p + ".") for p in prefixes):
             return i
-    return len(FLOORS)  # the top: runner, cli, cron, query, object-storage stages, mixtures, the winnow API
+    return len(FLOORS)  # the top: runner, cli, cron, query, report, the winnow API
 
 
 def modules() -> dict[str, str]:

@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +86,21 @@ def reap_dead_sessions(base: str) -> int:
     return killed
 
 
-def kill_processes_naming(marker: str) -> int:
-    """SIGKILL every process (and its descendants) whose command line contains ``marker``, except this one."""
+def kill_processes_naming(marker: str, spare: Iterable[int] = ()) -> int:
+    """SIGKILL every process (and its descendants) whose command line contains ``marker``, except this one and
+    the pids in ``spare`` (a test spares its own parents)."""
     import psutil
 
-    me = os.getpid()
+    spared = {os.getpid(), *spare}
     victims: dict[int, psutil.Process] = {}
     for p in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.Error):
-            if p.pid != me and any(marker in part for part in (p.info["cmdline"] or [])):
+            if p.pid not in spared and any(marker in part for part in (p.info["cmdline"] or [])):
                 victims[p.pid] = p
                 for c in p.children(recursive=True):
                     victims[c.pid] = c
-    victims.pop(me, None)
+    for pid in spared:
+        victims.pop(pid, None)
     for p in victims.values():
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGKILL)

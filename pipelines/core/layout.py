@@ -109,6 +109,17 @@ def write_json_atomic(path: str, obj: Any) -> None:
     folder.write_json(name, obj)
 
 
+def read_json(path: str, missing: str | None = None) -> Any:
+    """The JSON at ``path``; when it is absent, ``FileNotFoundError`` with ``missing`` (say how to make it)."""
+    folder, name = split(path)
+    try:
+        return folder.read_json(name)
+    except FileNotFoundError:
+        if missing is None:
+            raise
+        raise FileNotFoundError(missing) from None
+
+
 def clean_tmp_files(folder: str) -> int:
     """Remove temporary files that a killed run left behind (they are never read)."""
     return Folder(folder).clean_tmp()

@@ -22,8 +22,9 @@ import posixpath
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pipelines.readers.integrity import gzip_truncation
 
@@ -220,22 +221,35 @@ def _list_tar(tar: tarfile.TarFile, path: str, limits: Limits) -> tuple[list[tar
     return members, False
 
 
+def _named(
+    members: Iterable[Any], name: Callable[[Any], str], is_dir: Callable[[Any], bool], limits: Limits
+) -> Iterator[tuple[Any, str, str, bool] | Refused]:
+    """An archive's members in name order as (member, safe relative path, printable name, whether it was escaped),
+    or the refusal of one whose path leaves the tree or goes too deep; folder entries are skipped."""
+    for info in sorted(members, key=name):
+        rel = safe_relpath(name(info))
+        if rel is None:
+            yield Refused(printable_path(name(info))[0], "archive:unsafe_path")
+            continue
+        if is_dir(info):
+            continue
+        shown, escaped = printable_path(rel)
+        if _depth(rel) > limits.max_depth:
+            yield Refused(shown, "archive:too_deep")
+            continue
+        yield info, rel, shown, escaped
+
+
 def _iter_tar(path: str, limits: Limits) -> Iterator[Member | Refused]:
     budget = _Budget(limits, path)
     with tarfile.open(path, "r:*") as tar:
         members, damaged = _list_tar(tar, path, limits)
         names = {safe_relpath(m.name) for m in members if m.isfile()}
-        for info in sorted(members, key=lambda m: m.name):
-            rel = safe_relpath(info.name)
-            if rel is None:
-                yield Refused(printable_path(info.name)[0], "archive:unsafe_path")
+        for item in _named(members, lambda m: m.name, tarfile.TarInfo.isdir, limits):
+            if isinstance(item, Refused):
+                yield item
                 continue
-            if info.isdir():
-                continue
-            shown, escaped = printable_path(rel)
-            if _depth(rel) > limits.max_depth:
-                yield Refused(shown, "archive:too_deep")
-                continue
+            info, rel, shown, escaped = item
             if info.issym() or info.islnk():
                 target = (
                     info.linkname if info.islnk() else posixpath.join(posixpath.dirname(rel), info.linkname)
@@ -272,17 +286,11 @@ def _iter_zip(path: str, limits: Limits) -> Iterator[Member | Refused]:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
             raise ArchiveLimitError(f"{path}: {len(infos)} members, more than {limits.max_members}")
-        for info in sorted(infos, key=lambda i: i.filename):
-            rel = safe_relpath(info.filename)
-            if rel is None:
-                yield Refused(printable_path(info.filename)[0], "archive:unsafe_path")
+        for item in _named(infos, lambda i: i.filename, zipfile.ZipInfo.is_dir, limits):
+            if isinstance(item, Refused):
+                yield item
                 continue
-            if info.is_dir():
-                continue
-            shown, escaped = printable_path(rel)
-            if _depth(rel) > limits.max_depth:
-                yield Refused(shown, "archive:too_deep")
-                continue
+            info, _, shown, escaped = item
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 yield Refused(shown, "archive:link")
                 continue

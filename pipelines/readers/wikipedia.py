@@ -153,6 +153,9 @@ class WikipediaReader(Reader):
     disambiguation_templates: list[str] = field(
         default_factory=lambda: list(DEFAULT_DISAMBIGUATION_TEMPLATES)
     )
+    #: also put the page's raw wikitext in each row under ``wikitext`` (not a column: model trainers label
+    #: articles by their categories, which the plain text no longer holds)
+    keep_wikitext: bool = False
 
     def adds(self) -> dict[str, pa.DataType]:
         return {"lang": pa.string(), "title": pa.string()}
@@ -218,6 +221,8 @@ class WikipediaReader(Reader):
                 "wikitext_chars": len(wikitext),
             },
         }
+        if self.keep_wikitext:
+            row["wikitext"] = wikitext
         if is_disambiguation(wikitext, self.disambiguation_templates):
             row["reason"] = "wiki:disambiguation"
         try:

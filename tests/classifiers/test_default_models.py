@@ -19,6 +19,7 @@ from classifiers.corpora import jsonl_docs
 from classifiers.evaluate import BARS, QUALITY_FILE
 from classifiers.steps import DEFAULT_MODELS, WikiRefScore
 from classifiers.wikiref import roc_auc
+from tests.helpers.models import train_on_quality_fixtures
 from tests.helpers.paths import FIXTURES, REPO, corpus_path
 
 QUALITY = os.path.join(FIXTURES, "quality")
@@ -192,15 +193,8 @@ def test_models_train_refuses_to_train_on_nothing(tmp_path, capsys):
 
 def test_models_train_on_named_files_writes_a_quality_record(tmp_path):
     from classifiers.gate import meets_bar
-    from classifiers.train import TrainSettings, train_all
 
-    s = TrainSettings(
-        models_dir=str(tmp_path),
-        reference=[os.path.join(QUALITY, "reference.jsonl")],
-        web=[os.path.join(QUALITY, "web.jsonl")],
-        only=["wikiref"],
-    )
-    record = train_all(s)["wikiref"]
+    record = train_on_quality_fixtures(str(tmp_path), "wikiref")
     assert record["heldout"]["n"] >= 10 and len(record["heldout_documents"]) >= 10
     assert "model.ftz" in record["files"] and os.path.exists(
         os.path.join(str(tmp_path), "wikiref", QUALITY_FILE)

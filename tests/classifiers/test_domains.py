@@ -16,8 +16,8 @@ from filters.extract import ExtractText
 from pipelines.core.process import StepStats, run_steps
 from pipelines.runner import run_recipe
 from pipelines.sources.registry import build_recipe, deep_merge, load_config
-from tests.helpers.ops_hostile import _warc
 from tests.helpers.paths import FIXTURES, corpus_path
+from tests.helpers.warc import warc_bytes
 
 PAGES = os.path.join(FIXTURES, "domains")
 EXPECTED = {"code_tutorial": "code", "math_proof": "math", "news_article": "prose"}
@@ -76,7 +76,7 @@ def routed_runs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("warc")
     names = sorted(EXPECTED)
     with open(folder / "pages.warc.gz", "wb") as f:
-        f.write(_warc([(n, _html(n).encode()) for n in names], urn="domains"))
+        f.write(warc_bytes([(n, _html(n).encode()) for n in names], urn="domains"))
     runs = {}
     for routing in (False, True):
         out = str(tmp_path_factory.mktemp(f"out-{routing}"))

@@ -19,6 +19,7 @@ from dedup.workflow import ExactConfig, find_exact_duplicates, find_near_duplica
 from pipelines.core.corpus_stage import run_stage
 from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 from tests.helpers.cli import command
+from tests.helpers.faults import dying_after
 from tests.helpers.paths import CORPUS, corpus_path
 
 dedup_main = command("dedup")
@@ -186,15 +187,7 @@ def test_resumed_minhash_run_gives_same_survivors(tmp_path, paragraphs, monkeypa
     import dedup.minhash as mh
 
     real = mh.bucket_task
-    calls = {"n": 0}
-
-    def dying(args):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt("killed")
-        return real(args)
-
-    monkeypatch.setattr("dedup.workflow.bucket_task", dying)
+    monkeypatch.setattr("dedup.workflow.bucket_task", dying_after(real, 2))
     with pytest.raises(KeyboardInterrupt):
         find_near_duplicates([str(tmp_path / "in")], str(tmp_path / "resumed"), cfg)
     monkeypatch.setattr("dedup.workflow.bucket_task", real)

@@ -16,6 +16,7 @@ from dedup.evalset import make_documents
 from dedup.minhash import MinHashConfig
 from dedup.text import jaccard, shingle_set
 from dedup.workflow import find_near_duplicates
+from tests.helpers.faults import dying_after
 
 KEY = ["id", "cluster_id", "kept"]
 
@@ -90,17 +91,6 @@ def test_a_run_killed_between_verify_units_resumes_to_the_same_survivors(tmp_pat
     _planted(folder)
     cfg = MinHashConfig(partitions=4, executor="local")  # in this process: the kills are patched functions
     fresh = find_near_duplicates([folder], str(tmp_path / "fresh"), cfg)
-
-    def dying_after(real, n):
-        calls = {"n": 0}
-
-        def task(args):
-            calls["n"] += 1
-            if calls["n"] > n:
-                raise KeyboardInterrupt("killed")
-            return real(args)
-
-        return task
 
     resumed = str(tmp_path / "resumed")
     # killed in the gather pass (after 1 of 3 files), then in the verify pass (after 3 partitions)

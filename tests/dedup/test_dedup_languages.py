@@ -13,8 +13,9 @@ from dedup.line_stage import LineDedupStage
 from dedup.minhash import MinHashConfig
 from dedup.workflow import find_near_duplicates
 from pipelines.core.corpus_stage import run_stage
-from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
+from pipelines.core.schema import CORE_SCHEMA
 from pipelines.sources.commoncrawl import with_language_partitions
+from tests.helpers.sources import write_input
 
 # one shop's template in two languages: the same menu, footer and spec lines on every page
 BOILERPLATE = [
@@ -50,19 +51,7 @@ def write_source(root: str) -> None:
         for lang, bodies in BODIES.items()
         for i, body in enumerate(bodies)
     ]
-    schema = CORE_SCHEMA.append(pa.field("lang", pa.string()))
-    for kind, table in (
-        ("docs", table_from_rows(rows, schema)),
-        ("rejected", rejected_schema(schema).empty_table()),
-    ):
-        os.makedirs(os.path.join(root, kind), exist_ok=True)
-        pq.write_table(table, os.path.join(root, kind, "input00.parquet"))
-    os.makedirs(os.path.join(root, "stats"), exist_ok=True)
-    with open(os.path.join(root, "stats", "input00.json"), "w", encoding="utf-8") as f:
-        json.dump(
-            {"key": "input00", "read": len(rows), "kept": len(rows), "rejected": 0, "rejected_by_reason": {}},
-            f,
-        )
+    write_input(root, "input00", rows, CORE_SCHEMA.append(pa.field("lang", pa.string())))
 
 
 def texts_after(root: str, **settings) -> dict[str, str]:

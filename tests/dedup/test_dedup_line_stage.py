@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import random
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +18,8 @@ import dedup.line_stage as line_stage
 from dedup.line_stage import LineDedupStage, plan
 from dedup.lines import bucket_of, normalizer
 from pipelines.core.corpus_stage import run_stage
-from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
+from tests.helpers.faults import dying_after
+from tests.helpers.sources import write_input
 
 SITES = {  # site: (boilerplate lines, documents)
     "cityherald": (
@@ -64,18 +67,7 @@ def make_source(root: str, n_inputs: int = 4, seed: int = 7) -> dict[str, str]:
             docs.append({"id": f"{site}/page-{j:03d}", "source": "commoncrawl", "text": "\n".join(text)})
     rng.shuffle(docs)  # a site's pages spread over every input: each input holds few copies of a site's lines
     for i in range(n_inputs):
-        key = f"input{i:02d}"
-        part = docs[i::n_inputs]
-        for kind, table in (
-            ("docs", table_from_rows(part, CORE_SCHEMA)),
-            ("rejected", rejected_schema(CORE_SCHEMA).empty_table()),
-        ):
-            os.makedirs(os.path.join(root, kind), exist_ok=True)
-            pq.write_table(table, os.path.join(root, kind, f"{key}.parquet"))
-        os.makedirs(os.path.join(root, "stats"), exist_ok=True)
-        stats = {"key": key, "read": len(part), "kept": len(part), "rejected": 0, "rejected_by_reason": {}}
-        with open(os.path.join(root, "stats", f"{key}.json"), "w", encoding="utf-8") as f:
-            json.dump(stats, f)
+        write_input(root, f"input{i:02d}", docs[i::n_inputs])
     return {d["id"]: d["text"] for d in docs}
 
 
@@ -109,6 +101,17 @@ def check_accounting(root: str) -> None:
         rej = pq.read_table(os.path.join(root, "rejected", f"{key}.parquet"))
         assert s["read"] == docs + rej.num_rows and s["kept"] == docs and s["rejected"] == rej.num_rows
         assert s["rejected_by_reason"] == dict(Counter(rej.column("reason").to_pylist()))
+
+
+@contextlib.contextmanager
+def rewrite_killed_at(monkeypatch, n: int) -> Iterator[None]:
+    """The ``n``-th rewrite task dies as a killed worker would (MemoryError); the block must fail with it (the
+    error itself, or the executor's report naming it), then the real task is back for the resumed run."""
+    real = line_stage.rewrite_task
+    monkeypatch.setattr(line_stage, "rewrite_task", dying_after(real, n - 1, MemoryError("killed")))
+    with pytest.raises(Exception, match="killed"):
+        yield
+    monkeypatch.setattr(line_stage, "rewrite_task", real)
 
 
 @pytest.mark.parametrize("normalization", ["ccnet", "datatrove"])
@@ -176,19 +179,8 @@ def test_killed_rewrite_resumes_to_the_same_output(tmp_path, monkeypatch):
     run_stage(LineDedupStage(settings=settings), whole)
     killed = str(tmp_path / "killed")
     make_source(killed)
-    real = line_stage.rewrite_task
-    calls = []
-
-    def dies_on_third(args):
-        calls.append(args)
-        if len(calls) == 3:
-            raise MemoryError("killed")  # two docs files are already rewritten
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_third)
-    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
+    with rewrite_killed_at(monkeypatch, 3):  # two docs files are already rewritten
         run_stage(LineDedupStage(settings=settings), killed)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     stats = run_stage(
         LineDedupStage(settings=settings), killed
     )  # resumes with the counts of the original text
@@ -245,13 +237,7 @@ def _add_copies(root: str, texts: dict[str, str], n: int = 3) -> None:
     rows = [
         {"id": f"copy/{i}", "source": "commoncrawl", "text": texts[i] + "\nMirrored page."} for i in picked
     ]
-    pq.write_table(table_from_rows(rows, CORE_SCHEMA), os.path.join(root, "docs", "input99.parquet"))
-    pq.write_table(
-        rejected_schema(CORE_SCHEMA).empty_table(), os.path.join(root, "rejected", "input99.parquet")
-    )
-    stats = {"key": "input99", "read": n, "kept": n, "rejected": 0, "rejected_by_reason": {}}
-    with open(os.path.join(root, "stats", "input99.json"), "w", encoding="utf-8") as f:
-        json.dump(stats, f)
+    write_input(root, "input99", rows)
 
 
 def _chain():
@@ -299,18 +285,8 @@ def test_chain_killed_in_line_dedup_resumes_without_redoing_minhash(tmp_path, mo
     run_stages(_chain(), whole, inputs_written=True)
     killed = str(tmp_path / "killed")
     _add_copies(killed, make_source(killed))
-    real, calls = line_stage.rewrite_task, []
-
-    def dies_on_second(args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise MemoryError("killed")
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
-    with pytest.raises(Exception, match="killed"):  # MemoryError, or the executor's report naming it
+    with rewrite_killed_at(monkeypatch, 2):
         run_stages(_chain(), killed, inputs_written=True)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     res = run_stages(_chain(), killed, inputs_written=False)
     assert res["minhash"]["up_to_date"] is True and "up_to_date" not in res["line_dedup"]
     assert _files(killed) == _files(whole)
@@ -326,19 +302,8 @@ def test_input_added_after_a_kill_is_deduplicated_too(tmp_path, monkeypatch):
     root = str(tmp_path / "cc")
     texts = make_source(root)
     settings = {"bucket_docs": 60}
-    real = line_stage.rewrite_task
-    calls = []
-
-    def dies_on_second(args):
-        calls.append(args)
-        if len(calls) == 2:
-            raise MemoryError("killed")
-        return real(args)
-
-    monkeypatch.setattr(line_stage, "rewrite_task", dies_on_second)
-    with pytest.raises(Exception, match="killed"):
+    with rewrite_killed_at(monkeypatch, 2):
         run_stage(LineDedupStage(settings=settings), root)
-    monkeypatch.setattr(line_stage, "rewrite_task", real)
     _add_copies(root, texts)  # the new input: three pages whose boilerplate is frequent
     run_stage(LineDedupStage(settings=settings), root)
     first = {i: t for i, t in brute_force(texts, 3, 6, "ccnet").items() if t}

@@ -18,6 +18,7 @@ from dedup.workflow import find_near_duplicates
 from pipelines.core.corpus_stage import run_stage
 from pipelines.core.executor import LocalExecutor, TaskFailed
 from pipelines.core.schema import CORE_SCHEMA, table_from_rows
+from tests.helpers.faults import dying_after
 
 KEY = ["id", "cluster_id", "kept"]
 
@@ -157,15 +158,7 @@ def test_a_stage_killed_during_removal_resumes_removal_without_redoing_minhash(t
     assert expected["moved_to_rejected"] > 10
 
     real = removal.move_task
-    calls = {"n": 0}
-
-    def dying(args):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise OSError("node lost during removal")
-        return real(args)
-
-    monkeypatch.setattr(removal, "move_task", dying)
+    monkeypatch.setattr(removal, "move_task", dying_after(real, 2, OSError("node lost during removal")))
     with pytest.raises(TaskFailed, match="node lost during removal"):
         run_stage(stage, src)
     monkeypatch.setattr(removal, "move_task", real)

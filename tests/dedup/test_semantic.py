@@ -17,6 +17,7 @@ from dedup.stages import SemanticDedupStage
 from dedup.text import shingle_hashes
 from pipelines.core.corpus_stage import run_stage
 from pipelines.runner import run_recipe
+from tests.helpers.models import train_on_quality_fixtures
 from tests.helpers.paths import FIXTURES, corpus_path
 from tests.helpers.sources import assert_accounting
 from tests.pipelines.sources.test_commoncrawl import CC_FIXTURES, file_digests, recipe
@@ -208,16 +209,7 @@ def test_real_warcs_what_semantic_dedup_removes_beyond_minhash(tmp_path):
 def test_make_models_retrains_the_default_encoder_from_named_text(tmp_path):
     """`winnow models train --only semantic` (part of `make models`): word vectors, SIF meta and a quality record
     measured on held-out reworded pairs; the folder works as the stage's model_dir."""
-    from classifiers.train import TrainSettings, train_all
-
-    quality = os.path.join(FIXTURES, "quality")
-    s = TrainSettings(
-        models_dir=str(tmp_path),
-        reference=[os.path.join(quality, "reference.jsonl")],
-        web=[os.path.join(quality, "web.jsonl")],
-        only=["semantic"],
-    )
-    record = train_all(s)["semantic"]
+    record = train_on_quality_fixtures(str(tmp_path), "semantic")
     assert record["heldout"]["pairs"] >= 10 and {"vectors.npy", "vocab.txt", "meta.json"} <= set(
         record["files"]
     )
@@ -241,4 +233,10 @@ def test_shipped_encoder_quality_is_the_recorded_one():
     assert sorted({f"{p.kind}:{p.key}" for p in held}) == record["heldout_documents"]
     metrics = measure_pairs(load_encoder(None), *eval_pairs(held, 0))
     assert abs(metrics["auc"] - record["heldout"]["auc"]) < 0.005 and metrics["auc"] >= 0.9
-    assert metrics["by_threshold"]["0.9"] == record["heldout"]["by_threshold"]["0.9"]
+    # the held-out text is read through the pipeline's readers since the encoder was measured (arXiv papers whole,
+    # with their inputs inlined): the shares of pairs above 0.9 moved by at most 0.015 when that changed
+    got, recorded = metrics["by_threshold"]["0.9"], record["heldout"]["by_threshold"]["0.9"]
+    assert got.keys() == recorded.keys() and all(abs(got[k] - recorded[k]) <= 0.02 for k in got), (
+        got,
+        recorded,
+    )

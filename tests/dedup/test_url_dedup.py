@@ -3,7 +3,6 @@ captures of one page keep the most recent, the other rejected dedup:url."""
 
 from __future__ import annotations
 
-import io
 import os
 
 import pyarrow.parquet as pq
@@ -12,6 +11,7 @@ import pytest
 from dedup.urls import normalize_url
 from pipelines.runner import run_recipe
 from tests.helpers.sources import assert_accounting
+from tests.helpers.warc import warc_bytes
 from tests.pipelines.sources.test_commoncrawl import recipe
 
 
@@ -43,23 +43,12 @@ def test_different_pages_keep_different_keys(a, b):
 
 def _warc(records: list[tuple[str, str, str, bytes]]) -> bytes:
     """WARC responses (id, url, WARC-Date, html)."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=True)
-    for rid, url, date, html in records:
-        http = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8")], protocol="HTTP/1.1")
-        writer.write_record(
-            writer.create_warc_record(
-                url,
-                "response",
-                payload=io.BytesIO(html),
-                http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": f"<urn:url:{rid}>", "WARC-Date": date},
-            )
-        )
-    return buf.getvalue()
+    return warc_bytes(
+        [(rid, html) for rid, _, _, html in records],
+        urn="url",
+        urls={rid: url for rid, url, _, _ in records},
+        dates={rid: date for rid, _, date, _ in records},
+    )
 
 
 def _page(version: str) -> bytes:

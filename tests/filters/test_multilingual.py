@@ -160,7 +160,7 @@ def test_real_warcs_with_all_languages_are_judged_by_their_own_words(tmp_path):
     import duckdb
 
     from filters.languages import load_language_tokenizer
-    from mixtures.languages import language_counts
+    from pipelines.report.languages import language_counts
     from pipelines.sources.commoncrawl import without_models
     from pipelines.sources.registry import deep_merge
     from tests.helpers.paths import corpus_path

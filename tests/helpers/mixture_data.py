@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.core.layout import input_key
+from pipelines.core.schema import CORE_SCHEMA, extend_schema
 
 SENTENCES = {
     "commoncrawl": [
@@ -74,17 +75,8 @@ def docs_table(
         )
     table = pa.Table.from_pylist(
         rows,
-        schema=pa.schema(
-            [
-                ("id", pa.string()),
-                ("source", pa.string()),
-                ("url", pa.string()),
-                ("text", pa.large_string()),
-                ("meta", pa.string()),
-                ("lang", pa.string()),
-                ("lang_score", pa.float64()),
-                ("perplexity", pa.float64()),
-            ]
+        schema=extend_schema(
+            CORE_SCHEMA, {"lang": pa.string(), "lang_score": pa.float64(), "perplexity": pa.float64()}
         ),
     )
     for name, values in (extra or {}).items():

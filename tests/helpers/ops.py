@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import psutil
 import pyarrow.parquet as pq
 import yaml
 
+from pipelines.core.embedded_ray import kill_processes_naming
 from pipelines.sources.commoncrawl import without_models
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -75,22 +75,7 @@ def kill_matching(marker: str) -> int:
     Only processes of this test's own cluster match (its private ``--temp-dir``); `ray stop` would also kill the
     embedded Ray of other test sessions on the machine.
     """
-    me = psutil.Process()
-    spared = {me.pid, *(p.pid for p in me.parents())}
-    victims: dict[int, psutil.Process] = {}
-    for p in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if p.pid not in spared and any(marker in part for part in (p.info["cmdline"] or [])):
-                victims[p.pid] = p
-                for c in p.children(recursive=True):
-                    victims[c.pid] = c
-    for pid in spared:
-        victims.pop(pid, None)
-    for p in victims.values():
-        with contextlib.suppress(psutil.Error):
-            p.send_signal(signal.SIGKILL)
-    psutil.wait_procs(list(victims.values()), timeout=10)
-    return len(victims)
+    return kill_processes_naming(marker, spare=[p.pid for p in psutil.Process().parents()])
 
 
 @dataclass

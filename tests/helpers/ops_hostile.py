@@ -16,6 +16,7 @@ import os
 import resource
 import sys
 import zipfile
+from typing import Any
 
 # run as a script by test_ops_hostile: the repository root on the path, so `tests.helpers` imports
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -51,32 +52,11 @@ def _zip_bomb(member: str, n: int, size: int) -> bytes:
     return buf.getvalue()
 
 
-def _warc(
-    records: list[tuple[str, bytes]],
-    gz: bool = True,
-    content_type: str = "text/html; charset=utf-8",
-    urn: str = "hostile",
-    urls: dict[str, str] | None = None,
-) -> bytes:
-    """A WARC of HTTP 200 responses (record id ``<urn:{urn}:{rid}>``), gzipped per record unless ``gz`` is false;
-    ``urls`` gives a record's target URI (default ``https://example.org/<rid>``)."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
+def _warc(records: list[tuple[str, bytes]], gz: bool = True, **options: Any) -> bytes:
+    """:func:`tests.helpers.warc.warc_bytes` with this module's record ids (``<urn:hostile:...>``)."""
+    from tests.helpers.warc import warc_bytes
 
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=gz)
-    for rid, payload in records:
-        http = StatusAndHeaders("200 OK", [("Content-Type", content_type)], protocol="HTTP/1.1")
-        writer.write_record(
-            writer.create_warc_record(
-                (urls or {}).get(rid, f"https://example.org/{rid}"),
-                "response",
-                payload=io.BytesIO(payload),
-                http_headers=http,
-                warc_headers_dict={"WARC-Record-ID": f"<urn:{urn}:{rid}>"},
-            )
-        )
-    return buf.getvalue()
+    return warc_bytes(records, gz, **{"urn": "hostile", **options})
 
 
 PAGE = (

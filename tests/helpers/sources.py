@@ -1,4 +1,5 @@
-"""Helpers shared by tests/pipelines/sources/test_github.py, test_books.py and test_arxiv.py: run a recipe locally, read its output."""
+"""Helpers shared by the source and corpus-stage tests: run a recipe locally, read its output, write an input
+as the runner would have written it."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import glob
 import io
 import json
 import os
+import resource
 import tarfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipelines.core.schema import CORE_SCHEMA, rejected_schema, table_from_rows
 from pipelines.runner import run_recipe
 from pipelines.sources.registry import build_recipe, deep_merge, load_config
 
@@ -19,6 +22,25 @@ def run_source(source: str, input_spec: str, out: str, overrides: dict | None = 
     config = deep_merge(load_config(source), overrides or {})
     recipe = build_recipe(source, config)
     return run_recipe(recipe, input_spec, out, executor="local", progress=False)
+
+
+def run_source_peak_mb(source: str, input_spec: str, out: str, overrides: dict | None = None):
+    """:func:`run_source`, and by how many MB this process's peak RSS grew meanwhile (bounded-memory tests)."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_source(source, input_spec, out, overrides)
+    return result, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+def write_input(root: str, key: str, rows: list[dict], schema: pa.Schema = CORE_SCHEMA) -> None:
+    """One input of a written source, as the runner leaves it: ``docs/<key>.parquet``, an empty
+    ``rejected/<key>.parquet`` and ``stats/<key>.json`` (corpus-stage tests start from such a source)."""
+    for kind in ("docs", "rejected", "stats"):
+        os.makedirs(os.path.join(root, kind), exist_ok=True)
+    pq.write_table(table_from_rows(rows, schema), os.path.join(root, "docs", f"{key}.parquet"))
+    pq.write_table(rejected_schema(schema).empty_table(), os.path.join(root, "rejected", f"{key}.parquet"))
+    stats = {"key": key, "read": len(rows), "kept": len(rows), "rejected": 0, "rejected_by_reason": {}}
+    with open(os.path.join(root, "stats", f"{key}.json"), "w", encoding="utf-8") as f:
+        json.dump(stats, f)
 
 
 def read_kind(out: str, source: str, kind: str) -> pa.Table:

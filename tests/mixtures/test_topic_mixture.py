@@ -5,68 +5,17 @@ from __future__ import annotations
 import collections
 import glob
 import os
-import random
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mixtures.build import build_stage
-from mixtures.spec import MixtureError, load_mixture
-from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
-
-SENTENCES = {
-    "arts_entertainment": [
-        "The film premiered at the festival and the lead actress won praise for her quiet performance.",
-        "The band's third album mixes folk ballads with loud guitar songs recorded live in one take.",
-        "Critics called the novel a sprawling family saga set over three generations.",
-    ],
-    "sports": [
-        "The striker scored twice in the second half as the home side won the league match.",
-        "She finished the marathon in under three hours despite the heat on the final climb.",
-    ],
-    "science": [
-        "The telescope measured the light curve of the star as the planet crossed in front of it.",
-        "Researchers sequenced the genome of the bacterium and found two new enzymes.",
-    ],
-    "technology": [
-        "The update fixes a memory leak in the browser and adds support for the new image format.",
-        "Install the package with pip and set the environment variable before running the server.",
-    ],
-}
-#: documents per topic: arts & entertainment is over-represented, as on the web
-DOCS = {"arts_entertainment": 400, "sports": 200, "science": 200, "technology": 200}
+from mixtures.spec import MixtureError
+from tests.helpers.topic_data import DOCS, build_topic_stage, write_topic_corpus
 
 
 @pytest.fixture(scope="module")
 def curated(tmp_path_factory):
-    """CommonCrawl docs with a ``topic`` column of known distribution; books without one."""
-    out = str(tmp_path_factory.mktemp("topics"))
-    rng = random.Random(3)
-    rows = []
-    for topic, n in DOCS.items():
-        for i in range(n):
-            text = " ".join(rng.choice(SENTENCES[topic]) for _ in range(rng.randint(2, 30)))
-            rows.append({"id": f"cc/{topic}/{i:04d}", "text": text, "topic": topic, "topic_prob": 0.9})
-    rng.shuffle(rows)
-    base = docs_table("commoncrawl", len(rows))
-    table = base.set_column(0, "id", pa.array([r["id"] for r in rows], pa.string()))
-    table = table.set_column(3, "text", pa.array([r["text"] for r in rows], pa.large_string()))
-    table = table.append_column("topic", pa.array([r["topic"] for r in rows], pa.string()))
-    table = table.append_column("topic_prob", pa.array([r["topic_prob"] for r in rows], pa.float32()))
-    write_docs(out, "commoncrawl", table.slice(0, 500), "cc-a")
-    write_docs(out, "commoncrawl", table.slice(500), "cc-b")
-    write_docs(out, "books", docs_table("books", 100, max_sentences=60), "books")
-    return out
-
-
-def _build(output, tmp_path, cc_topics, books=None, **top):
-    sources = {
-        "commoncrawl": {"share": 0.8, "max_epochs": 1.0, "topics": cc_topics},
-        "books": {"share": 0.2, "max_epochs": 2.0, **(books or {})},
-    }
-    spec = load_mixture(path=write_mixture(str(tmp_path / "mix.yaml"), sources, **top))
-    return build_stage(spec, output), os.path.join(output, "mixtures", spec.stage)
+    return write_topic_corpus(str(tmp_path_factory.mktemp("topics")))
 
 
 def _shard_topic_tokens(output, stage_dir):
@@ -108,7 +57,9 @@ def _available_share(output):
 
 
 def test_a_capped_topic_meets_its_cap_and_the_others_keep_their_proportions(curated, tmp_path):
-    m, stage_dir = _build(curated, tmp_path, {"arts_entertainment": {"max_share": 0.08}}, total_tokens=40000)
+    m, stage_dir = build_topic_stage(
+        curated, tmp_path, {"arts_entertainment": {"max_share": 0.08}}, total_tokens=40000
+    )
     cc = next(s for s in m["sources"] if s["name"] == "commoncrawl")
     natural = _available_share(curated)
     assert natural["arts_entertainment"] > 0.3  # the cap binds: arts is over-represented in the candidates
@@ -134,7 +85,9 @@ def test_a_capped_topic_meets_its_cap_and_the_others_keep_their_proportions(cura
 
 def test_max_budget_respects_the_epoch_cap_of_every_topic(curated, tmp_path):
     """With ``total_tokens: max`` a cap shrinks what the entry can give: the uncapped topics bind at one epoch."""
-    m, stage_dir = _build(curated, tmp_path, {"arts_entertainment": {"max_share": 0.08}}, total_tokens="max")
+    m, stage_dir = build_topic_stage(
+        curated, tmp_path, {"arts_entertainment": {"max_share": 0.08}}, total_tokens="max"
+    )
     cc = next(s for s in m["sources"] if s["name"] == "commoncrawl")
     assert cc["status"] in ("ok", "off_target")
     assert cc["unique_documents"] == cc["documents"]  # max_epochs 1: nothing repeated
@@ -146,7 +99,7 @@ def test_max_budget_respects_the_epoch_cap_of_every_topic(curated, tmp_path):
 
 def test_shares_and_weights(curated, tmp_path):
     rules = {"sports": {"share": 0.4}, "technology": {"weight": 0.5}}
-    m, stage_dir = _build(curated, tmp_path, rules, total_tokens=40000)
+    m, stage_dir = build_topic_stage(curated, tmp_path, rules, total_tokens=40000)
     shares = next(s for s in m["sources"] if s["name"] == "commoncrawl")["topics"]
     natural = _available_share(curated)
     q = {
@@ -160,7 +113,7 @@ def test_shares_and_weights(curated, tmp_path):
 
 
 def test_a_source_without_a_topic_column_is_built_and_says_the_rules_do_not_apply(curated, tmp_path):
-    m, _ = _build(
+    m, _ = build_topic_stage(
         curated,
         tmp_path,
         {"arts_entertainment": {"max_share": 0.08}},
@@ -177,40 +130,14 @@ def test_same_seed_same_rows_and_rule_errors(curated, tmp_path):
     rules = {"arts_entertainment": {"max_share": 0.08}}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    _, stage_dir = _build(curated, tmp_path / "a", rules, total_tokens=20000)
+    _, stage_dir = build_topic_stage(curated, tmp_path / "a", rules, total_tokens=20000)
     first = open(sorted(glob.glob(os.path.join(stage_dir, "shards", "*.parquet")))[0], "rb").read()
-    _, stage_dir = _build(curated, tmp_path / "b", rules, total_tokens=20000)
+    _, stage_dir = build_topic_stage(curated, tmp_path / "b", rules, total_tokens=20000)
     assert open(sorted(glob.glob(os.path.join(stage_dir, "shards", "*.parquet")))[0], "rb").read() == first
     with pytest.raises(MixtureError, match="unknown topic 'cats'.*arts_entertainment"):
-        _build(curated, tmp_path, {"cats": {"share": 0.1}})
+        build_topic_stage(curated, tmp_path, {"cats": {"share": 0.1}})
     with pytest.raises(MixtureError, match="exactly one of"):
-        _build(curated, tmp_path, {"sports": {"share": 0.1, "max_share": 0.2}})
+        build_topic_stage(curated, tmp_path, {"sports": {"share": 0.1, "max_share": 0.2}})
     every = {t: {"max_share": 0.1} for t in DOCS}
     with pytest.raises(MixtureError, match="every topic with documents is capped"):
-        _build(curated, tmp_path, every, total_tokens=20000)
-
-
-def test_report_shows_the_topic_distribution_of_sources_and_stages(curated, tmp_path):
-    import re
-
-    from mixtures.report import build_report
-
-    _build(curated, tmp_path, {"arts_entertainment": {"max_share": 0.08}}, total_tokens=20000)
-    page = open(build_report(curated), encoding="utf-8").read()
-    topics = page.split("<h2>Topics</h2>", 1)[1]
-    images = re.findall(r'<img src="([^"]+)"', topics)
-    assert images == ["topics_sources.png", "topics_test.png"]
-    for img in images:
-        with open(os.path.join(curated, "report", img), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    # the source table: commoncrawl's documents by topic (400 of 1,000 are arts & entertainment)
-    assert "<td>commoncrawl</td><td>1,000</td><td>0.4000</td>" in topics
-    assert "No topic column (topic shares do not apply): books" in topics
-    # the stage table: the capped topic's rule, target and realised share
-    row = re.search(
-        r"<td>commoncrawl</td><td>arts_entertainment</td><td>([^<]*)</td><td>[^<]*</td>"
-        r"<td>([^<]*)</td><td>([^<]*)</td>",
-        topics,
-    )
-    assert row and "max_share" in row.group(1) and float(row.group(2)) == 0.08
-    assert abs(float(row.group(3)) - 0.08) <= 0.01
+        build_topic_stage(curated, tmp_path, every, total_tokens=20000)

@@ -162,10 +162,10 @@ def test_cron_retries_a_failed_stage_until_it_succeeds_and_reports_empty_stages(
 
 
 def test_cron_retries_the_report_after_an_environment_error(tmp_path, monkeypatch, caplog):
-    import mixtures.report
+    import pipelines.report.build as report_build
     from pipelines.cron import run_cron
 
-    real, calls = mixtures.report.build_report, []
+    real, calls = report_build.build_report, []
 
     def disk_full_once(output):
         calls.append(output)
@@ -173,7 +173,7 @@ def test_cron_retries_the_report_after_an_environment_error(tmp_path, monkeypatc
             raise OSError(28, "No space left on device")
         return real(output)
 
-    monkeypatch.setattr(mixtures.report, "build_report", disk_full_once)
+    monkeypatch.setattr(report_build, "build_report", disk_full_once)
     out = str(tmp_path / "out")
     with caplog.at_level(logging.INFO, logger="winnow.cron"):
         assert run_cron(out, ["arxiv"], ["long_context"], None, "local") == 1

@@ -60,15 +60,19 @@ def cc(tmp_path_factory):
     }
 
 
-def _start_driver(cc, out: str) -> subprocess.Popen:
+def _start_driver(
+    cc, out: str, executor: str = "local", env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """The driver subprocess, once it says READY (with ``env``, its stderr is not kept: Ray writes a lot)."""
     proc = subprocess.Popen(
-        [sys.executable, DRIVER, "commoncrawl", cc["config"], cc["inputs"], out, "local"],
+        [sys.executable, DRIVER, "commoncrawl", cc["config"], cc["inputs"], out, executor],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.PIPE if env is None else subprocess.DEVNULL,
         text=True,
         cwd=REPO,
+        env=env,
     )
-    assert proc.stdout.readline().strip() == "READY", proc.stderr.read()[-3000:]
+    assert proc.stdout.readline().strip() == "READY", proc.stderr.read()[-3000:] if proc.stderr else ""
     return proc
 
 
@@ -109,15 +113,7 @@ def test_driver_with_embedded_ray_killed_mid_run_leaves_no_ray_behind_and_rerun_
         prefix="wops-kr-", dir="/tmp"
     )  # this run's Ray session lives here (RAY_TMPDIR)
     try:
-        proc = subprocess.Popen(
-            [sys.executable, DRIVER, "commoncrawl", cc["config"], cc["inputs"], out, "ray"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=REPO,
-            env={**os.environ, "RAY_TMPDIR": ray_tmp},
-        )
-        assert proc.stdout.readline().strip() == "READY"
+        proc = _start_driver(cc, out, "ray", env={**os.environ, "RAY_TMPDIR": ray_tmp})
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (os.path.isdir(done) and os.listdir(done)):
             time.sleep(0.05)

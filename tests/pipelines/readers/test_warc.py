@@ -13,14 +13,15 @@ from pipelines.core.recipe import Skip
 from pipelines.readers.warc import WarcReader, decode_html
 from pipelines.readers.warc_framing import next_gzip_record, next_warc_header
 from pipelines.sources.commoncrawl import without_models
-from tests.helpers.ops_hostile import PAGE, _warc
+from tests.helpers.ops_hostile import PAGE
 from tests.helpers.sources import all_stats, assert_accounting, read_kind, run_source
+from tests.helpers.warc import warc_bytes
 
 
 def _records(n: int) -> list[bytes]:
     """``n`` uncompressed single-record WARCs (record ids ``urn:cl:r<i>``), each a distinct page."""
     return [
-        _warc([(f"r{i}", PAGE.replace(b"Rivers", f"Rivers{i}".encode()))], gz=False, urn="cl")
+        warc_bytes([(f"r{i}", PAGE.replace(b"Rivers", f"Rivers{i}".encode()))], gz=False, urn="cl")
         for i in range(n)
     ]
 

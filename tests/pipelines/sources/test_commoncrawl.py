@@ -126,9 +126,9 @@ def test_tag_mode_keeps_documents_and_records_the_verdict(tmp_path):
 
 def _warc_bytes(pages: list[tuple[str, bytes]], gz: bool = True) -> bytes:
     """Pages served as plain ``text/html`` (no charset: the reader must sniff it)."""
-    from tests.helpers.ops_hostile import _warc
+    from tests.helpers.warc import warc_bytes
 
-    return _warc(pages, gz, content_type="text/html", urn="bad")
+    return warc_bytes(pages, gz, content_type="text/html", urn="bad")
 
 
 def _good_page(n: int) -> bytes:
@@ -167,9 +167,7 @@ def test_bad_inputs_are_recorded_and_the_run_goes_on(tmp_path):
     )
     (d / "huge.warc.gz").write_bytes(_warc_bytes([("h1", huge), ("h2", big)]))  # 52 MB and 9 MB pages
     # the good pages repeat three articles on purpose; MinHash (tested in test_dedup.py) would rightly remove copies
-    result = run_recipe(
-        recipe(**NO_MINHASH), str(d), str(tmp_path / "out"), executor="local", progress=False
-    )
+    result = run_recipe(recipe(**NO_MINHASH), str(d), str(tmp_path / "out"), executor="local", progress=False)
     stats = {
         os.path.basename(json.load(open(p))["input"]): json.load(open(p))
         for p in glob.glob(str(tmp_path / "out" / "commoncrawl" / "stats" / "*.json"))

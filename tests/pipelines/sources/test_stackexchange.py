@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 
 import pyarrow.parquet as pq
 import pytest
@@ -13,10 +12,8 @@ from filters.html_text import html_to_text
 from filters.stackexchange import Answer, format_qa, order_answers, parse_tags
 from pipelines.core.recipe import Skip
 from pipelines.readers.stackexchange import StackExchangeReader, site_name
-from pipelines.runner import run_recipe
-from pipelines.sources.registry import load_config
-from pipelines.sources.stackexchange import build_recipe
 from tests.helpers.paths import FIXTURES, corpus_path
+from tests.helpers.sources import run_source, run_source_peak_mb
 
 SE_FIXTURES = os.path.join(FIXTURES, "stackexchange")
 COOKING = os.path.join(SE_FIXTURES, "cooking.stackexchange.com", "Posts.xml")
@@ -252,13 +249,9 @@ def test_hostile_inputs_are_recorded_and_the_run_goes_on(tmp_path):
         for _ in range(100):
             f.write(chunk)
         f.write(b'" /></posts>')
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = load_config("stackexchange")
-    config["reader"]["max_sites"] = None
-    result = run_recipe(
-        build_recipe(config), str(inputs), str(tmp_path / "out"), executor="local", progress=False
+    result, grown_mb = run_source_peak_mb(
+        "stackexchange", str(inputs), str(tmp_path / "out"), {"reader": {"max_sites": None}}
     )
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB on a 100 MB line"
     stats = {}
     for name in os.listdir(tmp_path / "out" / "stackexchange" / "stats"):
@@ -286,13 +279,7 @@ def test_hostile_inputs_are_recorded_and_the_run_goes_on(tmp_path):
 
 # -- the recipe ----------------------------------------------------------------------------------------------------
 def test_recipe_on_fixtures_rejects_unanswered_questions(tmp_path):
-    result = run_recipe(
-        build_recipe(load_config("stackexchange")),
-        SE_FIXTURES,
-        str(tmp_path),
-        executor="local",
-        progress=False,
-    )
+    result = run_source("stackexchange", SE_FIXTURES, str(tmp_path))
     s = result.summary
     assert (s["read"], s["kept"], s["rejected"]) == (4, 3, 1)
     assert s["rejected_by_reason"] == {"se:no_answers": 1}
@@ -305,13 +292,7 @@ def test_recipe_on_fixtures_rejects_unanswered_questions(tmp_path):
 @pytest.mark.integration
 def test_real_stackexchange_dumps_run_cleanly(tmp_path):
     corpus = corpus_path("stackexchange")
-    result = run_recipe(
-        build_recipe(load_config("stackexchange")),
-        corpus,
-        str(tmp_path / "out"),
-        executor="local",
-        progress=False,
-    )
+    result = run_source("stackexchange", corpus, str(tmp_path / "out"))
     s = result.summary
     assert result.inputs == 3 and not s["errors"]
     assert s["read"] == s["kept"] + s["rejected"] and s["kept"] > 800
@@ -359,13 +340,7 @@ def test_out_of_range_and_odd_integers_cost_one_row_not_the_site(tmp_path):
     q13 = next(d for d in docs if d["id"].endswith(":13"))
     assert (q13["question_score"], q13["best_answer_score"]) == ((1 << 63) - 1, -(1 << 63))
     # through the whole recipe: written, counted, nothing lost
-    result = run_recipe(
-        build_recipe(load_config("stackexchange")),
-        path,
-        str(tmp_path / "out"),
-        executor="local",
-        progress=False,
-    )
+    result = run_source("stackexchange", path, str(tmp_path / "out"))
     s = result.summary
     assert s["read"] == 2 == s["kept"] + s["rejected"] and s["skipped"]["skip:malformed_row"] == 10
     assert not s["errors"]

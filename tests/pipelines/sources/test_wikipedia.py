@@ -7,7 +7,6 @@ import bz2
 import gzip
 import json
 import os
-import resource
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,10 +15,8 @@ from filters.wikitext import drop_tables, is_disambiguation, wikitext_to_text
 from pipelines.core.recipe import Skip
 from pipelines.readers.wikipedia import WikipediaReader
 from pipelines.readers.xmlstream import XmlRefused
-from pipelines.runner import run_recipe
-from pipelines.sources.registry import load_config
-from pipelines.sources.wikipedia import build_recipe
 from tests.helpers.paths import FIXTURES, corpus_path
+from tests.helpers.sources import run_source, run_source_peak_mb
 
 WIKI_FIXTURES = os.path.join(FIXTURES, "wikipedia")
 ENWIKI = os.path.join(WIKI_FIXTURES, "enwiki-sample.xml")
@@ -202,15 +199,7 @@ def test_hostile_dumps_are_recorded_and_the_run_goes_on(tmp_path):
         for _ in range(100):
             f.write(chunk)
         f.write(b"</text></revision></page></mediawiki>")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = run_recipe(
-        build_recipe(load_config("wikipedia")),
-        str(inputs),
-        str(tmp_path / "out"),
-        executor="local",
-        progress=False,
-    )
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    result, grown_mb = run_source_peak_mb("wikipedia", str(inputs), str(tmp_path / "out"))
     assert grown_mb < 400, f"peak RSS grew by {grown_mb:.0f} MB"
     stats = {}
     for name in os.listdir(tmp_path / "out" / "wikipedia" / "stats"):
@@ -229,9 +218,7 @@ def test_hostile_dumps_are_recorded_and_the_run_goes_on(tmp_path):
 
 # -- the recipe ----------------------------------------------------------------------------------------------------
 def test_recipe_on_fixtures(tmp_path):
-    result = run_recipe(
-        build_recipe(load_config("wikipedia")), WIKI_FIXTURES, str(tmp_path), executor="local", progress=False
-    )
+    result = run_source("wikipedia", WIKI_FIXTURES, str(tmp_path))
     s = result.summary
     assert (s["read"], s["kept"], s["rejected"]) == (6, 3, 3)
     assert s["rejected_by_reason"] == {"wiki:disambiguation": 2, "wiki:empty": 1}
@@ -246,10 +233,8 @@ def test_recipe_on_fixtures(tmp_path):
 @pytest.mark.parametrize("languages", ["llama", "all"])
 def test_real_wikipedia_dumps_run_cleanly(tmp_path, languages):
     corpus = corpus_path("wikipedia")
-    config = load_config("wikipedia")
-    if languages == "all":
-        config["reader"]["languages"] = None
-    result = run_recipe(build_recipe(config), corpus, str(tmp_path), executor="local", progress=False)
+    overrides = {"reader": {"languages": None}} if languages == "all" else None
+    result = run_source("wikipedia", corpus, str(tmp_path), overrides)
     s = result.summary
     assert result.inputs == 3 and not s["errors"]
     assert s["read"] == s["kept"] + s["rejected"]
@@ -272,8 +257,7 @@ def test_the_same_page_in_several_dumps_keeps_unique_ids(tmp_path):
         (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "in" / rel).write_text(raw, encoding="utf-8")
     out = tmp_path / "out"
-    recipe = build_recipe(load_config("wikipedia"))
-    result = run_recipe(recipe, str(tmp_path / "in"), str(out), executor="local", progress=False)
+    result = run_source("wikipedia", str(tmp_path / "in"), str(out))
     rows = [
         *pq.read_table(os.path.join(out, "wikipedia", "docs")).to_pylist(),
         *pq.read_table(os.path.join(out, "wikipedia", "rejected")).to_pylist(),

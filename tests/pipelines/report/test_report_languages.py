@@ -8,8 +8,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mixtures.languages import NO_LANG, language_counts
-from mixtures.report import build_report
+from pipelines.report.build import build_report
+from pipelines.report.languages import NO_LANG, language_counts
 from tests.helpers.mixture_data import docs_table, write_docs
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import duckdb
 
 from classifiers.topics import TOPICS
-from mixtures import plots
 from mixtures.topics import NO_TOPIC
 from pipelines.core.layout import parquet_files_sql
 from pipelines.core.sql import quote
+from pipelines.report import plots
 
 TOPIC = "topic"
 #: the taxonomy's order fixes each topic's colour in the plots; documents without a topic last
@@ -38,7 +38,9 @@ def source_topics(
         read = f"read_parquet({files}, union_by_name=true)"
         if TOPIC not in {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()}:
             continue
-        rows = con.execute(f"SELECT coalesce({TOPIC}, {quote(NO_TOPIC)}), count(*) FROM {read} GROUP BY 1").fetchall()
+        rows = con.execute(
+            f"SELECT coalesce({TOPIC}, {quote(NO_TOPIC)}), count(*) FROM {read} GROUP BY 1"
+        ).fetchall()
         out[src] = {t: int(n) for t, n in rows}
     return out
 

@@ -2,7 +2,7 @@
 
 Per source: the funnel from read to kept and every drop reason (summary.json / stats); score histograms of kept
 documents; dedup cluster sizes when a ``duplicates`` folder exists; per stage: target vs realised shares and the
-decontamination table; the topic distribution of each source and stage (mixtures/report_topics.py).  Whatever
+decontamination table; the topic distribution of each source and stage (pipelines/report/topics.py).  Whatever
 is absent is said so in the page, never an error.
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from mixtures import plots
-from mixtures.languages import languages_section
-from mixtures.report_topics import topic_section
 from pipelines.core.layout import parquet_files_sql
+from pipelines.report import plots
+from pipelines.report.languages import languages_section
+from pipelines.report.topics import topic_section
 
 log = logging.getLogger(__name__)
 

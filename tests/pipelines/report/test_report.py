@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mixtures.build import build_stage
-from mixtures.report import build_report
 from mixtures.spec import load_mixture
+from pipelines.report.build import build_report
 from tests.helpers.cli import command
 from tests.helpers.mixture_data import docs_table, write_docs, write_mixture
 
