@@ -39,6 +39,7 @@ from dedup.survivors import choose_survivors
 from dedup.text import mix64
 from dedup.workflow import DedupResult, _drop, _timed
 from pipelines.core.executor import Executor, get_executor
+from pipelines.core.folder import Folder
 
 LAYOUT = 1
 PAIR_COLUMNS = ["a", "b", "cosine", "kept", "id_a", "id_b", "kmeans_cluster"]
@@ -248,17 +249,13 @@ def find_semantic_duplicates(
 
 def publish_pairs(work: str, path: str) -> int:
     """Every recorded pair (cosine >= record threshold, ``kept`` at the threshold) as one Parquet file."""
-    from pipelines.core.layout import tmp_name
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
     schema = pa.schema([(n, _pair_schema().field(n).type) for n in PAIR_COLUMNS[2:]])
     rows = 0
-    with pq.ParquetWriter(tmp, schema, compression="zstd") as w:
+    out = Folder(os.path.dirname(path))
+    with out.parquet_writer(os.path.basename(path), schema, compression="zstd") as w:
         folder = os.path.join(work, "verified")
         for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
             t = pq.read_table(os.path.join(folder, name)).select(schema.names)
             w.write_table(t.cast(schema))
             rows += t.num_rows
-    os.replace(tmp, path)
     return rows

@@ -17,6 +17,7 @@ from dedup import corpus
 from dedup.minhash import check_settings
 from dedup.text import mix64
 from filters.languages import check_languages
+from pipelines.core.folder import Folder
 
 #: fewer clusters than configured when the sample is small (a small corpus is compared as one cluster)
 MIN_CLUSTER_DOCS = 100
@@ -112,13 +113,8 @@ def part_hashes(values: list[Any]) -> np.ndarray:
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    from pipelines.core.layout import tmp_name
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "wb") as fh:
+    with Folder(os.path.dirname(path)).open_output(os.path.basename(path)) as fh:
         np.save(fh, array)
-    os.replace(tmp, path)
 
 
 def _sample_hash(g: np.ndarray, seed: int) -> np.ndarray:
@@ -168,14 +164,8 @@ def embed_task(args: tuple[int, list[corpus.InputFile], SemanticConfig, str]) ->
     sg = np.concatenate(s_gid) if s_gid else np.zeros(0, np.uint64)
     sv = np.concatenate(s_vec) if s_vec else np.zeros((0, encoder.dim), np.float16)
     keep = np.argsort(_sample_hash(sg, cfg.seed), kind="stable")[: cfg.sample]
-    from pipelines.core.layout import tmp_name
-
-    path = os.path.join(work, "sample", f"{corpus.unit(group)}.npz")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tmp_name(path)
-    with open(tmp, "wb") as fh:
+    with Folder(os.path.join(work, "sample")).open_output(f"{corpus.unit(group)}.npz") as fh:
         np.savez(fh, gid=sg[keep], vec=sv[keep])
-    os.replace(tmp, path)
     info = {"group": group, "docs": n, "dim": int(encoder.dim), "skipped_language": skipped}
     corpus.mark_done(work, "embed", corpus.unit(group), info)
     return info

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import xxhash
 
+from pipelines.core.folder import Folder
 from pipelines.core.steps import Step, StepResult, set_column
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,13 @@ def _word_list(path: str, normalize: bool = True) -> set[str]:
 
 
 def _hash(strings: list[str]) -> np.ndarray:
-    return np.unique(np.fromiter((xxhash.xxh64_intdigest(s.encode("utf-8", "surrogatepass")) for s in strings), np.uint64, len(strings)))
+    return np.unique(
+        np.fromiter(
+            (xxhash.xxh64_intdigest(s.encode("utf-8", "surrogatepass")) for s in strings),
+            np.uint64,
+            len(strings),
+        )
+    )
 
 
 def cache_dir() -> str:
@@ -72,10 +79,8 @@ def datatrove_blocklist() -> tuple[np.ndarray, set[str]]:
             return np.load(cached, mmap_mode="r"), urls
         domains = tar.extractfile("domains").read().decode("utf-8").splitlines()
     hashes = _hash([d.strip() for d in domains if d and d[0] != "#"])
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
-    tmp = f"{cached}.{os.getpid()}.tmp.npy"
-    np.save(tmp, hashes)
-    os.replace(tmp, cached)
+    with Folder(os.path.dirname(cached)).open_output(os.path.basename(cached)) as fh:
+        np.save(fh, hashes)
     log.info("url blocklist: %d domains hashed into %s", len(hashes), cached)
     return hashes, urls
 
@@ -141,7 +146,9 @@ class UrlCategory(Step):
             automaton.add_word(word, len(automaton))
         automaton.make_automaton()
         return _Category(
-            "adult", domains, urls,
+            "adult",
+            domains,
+            urls,
             banned_words=_word_list(os.path.join(assets, "banned_words.txt")),
             soft_words=_word_list(os.path.join(assets, "soft_banned_words.txt")),
             soft_threshold=self.soft_word_threshold,
@@ -151,7 +158,9 @@ class UrlCategory(Step):
     @staticmethod
     def _user_categories(folder: str) -> list[_Category]:
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"url_category.lists_dir {folder} is not a folder of <category>.txt files")
+            raise FileNotFoundError(
+                f"url_category.lists_dir {folder} is not a folder of <category>.txt files"
+            )
         out = []
         for name in sorted(os.listdir(folder)):
             if not name.endswith(".txt"):
@@ -169,8 +178,11 @@ class UrlCategory(Step):
         if not url:
             return None
         info = self._tld(url)
-        registered = info.top_domain_under_public_suffix if hasattr(info, "top_domain_under_public_suffix") \
+        registered = (
+            info.top_domain_under_public_suffix
+            if hasattr(info, "top_domain_under_public_suffix")
             else info.registered_domain
+        )
         if registered in self._allow or info.fqdn in self._allow:
             return None
         words = set(_SPLIT.split(url))

@@ -113,14 +113,12 @@ class BenchmarkHashes:
 
     def save(self, folder: str) -> str:
         """Write the three files (atomically each); returns the .npy path."""
-        from pipelines.core.layout import tmp_name, write_json_atomic
+        from pipelines.core.folder import Folder
+        from pipelines.core.layout import write_json_atomic
 
-        os.makedirs(folder, exist_ok=True)
         for suffix, arr in ((".npy", self.keys), (".items.npy", self.items)):
-            final = os.path.join(folder, self.name + suffix)
-            tmp = tmp_name(final) + ".npy"  # np.save appends .npy to names without it
-            np.save(tmp, arr, allow_pickle=False)
-            os.replace(tmp, final)
+            with Folder(folder).open_output(self.name + suffix) as fh:
+                np.save(fh, arr, allow_pickle=False)
         write_json_atomic(
             os.path.join(folder, self.name + ".json"),
             {
