@@ -166,7 +166,10 @@ def warc_pages(path: str) -> list[tuple[str, str]]:
     table = pa.table(
         {"text": [r.get("text") or "" for r in rows], "content_format": [r["content_format"] for r in rows]}
     )
-    result = ExtractText(timeout_s=120.0)(table)  # training text must not depend on machine load
+    extract = ExtractText(timeout_s=120.0)  # training text must not depend on machine load
+    # nor on what this process extracted before: trafilatura's paragraph dedup remembers pages across calls
+    extract.start_input(path)
+    result = extract(table)
     texts = result.table.column("text").to_pylist()
     return [
         (r.get("url") or "", t or "")
