@@ -38,7 +38,8 @@ def load_state(root: str) -> dict[str, Any]:
 
 
 def _removed_gids(work: str) -> np.ndarray:
-    paths = [o.path for o in corpus.Folder(work).list("removed/*/*.parquet")]
+    # removed/ only: the rest of the work folder has other tasks' markers appearing under temporary names
+    paths = [o.path for o in corpus.Folder(work).child("removed").list("*/*.parquet")]
     parts = [corpus.read_table(p, columns=["gid"]).column("gid").to_numpy() for p in paths]
     return np.sort(np.concatenate(parts)) if parts else np.zeros(0, _U64)
 

@@ -177,7 +177,10 @@ class Folder:
                         if recursive:
                             stack.append(rel)
                     elif e.is_file():
-                        st = e.stat()
+                        try:
+                            st = e.stat()
+                        except FileNotFoundError:  # renamed or removed since the scan (a writer's temp file)
+                            continue
                         yield rel, True, st.st_size, st.st_mtime_ns
             return
         from pyarrow import fs

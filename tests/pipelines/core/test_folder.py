@@ -178,3 +178,23 @@ def test_local_names_that_are_not_utf8(tmp_path):
     with open(os.path.join(str(tmp_path), name), "ab") as f:
         f.write(b" more")
     assert folder.fingerprint() != fp
+
+
+def test_a_file_renamed_while_listing_is_left_out_not_an_error(tmp_path, monkeypatch):
+    """Another task renames its temporary file into place between the scan of a folder and the stat of that entry
+    (the MinHash index tasks list their work folder while other tasks write markers): the listing goes on."""
+    root = Folder(str(tmp_path))
+    root.write_bytes("_done/a/00001.json", b"{}")
+    tmp = tmp_path / "_done" / "a" / ".00002.json.tmp-deadbeef"
+    tmp.write_bytes(b"{}")
+    real_scandir = os.scandir
+
+    def scandir_then_rename(path):
+        entries = list(real_scandir(path))
+        if os.path.basename(path) == "a" and tmp.exists():
+            os.replace(tmp, tmp_path / "_done" / "a" / "00002.json")  # the writer commits after the scan
+        return iter(entries)
+
+    monkeypatch.setattr(os, "scandir", scandir_then_rename)
+    names = [os.path.basename(o.path) for o in root.list(hidden=True)]
+    assert names == ["00001.json"]  # the renamed temp file is skipped; the committed marker was not yet seen
