@@ -9,15 +9,15 @@ import pytest
 from tests.helpers.paths import CORPUS, FIXTURES, REPO, SHARED, corpus_path  # noqa: F401
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def ray_local():
-    """One embedded Ray for the session (2 CPUs, no dashboard)."""
+    """An embedded Ray (2 CPUs, no dashboard), started once and kept for the session (Ray stops at exit); started
+    again when a test in between shut Ray down (the cluster and mixture tests end with ``ray.shutdown()``)."""
     import ray
 
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+    return ray
 
 
 @pytest.fixture(autouse=True)

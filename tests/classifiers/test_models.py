@@ -234,8 +234,7 @@ def test_lid_eval_on_tatoeba_agrees_with_datatrove():
 
     r = evaluate(corpus_path("langid", "tatoeba_laser_v1_part1.tsv"), limit=3000)
     assert r["agreement"] == 1.0 and r["winnow_accuracy"] == r["datatrove_accuracy"]
-    assert 0.6 < r["winnow_accuracy"] <= 1.0
-    assert r["winnow_docs_per_s"] > r["datatrove_docs_per_s"]
+    assert 0.6 < r["winnow_accuracy"] <= 1.0  # speed: bench/bench_models.py (never asserted in a test)
 
 
 _ACTOR_RUN = r"""
