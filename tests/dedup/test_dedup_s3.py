@@ -188,3 +188,34 @@ def test_line_counts_in_the_bucket_drive_the_counts_step_as_locally(s3, tmp_path
         for where in (str(tmp_path / "counts"), f"{remote}/counts")
     ]
     assert texts[0] == texts[1] and texts[0] != batch.column("text").to_pylist()
+
+
+def test_semantic_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_copy):
+    from dedup.stages import SemanticDedupStage
+    from tests.dedup.test_semantic import THRESHOLD, _source
+
+    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/semantic"
+    _source(
+        local,
+        [
+            ["lighthouse", "bakery", "trains", "garden"],
+            ["lighthouse_reworded", "bakery_reworded", "lighthouse_other", "chess"],
+        ],
+    )
+    _upload(local, remote)
+    settings = {"threshold": THRESHOLD, "clusters": 2, "assign_to": 2, "executor": "local", "tasks": 2}
+    stage = SemanticDedupStage(settings=settings)
+    stats_local, stats = run_stage(stage, local), run_stage(stage, remote)
+    assert stats["removed"] == stats_local["removed"] == 2 and stats["pairs_recorded"] > 0
+    assert {k: v for k, v in stats.items() if "seconds" not in k and k != "executor"} == {
+        k: v for k, v in stats_local.items() if "seconds" not in k and k != "executor"
+    }
+    for kind in ("docs", "rejected"):
+        assert _rows(local, kind) == _rows(remote, kind), kind
+    assert _clusters(local, "semantic_dedup") == _clusters(remote, "semantic_dedup")
+    pairs = "semantic_dedup.pairs.parquet"  # no paths in it: equal as written
+    assert _rows(local, "duplicates")[pairs] == _rows(remote, "duplicates")[pairs]
+    work = [o.path for o in storage.list_files(f"{remote}/_dedup")]
+    assert any("/_dedup/semantic-" in p and p.endswith("centroids.npy") for p in work)
+    assert any("/_dedup/semantic-" in p and "/emb/" in p for p in work)  # the sidecars in the bucket
+    assert run_stage(stage, remote)["up_to_date"] is True
