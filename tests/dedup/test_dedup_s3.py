@@ -15,7 +15,7 @@ import pytest
 from dedup.corpus import read_table
 from dedup.line_stage import LineDedupStage
 from dedup.stages import ExactDedupStage, MinHashDedupStage
-from pipelines.core import stage_copy, storage
+from pipelines.core import storage
 from pipelines.core.corpus_stage import run_stage
 from pipelines.core.folder import Folder
 from pipelines.core.schema import CORE_SCHEMA, table_from_rows
@@ -45,7 +45,6 @@ def no_local_copy(monkeypatch):
     def no_copy(*a, **k):
         raise AssertionError("the stage copied the source to local disk")
 
-    monkeypatch.setattr(stage_copy, "run_on_copy", no_copy)
     monkeypatch.setattr(storage, "download_file", no_copy)
     monkeypatch.setattr(storage, "local_copy", no_copy)
 
