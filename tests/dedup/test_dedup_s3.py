@@ -218,3 +218,14 @@ def test_semantic_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_co
     assert any("/_dedup/semantic-" in p and p.endswith("centroids.npy") for p in work)
     assert any("/_dedup/semantic-" in p and "/emb/" in p for p in work)  # the sidecars in the bucket
     assert run_stage(stage, remote)["up_to_date"] is True
+
+
+def test_line_dedup_ray_tasks_read_and_write_the_bucket_themselves(s3, tmp_path, ray_local, no_local_copy):
+    """Ray tasks get the object-store settings the executor forwards, and give the local result."""
+    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/lines-ray"
+    make_source(local)
+    _upload(local, remote)
+    run_stage(LineDedupStage(settings=dict(LINES)), local)
+    stats = run_stage(LineDedupStage(settings={**LINES, "executor": "ray", "workers": 2}), remote)
+    assert stats["lines_removed"] > 100
+    _same_rows(local, remote)
