@@ -142,10 +142,16 @@ def test_minhash_and_exact_run_in_place_on_s3_as_locally(s3, docs, tmp_path, no_
 LINES = {"bucket_docs": 60, "partitions": 3}  # 162 pages in 3 buckets, 4 inputs
 
 
-def test_line_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_copy):
-    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/lines"
+def _pages(tmp_path, name: str) -> tuple[str, str]:
+    """The line-dedup test pages (4 inputs of a written source) locally and, the same bytes, in the bucket."""
+    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/{name}"
     make_source(local)
     _upload(local, remote)
+    return local, remote
+
+
+def test_line_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_copy):
+    local, remote = _pages(tmp_path, "lines")
     stage = LineDedupStage(settings=dict(LINES))
     stats_local, stats = run_stage(stage, local), run_stage(stage, remote)
     assert stats == stats_local and stats["lines_removed"] > 100 and stats["emptied"] > 0
@@ -157,9 +163,7 @@ def test_line_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_copy):
 
 
 def test_line_dedup_killed_on_s3_resumes_to_the_local_output(s3, tmp_path, monkeypatch, no_local_copy):
-    whole, killed = str(tmp_path / "whole"), f"s3://{BUCKET}/out/lines-killed"
-    make_source(whole)
-    _upload(whole, killed)
+    whole, killed = _pages(tmp_path, "lines-killed")
     run_stage(LineDedupStage(settings=dict(LINES)), whole)
     with rewrite_killed_at(monkeypatch, 3):  # two docs files in the bucket are already rewritten
         run_stage(LineDedupStage(settings=dict(LINES)), killed)
@@ -175,9 +179,7 @@ def test_line_counts_in_the_bucket_drive_the_counts_step_as_locally(s3, tmp_path
     from dedup.line_stage import LineDedupConfig, count_lines
     from dedup.lines import LineDedup
 
-    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/lines-counts"
-    make_source(local)
-    _upload(local, remote)
+    local, remote = _pages(tmp_path, "lines-counts")
     cfg = LineDedupConfig(**LINES)
     meta = count_lines(build_inputs([f"{local}/docs"]), str(tmp_path / "counts"), cfg, hits=False)
     assert count_lines(build_inputs([f"{remote}/docs"]), f"{remote}/counts", cfg, hits=False) == meta
@@ -222,9 +224,7 @@ def test_semantic_dedup_runs_in_place_on_s3_as_locally(s3, tmp_path, no_local_co
 
 def test_line_dedup_ray_tasks_read_and_write_the_bucket_themselves(s3, tmp_path, ray_local, no_local_copy):
     """Ray tasks get the object-store settings the executor forwards, and give the local result."""
-    local, remote = str(tmp_path / "cc"), f"s3://{BUCKET}/out/lines-ray"
-    make_source(local)
-    _upload(local, remote)
+    local, remote = _pages(tmp_path, "lines-ray")
     run_stage(LineDedupStage(settings=dict(LINES)), local)
     stats = run_stage(LineDedupStage(settings={**LINES, "executor": "ray", "workers": 2}), remote)
     assert stats["lines_removed"] > 100
