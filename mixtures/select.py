@@ -280,6 +280,23 @@ def select_entries(
 ) -> tuple[list[EntryState], list[str], list[ScanResult], dict[str, tuple[tuple[str, str], ...]]]:
     """Every entry's available documents (see the module docstring); (states, docs files, scan results, columns)."""
     columns, by_origin, results, files = scan(spec, docs, tokenizer, index, executor, work, partitions)
+    states = partition_entries(spec, output, columns, by_origin, results, files, executor, work, partitions)
+    return states, files, results, columns
+
+
+def partition_entries(
+    spec: MixtureSpec,
+    output: str,
+    columns: dict[str, tuple[tuple[str, str], ...]],
+    by_origin: dict[str, list[int]],
+    results: list[ScanResult],
+    files: list[str],
+    executor: Executor,
+    work: str,
+    partitions: int,
+) -> list[EntryState]:
+    """After the scan: duplicate ids, the top_fraction cuts and contamination as tasks over the candidate
+    partitions in ``work``; one state per entry from their totals."""
     parts = range(partitions)
     counts = executor.map(
         dedup_partition, [PartitionTask(work, p) for p in parts], desc=f"mixture {spec.stage}: duplicate ids"
@@ -303,13 +320,11 @@ def select_entries(
         [PartitionTask(work, p, tuple(requests[p])) for p in parts],
         desc=f"mixture {spec.stage}: candidates",
     )
-    states = join_entries(spec, docs, output, columns, by_origin, results, totals)
-    return states, files, results, columns
+    return join_entries(spec, output, columns, by_origin, results, totals)
 
 
 def join_entries(
     spec: MixtureSpec,
-    docs: dict[str, list[str]],
     output: str,
     columns: dict[str, tuple[tuple[str, str], ...]],
     by_origin: dict[str, list[int]],
