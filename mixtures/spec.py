@@ -84,7 +84,7 @@ class MixtureSpec:
     on_empty: str = "report"  # nothing selected: report "empty" and succeed | error
     executor: str = "auto"  # where the build's tasks run: auto | local | process | ray
     workers: int | None = None  # process pool size (None: every core)
-    partitions: int | None = None  # candidate partitions of the build (None: from the docs' bytes); no output effect
+    partitions: int | None = None  # candidate partitions (None: from the docs bytes); decides no output
 
 
 def _number(value: Any, what: str) -> float:
