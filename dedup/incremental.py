@@ -5,8 +5,9 @@ a new document near one of them goes, they never go.  So "A, then A+B" removes f
 over B with A's survivors as references removes.  A B document similar only to an A document that A's own dedup
 removed is judged against A's survivors only (the removed one is not in the index).
 
-The index (``<source>/_dedup/minhash-index/``): one generation per run, ``gen-<k>/keys/<p>.parquet`` (band, key,
-gid: the band keys of that run's survivors, R hash partitions by key like the band pass, sorted by key) and
+The index (``<source>/_dedup/minhash-index/``): one generation per run, ``gen-<k>/keys/<p>.parquet`` and
+``rows/<p>.parquet`` (key; band, gid: the band keys of that run's survivors, R hash partitions by key like the band
+pass, sorted by key) and
 ``gen-<k>/docs/<g>.parquet`` (gid, id: which document a gid was, by file group).  ``state.json`` holds the settings
 the index was built with, the generations (each with the docs file names its gids number) and ``covered``: every
 docs file the index covers with its row count after that run.
@@ -46,7 +47,6 @@ from dedup.minhash_index import (  # noqa: F401 - index_root, load_state re-expo
     compact,
     docs_path,
     index_root,
-    keys_path,
     load_state,
     lookup,
     merge_from,
@@ -56,7 +56,7 @@ from dedup.workflow import LAYOUT, DedupResult, after_buckets, find_near_duplica
 from pipelines.core.executor import Executor
 from pipelines.core.layout import write_json_atomic
 
-INDEX_LAYOUT = 1
+INDEX_LAYOUT = 2  # 2: key files and rows files in row groups (minhash_index.write_keys)
 LOCATED_SCHEMA = pa.schema([("gid", pa.uint64()), ("text", pa.large_string())])
 _U64 = np.uint64
 
@@ -110,7 +110,7 @@ def inc_bucket_task(
         wanted = np.unique(new.column("key").to_numpy())
         parts = [new.cast(KEYS_SCHEMA)]
         for gen_dir, base in gens:  # only the row groups whose key range holds a new key are read
-            old = lookup(keys_path(gen_dir, p), wanted, seen)
+            old = lookup(gen_dir, p, wanted, seen)
             parts.append(old.set_column(2, "gid", pa.array(virtual(old.column("gid").to_numpy(), base))))
             info["index_rows"] += old.num_rows
         t = pa.concat_tables(parts)
