@@ -214,10 +214,28 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         embedded_ray.start(num_cpus)
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
-    """``fn(item)`` and the node it ran on (the executor records where each pass ran)."""
+#: functions of recent ``map`` calls, deserialised once per worker process (see :func:`_call`); a few, not all
+_FUNCTIONS: dict[str, Callable[[Any], Any]] = {}
+_FUNCTIONS_KEPT = 4
+
+
+def _call(fn_box: list[Any], item: Any) -> tuple[Any, str]:
+    """``fn(item)`` and the node it ran on (the executor records where each pass ran).
+
+    ``fn_box`` holds the function's object ref inside a list, so Ray does not resolve it per task: a worker process
+    deserialises each map's function once and reuses it for every item it runs.  For the runner the function holds
+    the recipe, so the steps' ``setup`` (loading block lists, models, tokenizers) runs once per worker process
+    instead of once per input, as the local executor does; per-input state is reset by the steps themselves."""
     import ray
 
+    ref = fn_box[0]
+    key = ref.hex()
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = ray.get(ref)
+        while len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
+            _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
+        _FUNCTIONS[key] = fn
     return fn(item), ray.get_runtime_context().get_node_id()
 
 
@@ -305,15 +323,12 @@ class RayExecutor:
         import ray
 
         init_ray(self.address)
-        opts = self.options()
-        task = ray.remote(_call).options(**opts)
-        first = [
-            ray.remote(_call).options(**{**opts, "scheduling_strategy": s})
-            for s in self.placements(len(items))
-        ]
-        fn_ref = ray.put(fn)
+        opts, remote = self.options(), ray.remote(_call)
+        task = remote.options(**opts)
+        first = [remote.options(**{**opts, "scheduling_strategy": s}) for s in self.placements(len(items))]
+        fn_box = [ray.put(fn)]  # boxed: resolved once per worker process, not per task (_call)
         refs = {
-            (first[i] if i < len(first) else task).remote(fn_ref, item): i for i, item in enumerate(items)
+            (first[i] if i < len(first) else task).remote(fn_box, item): i for i, item in enumerate(items)
         }
         results: list[Any] = [None] * len(items)
         where: list[str] = [""] * len(items)
