@@ -36,7 +36,7 @@ from typing import Any
 
 from pipelines.core import storage
 from pipelines.core.commands import add_command
-from pipelines.core.folder import Folder, listing_fingerprint, split, stat
+from pipelines.core.folder import Folder, ObjectInfo, listing_fingerprint, split, stat
 from pipelines.core.layout import SourceLayout, input_key
 from pipelines.core.locks import LockedError, run_lock
 from pipelines.core.logs import log_to_file
@@ -51,8 +51,15 @@ STATE = "state.json"
 
 
 def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
-    """Hash of a source's settings and of its inputs' listing (absolute path, size, mtime), never of their bytes."""
-    return listing_fingerprint([stat(storage.absolute(p)) for p in sorted(inputs)], config)
+    """Hash of a source's settings and of its inputs' listing (absolute path, size, mtime), never of their bytes.
+
+    Sizes and mtimes come from one listing per folder of inputs (on a store, not a HEAD request per object); an
+    input the listing does not show as a file (a folder: a code repository) is stat'ed on its own."""
+    paths = sorted(storage.absolute(p) for p in inputs)
+    listed: dict[str, ObjectInfo] = {}
+    for folder in sorted({split(p)[0] for p in paths}, key=lambda f: f.location):
+        listed.update({o.path: o for o in folder.list(recursive=False, hidden=True)})
+    return listing_fingerprint([listed.get(p) or stat(p) for p in paths], config)
 
 
 def source_config(source: str, config_dir: str | None) -> dict[str, Any]:
