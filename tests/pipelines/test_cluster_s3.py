@@ -8,6 +8,7 @@ machine, but every pass reads and writes the bucket).
 * A worker node removed while the MinHash bucket pass runs (its tasks are held until the node is gone, so the
   removal always falls mid-pass): Ray reruns the lost tasks on the other node and the output is still the local one.
 * A task whose store read fails once (``StorageError``) is retried by Ray.
+* ``winnow cron`` on the cluster over the bucket (the README's cron job): the local run's rows, then nothing to do.
 """
 
 from __future__ import annotations
@@ -250,3 +251,35 @@ def test_a_storage_error_in_a_task_is_retried(cluster, s3, tmp_path):
         functools.partial(_fails_once, flags), [f"s3://{BUCKET}/retry/x.txt"]
     ) == ["after a retry"]
     assert os.path.exists(os.path.join(flags, "failed-once"))
+
+
+def test_cron_on_the_cluster_over_the_bucket(cluster, inputs, local_run, tmp_path):
+    """The README's cron job: ``winnow cron`` on the cluster with INPUT and OUTPUT in the bucket, no shared folder;
+    the local run's rows, then a second run that finds nothing to do."""
+    import yaml
+
+    from pipelines.sources.commoncrawl import without_models
+    from pipelines.sources.registry import deep_merge
+    from tests.helpers.cli import command
+    from tests.helpers.mixture_data import write_mixture
+
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    config = deep_merge(deep_merge({"input": IN}, without_models()), overrides("ray"))
+    (cfg / "commoncrawl.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    mix = write_mixture(str(tmp_path / "cc.yaml"), {"commoncrawl": {"share": 1.0}}, stage="cc")
+    out = f"s3://{BUCKET}/out-cron"
+    argv = ["--output", out, "--config-dir", str(cfg), "--sources", "commoncrawl", "--stages", mix]
+    cron_main = command("cron")
+    assert cron_main([*argv, "--executor", "ray"]) == 0
+    assert_same_output(out, local_run)
+    workers = {n.node_id for n in cluster.worker_nodes}
+    assert {
+        storage.read_json(o.path)["node"] for o in storage.list_files(f"{out}/commoncrawl/stats")
+    } == workers
+    assert storage.exists(f"{out}/mixtures/cc/manifest.json") and storage.exists(f"{out}/report/index.html")
+    assert cron_main([*argv, "--executor", "ray"]) == 0
+    logs = storage.list_files(f"{out}/_cron/logs")
+    assert (
+        len(logs) == 2 and "nothing changed since the last run" in storage.read_bytes(logs[-1].path).decode()
+    )
