@@ -77,7 +77,8 @@ class MinHashDedupStage(RemovalStage):
     #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
     #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
     incremental: bool = True
-    #: index generations (one per incremental run) before they are merged into one
+    #: most index generations (one per incremental run); below it the newest are merged as a binary counter
+    #: (about log2(index / increment) generations, :func:`dedup.minhash_index.merge_from`)
     index_generations_max: int = 8
 
     @property
