@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.local_only and (uri := _uri_argument(args)):
         print(
             f"winnow: `winnow {args.command}` reads and writes local paths only, not {uri}. Object storage "
-            "(s3://, gs://) works for `winnow run` and `winnow query`; run this command on a local or shared "
-            "path (or a FUSE mount of the bucket).",
+            "(s3://, gs://) works for `winnow run`, `query`, `mixture`, `report` and `cron`; run this command "
+            "on a local or shared path (or a FUSE mount of the bucket).",
             file=sys.stderr,
         )
         return 2

@@ -10,23 +10,33 @@ short documents) is "empty", not a failure, unless ``--strict`` or the mixture s
 
 The per-source dedup passes (CommonCrawl MinHash, GitHub exact, books near-dup) are corpus stages of the source
 runs, so "then dedup" happens inside each source's run, after its last input.
+
+OUTPUT may be a local path or an ``s3://`` / ``gs://`` URI (no shared filesystem needed): cron's state
+(``OUTPUT/_cron/state.json``) and its lock go through :class:`~pipelines.core.folder.Folder` and
+:func:`~pipelines.core.locks.run_lock` (an advisory lock object on a store), the sources, mixtures and report
+write through the same storage object.  A store has no appends, so there the log of each run is its own object,
+``OUTPUT/_cron/logs/<time>-<host>-<pid>.log``, written when the run ends (``--log`` names a local file instead).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import hashlib
 import json
 import logging
 import os
+import socket
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pipelines.core import storage
 from pipelines.core.commands import add_command
-from pipelines.core.folder import Folder, listing_fingerprint, stat
+from pipelines.core.folder import Folder, ObjectInfo, listing_fingerprint, split, stat
 from pipelines.core.layout import SourceLayout, input_key
 from pipelines.core.locks import LockedError, run_lock
 from pipelines.core.logs import log_to_file
@@ -41,8 +51,15 @@ STATE = "state.json"
 
 
 def fingerprint(config: dict[str, Any], inputs: list[str]) -> str:
-    """Hash of a source's settings and of its inputs' listing (absolute path, size, mtime), never of their bytes."""
-    return listing_fingerprint([stat(storage.absolute(p)) for p in sorted(inputs)], config)
+    """Hash of a source's settings and of its inputs' listing (absolute path, size, mtime), never of their bytes.
+
+    Sizes and mtimes come from one listing per folder of inputs (on a store, not a HEAD request per object); an
+    input the listing does not show as a file (a folder: a code repository) is stat'ed on its own."""
+    paths = sorted(storage.absolute(p) for p in inputs)
+    listed: dict[str, ObjectInfo] = {}
+    for folder in sorted({split(p)[0] for p in paths}, key=lambda f: f.location):
+        listed.update({o.path: o for o in folder.list(recursive=False, hidden=True)})
+    return listing_fingerprint([listed.get(p) or stat(p) for p in paths], config)
 
 
 def source_config(source: str, config_dir: str | None) -> dict[str, Any]:
@@ -66,7 +83,8 @@ def run_source(
         raise FileNotFoundError(f"{source}: no inputs found at {spec}; fix `input:` in its config")
     fp = fingerprint(config, inputs)
     layout = SourceLayout(output, source)
-    all_done = all(layout.is_done(input_key(p)) for p in inputs)
+    done = {o.path for o in layout.folder.child("_done").list(suffix=".json", recursive=False)}  # one listing
+    all_done = all(layout.done_path(input_key(p)) in done for p in inputs)
     if state.get(source) == fp and all_done and layout.folder.exists("summary.json"):
         log.info("%s: unchanged (%d inputs, fingerprint %s): skipped", source, len(inputs), fp)
         return False
@@ -237,9 +255,8 @@ def add_parser(sub: Any) -> None:
         "cron",
         "the unattended run: every source, then mixtures and report",
         run_cron_command,
-        local_only=True,
     )
-    parser.add_argument("--output", default="output")
+    parser.add_argument("--output", default="output", help="a path or an s3:// / gs:// URI")
     parser.add_argument("--sources", default=",".join(SOURCES), help="comma-separated (default: all six)")
     parser.add_argument(
         "--stages",
@@ -249,7 +266,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--config-dir", default=None, help="folder of <source>.yaml copies merged over the defaults"
     )
-    parser.add_argument("--log", default=None, help="log file (default OUTPUT/_cron/cron.log), appended")
+    parser.add_argument(
+        "--log",
+        default=None,
+        help="local log file, appended (default OUTPUT/_cron/cron.log; on a bucket OUTPUT/_cron/logs/, one per run)",
+    )
     parser.add_argument(
         "--executor", choices=["ray", "local"], default=os.environ.get("WINNOW_EXECUTOR", "ray")
     )
@@ -270,17 +291,17 @@ def run_cron_command(args: argparse.Namespace) -> int:
     if unknown:
         print(f"winnow cron: unknown source(s) {unknown}; known: {', '.join(SOURCES)}", file=sys.stderr)
         return 2
-    log_path = args.log or os.path.join(args.output, "_cron", "cron.log")
+    log_path = args.log or default_log(args.output)
     t0 = time.perf_counter()
-    with log_to_file(log_path):
+    with run_log(log_path):
         log.info(
             "cron run started (pid %d): sources %s, output %s",
             os.getpid(),
             ",".join(sources),
-            os.path.abspath(args.output),
+            storage.absolute(args.output),
         )
         try:
-            with run_lock(os.path.join(args.output, "_cron"), wait=args.wait):
+            with run_lock(storage.join(args.output, "_cron"), wait=args.wait):
                 stage_names = args.stages.split(",") if args.stages else None
                 rc = run_cron(
                     args.output, sources, stage_names, args.config_dir, args.executor, args.force, args.strict
@@ -304,5 +325,36 @@ def console_summary(output: str, sources: list[str], rc: int, log_path: str) -> 
     )
     for key, st in sorted(state["stages"].items()):
         lines.append(f"  {key}: {st['status']}" + (f": {st['error']}" if st.get("error") else ""))
-    lines.append(f"  log: {os.path.abspath(log_path)}")
+    lines.append(f"  log: {storage.absolute(log_path)}")
     return "\n".join(lines)
+
+
+def default_log(output: str) -> str:
+    """``OUTPUT/_cron/cron.log`` (appended) locally; on an object store one log object per run."""
+    if not storage.is_uri(output):
+        return os.path.join(output, "_cron", "cron.log")
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1000) % 1000:03d}Z"
+    return storage.join(output, "_cron", "logs", f"{stamp}-{socket.gethostname()}-{os.getpid()}.log")
+
+
+@contextlib.contextmanager
+def run_log(path: str) -> Iterator[None]:
+    """:func:`log_to_file` for the block; a log on an object store is written to a local file, then uploaded
+    whole (atomically) when the block ends, however it ends."""
+    if not storage.is_uri(path):
+        with log_to_file(path):
+            yield
+        return
+    with tempfile.TemporaryDirectory(prefix="winnow-cron-") as tmp:
+        local = os.path.join(tmp, "cron.log")
+        try:
+            with log_to_file(local):
+                yield
+        finally:
+            folder, name = split(path)
+            try:
+                with open(local, "rb") as f:
+                    folder.write_bytes(name, f.read())
+            except OSError as exc:  # the run's outcome stands; only its log is lost
+                log.error("could not write the cron log to %s: %s", path, exc)

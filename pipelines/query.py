@@ -69,8 +69,9 @@ STEP_STATS_VIEW = ("CREATE VIEW step_stats AS SELECT source, input, key, s.name 
                    "s.changed, s.seconds FROM (SELECT source, input, key, unnest(steps) AS s FROM stats)")
 
 
-def _parquet_dataset(folder: Folder, uris: list[str]) -> Any:
-    """A pyarrow dataset over Parquet objects, with the union of their schemas (DuckDB's union_by_name)."""
+def parquet_dataset(folder: Folder, uris: list[str]) -> Any:
+    """A pyarrow dataset over Parquet objects, with the union of their schemas (DuckDB's union_by_name); None when
+    not one of them is readable."""
     from concurrent.futures import ThreadPoolExecutor
 
     import pyarrow as pa
@@ -92,6 +93,8 @@ def _parquet_dataset(folder: Folder, uris: list[str]) -> Any:
     with ThreadPoolExecutor(max_workers=16) as pool:
         schemas = list(pool.map(schema_of, paths))
     paths = [p for p, s in zip(paths, schemas, strict=True) if s is not None]
+    if not paths:  # every object damaged: nothing to read (named in the WARNINGs above)
+        return None
     schema = pa.unify_schemas([s for s in schemas if s is not None], promote_options="permissive")
     return ds.dataset(paths, filesystem=fs, format="parquet", schema=schema)
 
@@ -115,14 +118,15 @@ def _object_store_views(con: duckdb.DuckDBPyConnection, folder: Folder) -> None:
     for view in ("docs", "rejected"):
         names = []
         for src in sources:
-            if (src, view) in by_family:
+            dataset = parquet_dataset(folder, by_family[(src, view)]) if (src, view) in by_family else None
+            if dataset is not None:
                 names.append(f"{src}_{view}")
-                con.register(names[-1], _parquet_dataset(folder, by_family[(src, view)]))
+                con.register(names[-1], dataset)
         if names:
             con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(f"SELECT * FROM {n}" for n in names))
     dup_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "duplicates" for u in us]
-    if dup_files:
-        con.register("duplicates", _parquet_dataset(folder, dup_files))
+    if dup_files and (dataset := parquet_dataset(folder, dup_files)) is not None:
+        con.register("duplicates", dataset)
     stats_files = [u for (src, fam), us in sorted(by_family.items()) if fam == "stats" for u in us]
     if stats_files:
         from concurrent.futures import ThreadPoolExecutor

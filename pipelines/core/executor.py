@@ -8,7 +8,7 @@ Pick one by name with :func:`get_executor` (``auto``: Ray when ``RAY_ADDRESS`` n
 * :class:`ProcessExecutor`: a pool of worker processes on this machine; a worker that dies (out of memory, a
   signal) breaks the pool: the pool is rebuilt and the items that had not finished run again;
 * :class:`RayExecutor`: one Ray task per item, spread over the cluster (``SPREAD``: tasks are independent and
-  I/O-heavy), retried by Ray when their worker or node dies (``max_retries``), with the object-store credentials of
+  I/O-heavy; the first task of a pass on each node that can run it, so even a pass of two tasks uses two nodes), retried by Ray when their worker or node dies (``max_retries``), with the object-store credentials of
   this process forwarded to the workers and a progress bar.
 
 Contract: ``fn`` and the items must pickle (a module-level function, plain data); a task's work must be idempotent
@@ -246,7 +246,12 @@ RETRIED = (OSError,)
 
 
 class RayExecutor:
-    """One Ray task per item: SPREAD over the nodes, ``max_retries`` on worker or node death, credentials forwarded.
+    """One Ray task per item: spread over the nodes, ``max_retries`` on worker or node death, credentials forwarded.
+
+    Ray's ``SPREAD`` alone may still run a small pass on one node: a worker that finishes a task takes the next
+    queued one of the same kind before a second node's worker is leased.  So the first tasks of a pass go one to
+    each node that can run them (:meth:`placements`: a soft node affinity that spills elsewhere when that node is
+    busy or gone), the rest with ``SPREAD``.  Where a task runs never changes what it writes.
 
     ``resources`` are Ray task options (``{"num_cpus": 1}`` by default; memory-hungry passes may ask for more).
     A task that raises an ``OSError`` (:data:`RETRIED`: the store or a disk failed) is retried too, up to
@@ -269,6 +274,35 @@ class RayExecutor:
         self.progress = progress
         self.env = env
         self.nodes: dict[str, list[str]] = {}
+        self._passes = 0  # rotates the node that gets a pass's first task
+
+    def placements(self, n: int) -> list[Any]:
+        """Scheduling strategies for the first tasks of a pass of ``n``: one per alive node with the resources of a
+        task (``num_cpus``, ``num_gpus``, custom ``resources``), starting at a node that rotates per pass; empty
+        when fewer than two tasks or nodes."""
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if n < 2:
+            return []
+        need = {
+            "CPU": float(self.resources.get("num_cpus", 1)),
+            "GPU": float(self.resources.get("num_gpus", 0)),
+            **{k: float(v) for k, v in (self.resources.get("resources") or {}).items()},
+        }
+        nodes = sorted(
+            node["NodeID"]
+            for node in ray.nodes()
+            if node.get("Alive") and all(node["Resources"].get(k, 0.0) >= v for k, v in need.items() if v > 0)
+        )
+        if len(nodes) < 2:
+            return []
+        start = self._passes % len(nodes)
+        self._passes += 1
+        order = nodes[start:] + nodes[:start]
+        return [
+            NodeAffinitySchedulingStrategy(node, soft=True, _spill_on_unavailable=True) for node in order[:n]
+        ]
 
     def options(self) -> dict[str, Any]:
         """The Ray options of every task (the runner's per-input tasks use the same)."""
@@ -289,9 +323,13 @@ class RayExecutor:
         import ray
 
         init_ray(self.address)
-        task = ray.remote(_call).options(**self.options())
+        opts, remote = self.options(), ray.remote(_call)
+        task = remote.options(**opts)
+        first = [remote.options(**{**opts, "scheduling_strategy": s}) for s in self.placements(len(items))]
         fn_box = [ray.put(fn)]  # boxed: resolved once per worker process, not per task (_call)
-        refs = {task.remote(fn_box, item): i for i, item in enumerate(items)}
+        refs = {
+            (first[i] if i < len(first) else task).remote(fn_box, item): i for i, item in enumerate(items)
+        }
         results: list[Any] = [None] * len(items)
         where: list[str] = [""] * len(items)
         failed: dict[int, BaseException] = {}

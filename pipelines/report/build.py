@@ -3,23 +3,22 @@
 Per source: the funnel from read to kept and every drop reason (summary.json / stats); score histograms of kept
 documents; dedup cluster sizes when a ``duplicates`` folder exists; per stage: target vs realised shares and the
 decontamination table; the topic distribution of each source and stage (pipelines/report/topics.py).  Whatever
-is absent is said so in the page, never an error.
+is absent is said so in the page, never an error.  OUTPUT may be local or on ``s3://`` / ``gs://``: every read
+and the page's writes go through :mod:`pipelines.report.data`.
 """
 
 from __future__ import annotations
 
-import glob
 import html
-import json
 import logging
-import os
+import tempfile
 from typing import Any
 
 import duckdb
 import numpy as np
 
-from pipelines.core.layout import parquet_files_sql
-from pipelines.report import plots
+from pipelines.core.folder import Folder
+from pipelines.report import data, plots
 from pipelines.report.languages import languages_section
 from pipelines.report.topics import topic_section
 
@@ -44,25 +43,15 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def _sources(output: str) -> list[str]:
-    return sorted(
-        d
-        for d in os.listdir(output)
-        if os.path.isfile(os.path.join(output, d, "summary.json"))
-        or glob.glob(os.path.join(output, d, "docs", "*.parquet"))
-    )
-
-
 def funnel_section(output: str, source: str, folder: str) -> str:
-    path = os.path.join(output, source, "summary.json")
-    if not os.path.exists(path):
+    if not data.exists(output, f"{source}/summary.json"):
         return f"<p>{source}: no summary.json (the run has not finished)</p>"
-    summary = json.load(open(path, encoding="utf-8"))
+    summary = data.read_json(output, f"{source}/summary.json")
     steps = summary.get("steps") or {}
     order = list(steps)
-    stats = sorted(glob.glob(os.path.join(output, source, "stats", "*.json")))
+    stats = data.listed(output, f"{source}/stats/*.json")
     if stats:  # summary.json sorts step names; a stats file keeps the recipe's order
-        order = [s["name"] for s in json.load(open(stats[0], encoding="utf-8")).get("steps", [])] or order
+        order = [s["name"] for s in data.read_json(output, stats[0]).get("steps", [])] or order
     stages = [("read", int(summary.get("read", 0)))]
     stages += [(f"after {n}", int(steps[n]["kept"])) for n in order if n in steps]
     corpus = list(summary.get("corpus_stages") or {})
@@ -79,19 +68,14 @@ def funnel_section(output: str, source: str, folder: str) -> str:
 def score_section(con: duckdb.DuckDBPyConnection, output: str, sources: list[str], folder: str) -> str:
     values: dict[str, dict[str, np.ndarray]] = {}
     for src in sources:
-        files = parquet_files_sql(os.path.join(output, src, "docs", "*.parquet"))  # damaged files left out
-        if not files:
+        docs = data.parquet_relation(con, output, f"{src}/docs/*.parquet")  # damaged files left out
+        if not docs:
             continue
-        cols = {
-            r[0]
-            for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name=true)"
-            ).fetchall()
-        }
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {docs}").fetchall()}
         wanted = [c for c in cols if c in SCORE_COLUMNS or c.endswith("_prob")]
         for c in wanted:
             v = con.execute(
-                f'SELECT "{c}"::DOUBLE FROM read_parquet({files}, union_by_name=true) '
+                f'SELECT "{c}"::DOUBLE FROM {docs} '
                 f'WHERE "{c}" IS NOT NULL USING SAMPLE {MAX_HIST_VALUES} ROWS (reservoir, 1)'
             ).fetchall()
             if v:
@@ -102,24 +86,16 @@ def score_section(con: duckdb.DuckDBPyConnection, output: str, sources: list[str
 
 
 def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> str:
-    dirs = sorted(
-        d for d in glob.glob(os.path.join(output, "**", "duplicates"), recursive=True) if os.path.isdir(d)
-    )
+    dirs = duplicates_folders(output)
     if not dirs:
         return "<p>No dedup output (no duplicates folder under OUTPUT).</p>"
     parts = []
-    for d in dirs:
-        name = os.path.relpath(d, output)
-        files = parquet_files_sql(os.path.join(d, "**", "*.parquet"))
+    for name in dirs:
+        files = data.parquet_relation(con, output, f"{name}/**/*.parquet")
         if not files:
             parts.append(f"<p>{html.escape(name)}: no Parquet files</p>")
             continue
-        cols = [
-            r[0]
-            for r in con.execute(
-                f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name=true)"
-            ).fetchall()
-        ]
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {files}").fetchall()]
         key = next((c for c in CLUSTER_COLUMNS if c in cols), None)
         if key is None:
             parts.append(
@@ -127,12 +103,7 @@ def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> s
             )
             continue
         sizes = np.array(
-            [
-                r[0]
-                for r in con.execute(
-                    f'SELECT count(*) FROM read_parquet({files}, union_by_name=true) GROUP BY "{key}"'
-                ).fetchall()
-            ]
+            [r[0] for r in con.execute(f'SELECT count(*) FROM {files} GROUP BY "{key}"').fetchall()]
         )
         if not len(sizes):
             parts.append(f"<p>{html.escape(name)}: no duplicate clusters</p>")
@@ -141,13 +112,21 @@ def dedup_section(con: duckdb.DuckDBPyConnection, output: str, folder: str) -> s
     return "".join(parts)
 
 
+def duplicates_folders(output: str) -> list[str]:
+    """``duplicates`` folders anywhere under OUTPUT (relative names), each holding at least one file."""
+    found = set()
+    for rel in data.relative(output, data.listed(output, "**/duplicates/**")):
+        parts = rel.split("/")
+        found.add("/".join(parts[: parts.index("duplicates") + 1]))
+    return sorted(found)
+
+
 def mixture_section(output: str, folder: str) -> str:
-    manifests = sorted(glob.glob(os.path.join(output, "mixtures", "*", "manifest.json")))
+    manifests = data.manifests(output)
     if not manifests:
         return "<p>No stage mixtures yet (make mixture STAGE=core).</p>"
     parts = []
-    for path in manifests:
-        m = json.load(open(path, encoding="utf-8"))
+    for m in manifests:
         srcs = m["sources"]
         png = plots.shares(
             folder,
@@ -189,15 +168,17 @@ def mixture_section(output: str, folder: str) -> str:
                 ],
             )
         )
-        decon = sorted(glob.glob(os.path.join(os.path.dirname(path), "decontamination", "*.parquet")))
+        decon = data.decontamination_files(output, m)
         if not m["decontamination"].get("enabled"):
             parts.append(
                 f"<p><b>WARNING</b>: {html.escape(m['decontamination'].get('warning', 'decontamination off'))}</p>"
             )
         elif decon:
-            import pyarrow.parquet as pq
+            import pyarrow as pa
 
-            rows = pq.read_table(decon).to_pylist()
+            from mixtures.store import read_table
+
+            rows = pa.concat_tables([read_table(u) for u in decon], promote_options="permissive").to_pylist()
             parts.append(
                 f"<p>decontamination: {len(rows)} document(s) removed</p>"
                 + (
@@ -222,14 +203,21 @@ CSS = (
 
 
 def build_report(output: str) -> str:
-    """Write ``OUTPUT/report/index.html`` (and its PNGs); returns the page's path."""
-    output = os.path.abspath(output)
-    if not os.path.isdir(output):
+    """Write ``OUTPUT/report/index.html`` (and its PNGs); returns the page's location (a path or a URI)."""
+    output = data.location(output)
+    if not Folder(output).isdir():
         raise FileNotFoundError(f"OUTPUT {output} does not exist: run `make pipeline SOURCE=...` first")
-    folder = os.path.join(output, "report")
-    os.makedirs(folder, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="winnow-report-") as drawn:
+        page = render(output, drawn)
+        with open(f"{drawn}/{data.PAGE}", "w", encoding="utf-8") as f:
+            f.write(page)
+        return data.publish(drawn, output)
+
+
+def render(output: str, folder: str) -> str:
+    """The page's HTML; its plots are drawn into the local ``folder``."""
     con = duckdb.connect()
-    sources = _sources(output)
+    sources = data.sources(output)
     body = [
         f"<h1>Winnow report</h1><p>{html.escape(output)}: sources {html.escape(', '.join(sources) or 'none')}</p>",
         "<h2>Funnel: read → kept, by drop reason</h2>",
@@ -247,11 +235,7 @@ def build_report(output: str) -> str:
         "<h2>Topics</h2>",
         topic_section(con, output, sources, folder, _table),
     ]
-    page = (
+    return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Winnow report</title><style>{CSS}</style>"
         f"</head><body>{''.join(body)}</body></html>"
     )
-    path = os.path.join(folder, "index.html")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(page)
-    return path

@@ -10,10 +10,8 @@ from pipelines.core.commands import add_command
 
 
 def add_parser(sub: Any) -> None:
-    r = add_command(
-        sub, "report", "HTML report of an output tree (OUTPUT/report/index.html)", run_report, local_only=True
-    )
-    r.add_argument("--output", default="output", help="the curated output tree")
+    r = add_command(sub, "report", "HTML report of an output tree (OUTPUT/report/index.html)", run_report)
+    r.add_argument("--output", default="output", help="the curated output tree (a path or an s3:// / gs:// URI)")
 
 
 def run_report(args: argparse.Namespace) -> int:

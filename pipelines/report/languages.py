@@ -7,18 +7,17 @@ extraction) have none and are counted as ``(before LID)``.  Sources without a ``
 from __future__ import annotations
 
 import html
-import os
 from typing import Any
 
 import duckdb
 
-from pipelines.core.layout import parquet_files_sql
+from pipelines.report.data import parquet_relation
 
 NO_LANG = "(before LID)"
 
 
-def _has_lang(con: duckdb.DuckDBPyConnection, files: str) -> bool:
-    cols = con.execute(f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name=true)").fetchall()
+def _has_lang(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    cols = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
     return any(c[0] == "lang" for c in cols)
 
 
@@ -28,10 +27,9 @@ def language_counts(
     """Per language of ``source``: ``{lang, kept, rejected, reasons: [(reason, n)...]}``, most documents first."""
     rows: dict[str, dict[str, Any]] = {}
     for kind in ("docs", "rejected"):
-        files = parquet_files_sql(os.path.join(output, source, kind, "*.parquet"))
-        if not files or not _has_lang(con, files):
+        table = parquet_relation(con, output, f"{source}/{kind}/*.parquet")
+        if not table or not _has_lang(con, table):
             continue
-        table = f"read_parquet({files}, union_by_name=true)"
         for lang, n in con.execute(f"SELECT lang, count(*) FROM {table} GROUP BY lang").fetchall():
             row = rows.setdefault(
                 lang or NO_LANG, {"lang": lang or NO_LANG, "kept": 0, "rejected": 0, "reasons": []}

@@ -6,10 +6,8 @@ realised share of tokens per topic from the manifest, beside its target when the
 
 from __future__ import annotations
 
-import glob
 import html
 import json
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +15,9 @@ import duckdb
 
 from classifiers.topics import TOPICS
 from mixtures.topics import NO_TOPIC
-from pipelines.core.layout import parquet_files_sql
 from pipelines.core.sql import quote
 from pipelines.report import plots
+from pipelines.report.data import manifests, parquet_relation
 
 TOPIC = "topic"
 #: the taxonomy's order fixes each topic's colour in the plots; documents without a topic last
@@ -32,10 +30,9 @@ def source_topics(
     """source -> topic -> kept documents, for the sources whose docs have a topic column."""
     out: dict[str, dict[str, int]] = {}
     for src in sources:
-        files = parquet_files_sql(os.path.join(output, src, "docs", "*.parquet"))
-        if not files:
+        read = parquet_relation(con, output, f"{src}/docs/*.parquet")
+        if not read:
             continue
-        read = f"read_parquet({files}, union_by_name=true)"
         if TOPIC not in {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()}:
             continue
         rows = con.execute(
@@ -77,8 +74,8 @@ def topic_section(
         if lacking
         else ""
     )
-    for path in sorted(glob.glob(os.path.join(output, "mixtures", "*", "manifest.json"))):
-        parts.append(stage_topics(json.load(open(path, encoding="utf-8")), folder, table))
+    for manifest in manifests(output):
+        parts.append(stage_topics(manifest, folder, table))
     return "".join(parts) or "<p>No topic column in any source yet.</p>"
 
 

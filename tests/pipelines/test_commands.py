@@ -45,7 +45,7 @@ def test_each_command_shows_its_defaults_and_takes_v_after_its_name(capsys):
 
 
 def test_a_local_only_command_refuses_an_object_store_path(capsys):
-    assert main(["report", "--output", "s3://bucket/out"]) == 2
+    assert main(["dedup", "--input", "docs", "--output", "s3://bucket/out"]) == 2
     assert "local paths only, not s3://bucket/out" in capsys.readouterr().err
 
 
