@@ -43,7 +43,7 @@ from dedup.corpus import (
     unit,
     write_parquet_atomic,
 )
-from dedup.text import shingle_hashes
+from dedup.text import shingle_hashes, spans
 from pipelines.core.executor import Executor
 
 _U64 = np.uint64
@@ -142,33 +142,71 @@ def verify_task(args: tuple[int, str, float, int, str]) -> dict[str, Any]:
     if is_done(work, "verify_part", name):
         return read_marker(work, "verify_part", name)
     pairs = read_table(os.path.join(work, "verify", "pairs", f"{name}.parquet"))
-    sets: dict[int, np.ndarray] = {}
     folder = os.path.join(work, "verify", "texts", name)
     paths = [o.path for o in Folder(folder).list(suffix=".parquet", recursive=False)]
-    for path in paths:
-        for rb in parquet_file(path).iter_batches(batch_size=500):
-            texts = ["" if x is None else x for x in rb.column(1).to_pylist()]
-            h, off = shingle_hashes(texts, ngram, tokenize=tokenize)
-            for g, lo, hi in zip(rb.column(0).to_pylist(), off[:-1].tolist(), off[1:].tolist(), strict=True):
-                sets[g] = np.unique(h[lo:hi])
+    gid, off, vals = shingle_sets(paths, ngram, tokenize)
     a, b = pairs.column("a").to_numpy(), pairs.column("b").to_numpy()
-    jac = np.empty(len(a))
-    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-        sa, sb = sets[x], sets[y]
-        inter = len(np.intersect1d(sa, sb, assume_unique=True))
-        union = len(sa) + len(sb) - inter
-        jac[i] = inter / union if union else 1.0
+    by_gid = np.argsort(gid, kind="stable")
+    doc_a = by_gid[np.searchsorted(gid[by_gid], a)]
+    doc_b = by_gid[np.searchsorted(gid[by_gid], b)]
+    jac = pair_jaccard(doc_a, doc_b, off, vals)
     keep = jac >= threshold
     write_parquet_atomic(_verified_table(a, b, jac, keep), os.path.join(work, "verified", f"{name}.parquet"))
     info = {
         "partition": q,
-        "docs": len(sets),
+        "docs": len(np.unique(gid)),
         "candidate_pairs": int(len(a)),
         "verified_pairs": int(keep.sum()),
         "rejected_pairs": int((~keep).sum()),
     }
     mark_done(work, "verify_part", name, info)
     return info
+
+
+def shingle_sets(paths: list[str], ngram: int, tokenize: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct shingles of every document of ``(gid, text)`` files: ``(gid[D], offsets[D+1], sorted
+    distinct hashes of document d at offsets[d]:offsets[d+1])``, whole batches at once."""
+    gid_l, h_l, len_l = [], [], []
+    for path in paths:
+        for rb in parquet_file(path).iter_batches(batch_size=2000):
+            h, off = shingle_hashes(rb.column(1), ngram, tokenize=tokenize)
+            gid_l.append(rb.column(0).to_numpy())
+            h_l.append(h)
+            len_l.append(np.diff(off))
+    if not gid_l:
+        return np.zeros(0, _U64), np.zeros(1, np.int64), np.zeros(0, _U64)
+    gid, h = np.concatenate(gid_l), np.concatenate(h_l)
+    doc = np.repeat(np.arange(len(gid)), np.concatenate(len_l))
+    order = np.lexsort((h, doc))
+    doc, h = doc[order], h[order]
+    distinct = np.r_[True, (doc[1:] != doc[:-1]) | (h[1:] != h[:-1])]
+    off = np.zeros(len(gid) + 1, np.int64)
+    np.cumsum(np.bincount(doc[distinct], minlength=len(gid)), out=off[1:])
+    return gid, off, h[distinct]
+
+
+def pair_jaccard(
+    doc_a: np.ndarray, doc_b: np.ndarray, off: np.ndarray, vals: np.ndarray, max_items: int = 4_000_000
+) -> np.ndarray:
+    """Exact Jaccard of each pair of sets ``(doc_a[i], doc_b[i])`` (CSR ``off``/``vals``, sorted and distinct),
+    1.0 for two empty sets: both sets of each pair side by side, sorted, equal neighbours counted.  Pairs go in
+    chunks of about ``max_items`` values, so memory stays bounded whatever the partition."""
+    len_a, len_b = off[doc_a + 1] - off[doc_a], off[doc_b + 1] - off[doc_b]
+    inter = np.zeros(len(doc_a), np.int64)
+    cum = np.cumsum(len_a + len_b)
+    lo = 0
+    while lo < len(doc_a):
+        hi = max(lo + 1, int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + max_items, "right")))
+        la, lb = len_a[lo:hi], len_b[lo:hi]
+        tag = np.r_[np.repeat(np.arange(hi - lo), la), np.repeat(np.arange(hi - lo), lb)]
+        v = np.r_[vals[spans(off[doc_a[lo:hi]], la)], vals[spans(off[doc_b[lo:hi]], lb)]]
+        order = np.lexsort((v, tag))
+        tag, v = tag[order], v[order]
+        same = (tag[1:] == tag[:-1]) & (v[1:] == v[:-1])
+        inter[lo:hi] = np.bincount(tag[1:][same], minlength=hi - lo)
+        lo = hi
+    union = len_a + len_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 def verify_pairs(
