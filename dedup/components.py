@@ -15,6 +15,10 @@ the distinct edges it read; when a large-star step reads the same edge set as th
 of stars and the last pass writes ``labels/<g>/<p>.parquet`` (node, root) by the file group of the node.  The
 driver holds two integers per step.  Every step's tasks leave markers; a step's inputs are deleted once the step
 after it is complete.
+
+A graph whose edge count the caller knows to be small (MinHash: ``components_one_task_edges``, 2M verified pairs)
+is labelled by one task instead (label propagation in numpy, :func:`one_task`): the same labels, without rounds
+whose cost at that size is R x R small files each.
 """
 
 from __future__ import annotations
