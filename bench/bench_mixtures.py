@@ -7,9 +7,10 @@ documents (a typical web page).  Run: ``.venv/bin/python bench/bench_mixtures.py
 executor tasks: decontamination docs/s per core on a process pool, and build time and driver peak RSS, cold and
 warm, at two generated corpus sizes, beside the previous build when ``DIR`` holds its checkout.
 
-``--driver [--sizes 1000000,4000000]`` prints the driver's own memory per candidate document: tracemalloc peak of
-the scan results it receives, joining them, sampling half the tokens and planning the shuffle (synthetic scan results of one entry, 5,000 candidates a
-docs file; no docs are read, so it runs at sizes a shared machine cannot generate documents for).
+``--driver [--sizes 200000,1600000]`` prints the driver's memory after the scan, each size in a fresh process:
+duplicate ids, a top_fraction cut and sampling half the tokens as tasks on a 2-process pool over 16 candidate
+partitions written as the scan tasks write them (synthetic candidates of one entry, 5,000 a docs file; no docs
+are read, so it runs at sizes a shared machine cannot generate documents for).
 """
 
 from __future__ import annotations
@@ -298,52 +299,124 @@ def bench_decontam_pool(n_docs: int, workers: int) -> list[list[object]]:
     ]
 
 
-def bench_driver_memory(sizes: list[int], per_file: int = 5000) -> list[list[object]]:
-    """Driver bytes per candidate: peak traced memory of :func:`mixtures.select.join_entries` and the sampling."""
+_DRIVER = r"""
+import json, resource, sys, time, tracemalloc
+sys.path.insert(0, sys.argv[1])
+from bench.bench_mixtures import driver_run
+print(json.dumps(driver_run(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+"""
+
+
+def _synthetic_candidates(work: str, n: int, partitions: int, per_file: int) -> list[str]:
+    """Scan outputs of ``n`` candidates of one entry (``per_file`` a docs file, 2% of ids repeated in the next
+    file), written into the candidate partitions as the scan tasks write them; the docs files hold ids only."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mixtures.partitions import CANDIDATES, write_candidates
+    from mixtures.sample import id_hashes, seeded_hashes
+
+    files = []
+    for f, start in enumerate(range(0, n, per_file)):
+        m = min(per_file, n - start)
+        ids = [f"doc/{i}" for i in range(max(0, start - per_file // 50), start + m)]
+        rng = np.random.default_rng(f)
+        table = pa.table(
+            {
+                "entry": np.zeros(len(ids), np.int16),
+                "rank_hash": seeded_hashes(0, "commoncrawl", ids),
+                "id_hash": id_hashes(ids),
+                "file_no": np.full(len(ids), f, np.int32),
+                "row": np.arange(len(ids), dtype=np.int64),
+                "n_tokens": rng.integers(50, 2000, len(ids)),
+                "rank": rng.random(len(ids)).round(3),  # ties at the cut
+                "contaminated": np.zeros(len(ids), bool),
+                "topic": np.full(len(ids), -1, np.int16),
+            },
+            schema=CANDIDATES,
+        )
+        write_candidates(work, partitions, f, table)
+        files.append(os.path.join(work, f"docs-{f:06d}.parquet"))  # ids only: read for ties at the cut
+        pq.write_table(pa.table({"id": ids}), files[-1])
+    return files
+
+
+def driver_run(n: int, partitions: int, work: str) -> dict:
+    """The build's driver after the scan (duplicate ids, a 90% top_fraction cut, sampling half the tokens) over
+    synthetic candidate partitions, on a 2-process pool; the driver's own peak RSS and traced peak."""
+    import resource
     import tracemalloc
 
-    from mixtures.build import _sample_entry, _shuffle_jobs
-    from mixtures.select import join_entries
+    from mixtures.sampling import sample_entries
+    from mixtures.select import partition_entries
     from mixtures.spec import parse_mixture
-    from mixtures.tasks import Candidates, ScanResult
+    from mixtures.tasks import ScanResult
+    from pipelines.core.executor import get_executor
 
-    spec = parse_mixture({"stage": "mem", "total_tokens": "max", "sources": {"commoncrawl": {"share": 1.0}}})
+    spec = parse_mixture(
+        {
+            "stage": "mem",
+            "total_tokens": "max",
+            "sources": {"commoncrawl": {"share": 1.0, "rank_by": "q", "top_fraction": 0.9}},
+        }
+    )
+    files = _synthetic_candidates(work, n, partitions, 5000)
+    results = [ScanResult(f, "bench", 0, False) for f in range(len(files))]
+    ex = get_executor("process", 2)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    columns = {"commoncrawl": (("q", "DOUBLE"),)}
+    (st,) = partition_entries(
+        spec, "OUT", columns, {"commoncrawl": [0]}, results, files, ex, work, partitions
+    )
+    entries, touched = sample_entries(ex, work, "mem", [st], {"commoncrawl": 1.0}, st.available * 0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "candidates": st.candidates,
+        "sampled": entries[0]["documents"],
+        "driver_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_mb": rss0,
+        "traced_mb": peak / 2**20,
+        "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "s": time.perf_counter() - t0,
+        "files": len(files),
+    }
+
+
+def bench_driver_memory(sizes: list[int], partitions: int = 16) -> list[list[object]]:
+    """Per size, a fresh driver process (its own peak RSS) over ``partitions`` candidate partitions."""
+    import json
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = []
     for n in sizes:
-        tracemalloc.start()
-        rng = np.random.default_rng(n)
-        files = [f"commoncrawl/docs/f{k}.parquet" for k in range(0, n, per_file)]
-        results = [
-            ScanResult(
-                f,
-                "bench",
-                0,
-                False,
-                [
-                    Candidates(
-                        rng.integers(0, 2**63, m, dtype=np.uint64),
-                        rng.integers(0, 2**63, m, dtype=np.uint64),
-                        rng.integers(50, 2000, m, dtype=np.int64),
-                        np.arange(m, dtype=np.int64),
-                        None,
-                        np.zeros(m, bool),
-                    )
-                ],
+        with tempfile.TemporaryDirectory(prefix="bench-mix-driver-") as work:
+            out = subprocess.run(
+                [sys.executable, "-c", _DRIVER, root, str(n), str(partitions), work],
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            for f, m in enumerate(min(per_file, n - k) for k in range(0, n, per_file))
-        ]
-        received = tracemalloc.get_traced_memory()[0]
-        docs = {"commoncrawl": files}
-        (st,) = join_entries(spec, docs, "OUT", {"commoncrawl": ()}, {"commoncrawl": [0]}, results, files)
-        pick, _ = _sample_entry(st, 1.0, st.available * 0.5)
-        jobs = _shuffle_jobs([st], [(0, *pick)], files, "WORK", 8)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+            r = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(
-            [f"{n:,}", f"{received / n:.0f}", f"{peak / 2**20:,.0f}", f"{peak / n:.0f}", f"{len(pick[0]):,}"]
+            [
+                f"{n:,}",
+                f"{r['candidates']:,}",
+                r["files"],
+                partitions,
+                f"{r['rss_before_mb']:.0f}",
+                f"{r['driver_rss_mb']:.0f}",
+                f"{r['traced_mb']:.1f}",
+                f"{r['workers_rss_mb']:.0f}",
+                f"{r['sampled']:,}",
+                f"{r['s']:.1f}",
+            ]
         )
         print(rows[-1], flush=True)
-        del results, st, pick, jobs
     return rows
 
 
@@ -426,11 +499,22 @@ def main() -> int:
 
 if __name__ == "__main__":
     if "--driver" in sys.argv:
-        sizes = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else "1000000,4000000"
+        sizes = sys.argv[sys.argv.index("--sizes") + 1] if "--sizes" in sys.argv else "200000,1600000"
         table = bench_driver_memory([int(x) for x in sizes.split(",")])
         print(
             md_table(
-                ["candidates", "scan results B/candidate", "driver peak MiB", "peak B/candidate", "sampled"],
+                [
+                    "docs",
+                    "candidates after the cut",
+                    "docs files",
+                    "partitions",
+                    "driver RSS at start MiB",
+                    "driver peak RSS MiB",
+                    "driver traced peak MiB",
+                    "largest worker RSS MiB",
+                    "sampled",
+                    "s",
+                ],
                 table,
             )
         )

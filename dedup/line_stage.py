@@ -17,36 +17,40 @@ P grows with the corpus: ``max(partitions, ceil(docs / partition_docs))``.  Buck
 The work folder is named from the docs listing the stage started on, which ``pipelines.core.corpus_stage.run_stage``
 records until the rewrite is complete, so a rerun after a kill resumes with the counts of the original text (the
 docs fingerprint changes as files are rewritten).
+
+Every file (docs, rejected, stats, the work folder and its markers) is read and written through the storage object
+(:mod:`pipelines.core.folder`), so the stage runs in place on ``s3://`` / ``gs://``: each task reads and writes the
+bucket itself and no machine holds a copy of the source.
 """
 
 from __future__ import annotations
 
-import glob
-import json
 import logging
 import math
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from dedup.corpus import (
     InputFile,
+    exists,
     fingerprint,
     is_done,
     mark_done,
+    parquet_file,
     read_marker,
+    read_table,
+    remove_tree,
     write_parquet_atomic,
 )
 from dedup.lines import EMPTY_REASON, doc_line_keys, drop_lines, normalizer, row_salts, sorted_contains
 from pipelines.core.corpus_stage import CorpusStage
 from pipelines.core.executor import Executor, get_executor
-from pipelines.core.layout import write_json_atomic
+from pipelines.core.folder import Folder
+from pipelines.core.storage import basename, join
 
 log = logging.getLogger(__name__)
 #: on-disk layout of the work folder (part of its name)
@@ -92,11 +96,11 @@ class LineDedupConfig:
 
 def file_key(f: InputFile) -> str:
     """A docs file's name in the work folder: its own name (stable when other files come or go)."""
-    return os.path.basename(f.path)[: -len(".parquet")]
+    return basename(f.path)[: -len(".parquet")]
 
 
 def plan(files: list[InputFile], cfg: LineDedupConfig) -> dict[str, int]:
-    docs = sum(pq.ParquetFile(f.path).metadata.num_rows for f in files)
+    docs = sum(parquet_file(f.path).metadata.num_rows for f in files)
     buckets = 1 if cfg.bucket_docs <= 0 else max(1, math.ceil(docs / cfg.bucket_docs))
     parts = max(cfg.partitions, math.ceil(docs / max(1, cfg.partition_docs)))
     return {"docs": docs, "buckets": buckets, "partitions": parts}
@@ -110,7 +114,7 @@ def hash_task(args: tuple[InputFile, str, LineDedupConfig, int, int]) -> dict[st
         return read_marker(work, "line_hashes", key)
     norm = normalizer(cfg.normalization)
     chunks = []
-    pf = pq.ParquetFile(f.path)
+    pf = parquet_file(f.path)
     part = cfg.partition_by if cfg.partition_by in pf.schema_arrow.names else None
     for rb in pf.iter_batches(batch_size=cfg.batch_rows, columns=["id", "text"] + ([part] if part else [])):
         salts = row_salts(pa.Table.from_batches([rb]), part).tolist()
@@ -127,7 +131,7 @@ def hash_task(args: tuple[InputFile, str, LineDedupConfig, int, int]) -> dict[st
         if len(sel):  # no file for an empty partition: pass 2 starts only after every file of pass 1 is done
             write_parquet_atomic(
                 pa.table({"key": uniq[sel], "count": counts[sel].astype(np.int64)}),
-                os.path.join(work, "hashes", f"{p:05d}", f"{key}.parquet"),
+                join(work, "hashes", f"{p:05d}", f"{key}.parquet"),
             )
     info = {"lines": int(len(keys)), "distinct": int(len(uniq))}
     mark_done(work, "line_hashes", key, info)
@@ -140,23 +144,23 @@ def count_task(args: tuple[int, str, LineDedupConfig, bool]) -> dict[str, Any]:
     unit = f"{p:05d}"
     if is_done(work, "line_counts", unit):
         return read_marker(work, "line_counts", unit)
-    paths = sorted(glob.glob(os.path.join(work, "hashes", unit, "*.parquet")))
-    tables = [pq.read_table(x) for x in paths]
+    paths = [o.path for o in Folder(join(work, "hashes", unit)).list(suffix=".parquet", recursive=False)]
+    tables = [read_table(x) for x in paths]
     keys = np.concatenate([t.column("key").to_numpy() for t in tables]) if tables else np.zeros(0, np.uint64)
     cnt = np.concatenate([t.column("count").to_numpy() for t in tables]) if tables else np.zeros(0, np.int64)
     uniq, inv = np.unique(keys, return_inverse=True)
     total = np.bincount(inv, weights=cnt, minlength=len(uniq)).astype(np.int64)
     rep = total > 1
     write_parquet_atomic(
-        pa.table({"key": uniq[rep], "count": total[rep]}), os.path.join(work, f"counts-{unit}.parquet")
+        pa.table({"key": uniq[rep], "count": total[rep]}), join(work, f"counts-{unit}.parquet")
     )
     frequent = uniq[total > cfg.max_count]  # sorted, as np.unique returns it
     for path, t in zip(paths, tables if hits else [], strict=False):
         k = t.column("key").to_numpy()
         hit = k[sorted_contains(frequent, k)]
         if len(hit):
-            name = os.path.basename(path)[: -len(".parquet")]
-            write_parquet_atomic(pa.table({"key": hit}), os.path.join(work, "hits", name, f"{unit}.parquet"))
+            name = basename(path)[: -len(".parquet")]
+            write_parquet_atomic(pa.table({"key": hit}), join(work, "hits", name, f"{unit}.parquet"))
     info = {"distinct": int(len(uniq)), "repeated": int(rep.sum()), "frequent": int(len(frequent))}
     mark_done(work, "line_counts", unit, info)
     return info
@@ -173,10 +177,9 @@ def count_lines(
 
     ``hits``: also write each file's frequent keys (what the rewrite pass reads).  ``executor``: where the tasks
     run (default: the one ``cfg`` names)."""
-    meta_path = os.path.join(work, "meta.json")
-    if os.path.exists(meta_path):
-        with open(meta_path, encoding="utf-8") as fh:
-            meta = json.load(fh)
+    folder = Folder(work)
+    if folder.isfile("meta.json"):
+        meta = folder.read_json("meta.json")
         if meta.get("settings") != cfg.identity():
             raise ValueError(
                 f"{work} holds line counts made with other settings ({meta.get('settings')}): "
@@ -200,13 +203,13 @@ def count_lines(
         "frequent_lines": sum(c["frequent"] for c in counted),
         "settings": cfg.identity(),
     }
-    write_json_atomic(meta_path, meta)
+    folder.write_json("meta.json", meta)
     return meta
 
 
 def _frequent_of(work: str, key: str) -> np.ndarray:
-    parts = sorted(glob.glob(os.path.join(work, "hits", key, "*.parquet")))
-    keys = [pq.read_table(p).column("key").to_numpy() for p in parts]
+    parts = Folder(join(work, "hits", key)).list(suffix=".parquet", recursive=False)
+    keys = [read_table(p.path).column("key").to_numpy() for p in parts]
     return np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
 
 
@@ -220,10 +223,10 @@ def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) ->
     if is_done(work, "line_rewrite", key):
         return read_marker(work, "line_rewrite", key)
     frequent = _frequent_of(work, key)
-    info = {"docs": pq.ParquetFile(f.path).metadata.num_rows, "changed": 0, "emptied": 0, "lines_removed": 0}
+    info = {"docs": parquet_file(f.path).metadata.num_rows, "changed": 0, "emptied": 0, "lines_removed": 0}
     if len(frequent):
         norm = normalizer(cfg.normalization)
-        docs = pq.read_table(f.path)
+        docs = read_table(f.path)
         out, empty = [], np.zeros(docs.num_rows, bool)
         salts = row_salts(docs, cfg.partition_by).tolist()
         for i, (doc_id, text) in enumerate(
@@ -245,9 +248,9 @@ def rewrite_task(args: tuple[InputFile, str, LineDedupConfig, int, str, str]) ->
             gone = docs.filter(pa.array(empty))
             gone = gone.append_column("reason", pa.array([EMPTY_REASON] * gone.num_rows, pa.string()))
             gone = gone.append_column("rejected_by", pa.array([name] * gone.num_rows, pa.string()))
-            rej_path = os.path.join(source_dir, "rejected", f"{key}.parquet")
-            if os.path.exists(rej_path):
-                old = pq.read_table(rej_path)
+            rej_path = join(source_dir, "rejected", f"{key}.parquet")
+            if exists(rej_path):
+                old = read_table(rej_path)
                 already = pc.is_in(
                     gone.column("id"),
                     value_set=old.filter(pc.equal(old.column("rejected_by"), name)).column("id"),
@@ -270,6 +273,7 @@ class LineDedupStage(CorpusStage):
 
     name: str = "line_dedup"
     reason: str = EMPTY_REASON
+    in_place = True  # reads and writes through the storage object: runs on s3:// without a local copy
     settings: dict[str, Any] = field(default_factory=dict)
     references: list[str] = field(default_factory=list)  # none: line counts never read another source
 
@@ -288,10 +292,12 @@ class LineDedupStage(CorpusStage):
 
     def run(self, source_dir: str, files: list[InputFile], executor: Executor) -> dict[str, Any]:
         cfg = self.config()
-        work = os.path.join(source_dir, "_dedup", f"{self.name}-{fingerprint(files, self.identity())}")
-        for old in glob.glob(os.path.join(source_dir, "_dedup", f"{self.name}-*")):
-            if old != work:  # the work of an earlier, finished round
-                shutil.rmtree(old, ignore_errors=True)
+        name = f"{self.name}-{fingerprint(files, self.identity())}"
+        dedup_dir = Folder(join(source_dir, "_dedup"))
+        work = dedup_dir.uri(name)
+        for old in dedup_dir.folders():
+            if old.startswith(f"{self.name}-") and old != name:  # the work of an earlier, finished round
+                remove_tree(dedup_dir.uri(old))
         meta = count_lines(files, work, cfg, executor=executor)
         rewritten = executor.map(
             rewrite_task,
@@ -305,7 +311,7 @@ class LineDedupStage(CorpusStage):
             },
             **{k: sum(r[k] for r in rewritten) for k in ("changed", "emptied", "lines_removed")},
         }
-        shutil.rmtree(os.path.join(work, "hashes"), ignore_errors=True)  # counts-*.parquet stay for DuckDB
+        remove_tree(join(work, "hashes"))  # counts-*.parquet stay for DuckDB
         log.info(
             "%s: %d docs, %d lines removed from %d docs",
             self.name,

@@ -26,7 +26,6 @@ lines or formulas that differ only by punctuation stay distinct).  ``datatrove``
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +37,8 @@ import pyarrow as pa
 import xxhash
 
 from dedup.text import partition_salts, simplify_text
+from pipelines.core import storage
+from pipelines.core.folder import Folder
 from pipelines.core.layout import read_json
 from pipelines.core.steps import Step, StepResult, set_column, texts
 
@@ -129,11 +130,12 @@ def row_salts(batch: pa.Table, partition_by: str | None) -> np.ndarray:
 
 def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[np.ndarray, int, str | None]:
     """Sorted keys counted more than ``max_count`` times by ``winnow dedup lines``, the bucket count and the
-    column the counts were partitioned by."""
+    column the counts were partitioned by (``counts_dir``: a local folder or an ``s3://`` / ``gs://`` URI)."""
     import pyarrow.parquet as pq
 
+    folder = Folder(counts_dir)
     meta = read_json(
-        os.path.join(counts_dir, "meta.json"),
+        folder.uri("meta.json"),
         f"no line counts in {counts_dir}: run `winnow dedup lines --input <docs> --counts {counts_dir}` first, "
         "or use mode: per_input_approx",
     )
@@ -142,13 +144,16 @@ def load_frequent(counts_dir: str, max_count: int, normalization: str) -> tuple[
             f"{counts_dir} was counted with normalization {meta.get('normalization')!r}, the step uses "
             f"{normalization!r}: recount or change the step's setting"
         )
-    parts = sorted(p for p in os.listdir(counts_dir) if p.startswith("counts-") and p.endswith(".parquet"))
-    keys = [
-        pq.read_table(os.path.join(counts_dir, p), columns=["key"], filters=[("count", ">", max_count)])
-        .column("key")
-        .to_numpy()
-        for p in parts
+    parts = [
+        o.path
+        for o in folder.list(suffix=".parquet", recursive=False)
+        if storage.basename(o.path).startswith("counts-")
     ]
+    keys = []
+    for path in parts:
+        fs, inner = storage.resolve(path)
+        t = pq.read_table(inner, filesystem=fs, columns=["key"], filters=[("count", ">", max_count)])
+        keys.append(t.column("key").to_numpy())
     frequent = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.uint64)
     return frequent, int(meta["buckets"]), (meta.get("settings") or {}).get("partition_by")
 

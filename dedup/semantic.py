@@ -24,22 +24,21 @@ work folder is named from the inputs, the settings and the model's files.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dedup import corpus
 from dedup.components import components
-from dedup.semantic_embed import SemanticConfig, embed_task, fit_centroids, sidecar
+from dedup.semantic_embed import SemanticConfig, embed_task, fit_centroids, load_npy, sidecar
 from dedup.survivors import choose_survivors
 from dedup.text import mix64
 from dedup.workflow import DedupResult, _drop, _timed
 from pipelines.core.executor import Executor, get_executor
-from pipelines.core.folder import Folder
+from pipelines.core.folder import Folder, split
+from pipelines.core.storage import join
 
 LAYOUT = 1
 PAIR_COLUMNS = ["a", "b", "cosine", "kept", "id_a", "id_b", "kmeans_cluster"]
@@ -78,15 +77,15 @@ def assign_task(args: tuple[int, list[corpus.InputFile], str, int, int]) -> dict
     group, files, work, dim, assign_to = args
     if corpus.is_done(work, "assign", corpus.unit(group)):
         return corpus.read_marker(work, "assign", corpus.unit(group))
-    centroids = np.load(os.path.join(work, "centroids.npy"))
-    facts = os.path.join(work, "doctable", f"{corpus.unit(group)}.parquet")
-    ids = pq.read_table(facts, columns=["gid", "id"])
+    centroids = load_npy(join(work, "centroids.npy"))
+    facts = join(work, "doctable", f"{corpus.unit(group)}.parquet")
+    ids = corpus.read_table(facts, columns=["gid", "id"])
     out = corpus.PartitionWriter(
-        os.path.join(work, "clusters"), corpus.unit(group), len(centroids), _cluster_schema(dim)
+        join(work, "clusters"), corpus.unit(group), len(centroids), _cluster_schema(dim)
     )
     at, n = 0, 0
     for f in files:
-        emb = np.load(sidecar(work, f))
+        emb = load_npy(sidecar(work, f))
         if not len(emb):  # an input whose documents were all rejected
             continue
         g = corpus.gids(f.index, 0, len(emb))
@@ -95,7 +94,7 @@ def assign_task(args: tuple[int, list[corpus.InputFile], str, int, int]) -> dict
         rows = at + np.flatnonzero(live)
         t = pa.table(
             {
-                "part": np.load(sidecar(work, f, ".part"))[live],
+                "part": load_npy(sidecar(work, f, ".part"))[live],
                 "gid": g[live],
                 "id": ids.column("id").take(pa.array(rows)),
                 "vec": _vec_array(emb[live]),
@@ -131,10 +130,8 @@ def search_task(args: tuple[int, str, SemanticConfig, int]) -> dict[str, Any]:
     c, work, cfg, dim = args
     if corpus.is_done(work, "search", corpus.unit(c)):
         return corpus.read_marker(work, "search", corpus.unit(c))
-    t = corpus.read_folder(os.path.join(work, "clusters", corpus.unit(c)))
-    out = corpus.PartitionWriter(
-        os.path.join(work, "sempairs"), corpus.unit(c), cfg.partitions, _pair_schema()
-    )
+    t = corpus.read_folder(join(work, "clusters", corpus.unit(c)))
+    out = corpus.PartitionWriter(join(work, "sempairs"), corpus.unit(c), cfg.partitions, _pair_schema())
     n, found = 0, 0
     if t is not None and t.num_rows > 1:
         t = t.sort_by(
@@ -182,7 +179,7 @@ def collect_task(args: tuple[int, str]) -> dict[str, Any]:
     q, work = args
     if corpus.is_done(work, "collect", corpus.unit(q)):
         return corpus.read_marker(work, "collect", corpus.unit(q))
-    t = corpus.read_folder(os.path.join(work, "sempairs", corpus.unit(q)))
+    t = corpus.read_folder(join(work, "sempairs", corpus.unit(q)))
     t = (
         _pair_schema().empty_table()
         if t is None
@@ -191,7 +188,7 @@ def collect_task(args: tuple[int, str]) -> dict[str, Any]:
     if t.num_rows:  # a pair found in several clusters (assign_to > 1) is kept once, with its first cluster
         a, b = t.column("a").to_numpy(), t.column("b").to_numpy()
         t = t.filter(pa.array(np.r_[True, (a[1:] != a[:-1]) | (b[1:] != b[:-1])]))
-    corpus.write_parquet_atomic(t, os.path.join(work, "verified", f"{corpus.unit(q)}.parquet"))
+    corpus.write_parquet_atomic(t, join(work, "verified", f"{corpus.unit(q)}.parquet"))
     info = {"pairs": t.num_rows, "kept_pairs": int(t.column("kept").to_numpy().sum())}
     corpus.mark_done(work, "collect", corpus.unit(q), info)
     return info
@@ -206,7 +203,7 @@ def find_semantic_duplicates(
 ) -> DedupResult:
     """The semantic passes over ``files`` in ``work_root/semantic-<fingerprint>``; resumable at every unit."""
     executor = executor or get_executor(cfg.executor, cfg.workers)
-    work = os.path.join(
+    work = join(
         work_root,
         f"semantic-{corpus.fingerprint(files, {**cfg.identity(), 'reason': reason, 'layout': LAYOUT})}",
     )
@@ -251,11 +248,10 @@ def publish_pairs(work: str, path: str) -> int:
     """Every recorded pair (cosine >= record threshold, ``kept`` at the threshold) as one Parquet file."""
     schema = pa.schema([(n, _pair_schema().field(n).type) for n in PAIR_COLUMNS[2:]])
     rows = 0
-    out = Folder(os.path.dirname(path))
-    with out.parquet_writer(os.path.basename(path), schema, compression="zstd") as w:
-        folder = os.path.join(work, "verified")
-        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-            t = pq.read_table(os.path.join(folder, name)).select(schema.names)
+    out, name = split(path)
+    with out.parquet_writer(name, schema, compression="zstd") as w:
+        for o in Folder(join(work, "verified")).list(suffix=".parquet", recursive=False):
+            t = corpus.read_table(o.path).select(schema.names)
             w.write_table(t.cast(schema))
             rows += t.num_rows
     return rows

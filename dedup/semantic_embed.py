@@ -3,13 +3,13 @@ hash-chosen sample (see :mod:`dedup.semantic` for the whole workflow)."""
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import xxhash
 
 from classifiers.embeddings import load_encoder, model_identity
@@ -17,7 +17,8 @@ from dedup import corpus
 from dedup.minhash import check_settings
 from dedup.text import mix64
 from filters.languages import check_languages
-from pipelines.core.folder import Folder
+from pipelines.core.folder import Folder, split
+from pipelines.core.storage import join
 
 #: fewer clusters than configured when the sample is small (a small corpus is compared as one cluster)
 MIN_CLUSTER_DOCS = 100
@@ -100,7 +101,7 @@ class SemanticConfig:
 
 def sidecar(work: str, f: corpus.InputFile, kind: str = "") -> str:
     """``emb/<file key>.npy`` (the vectors) or ``emb/<file key>.part.npy`` (hash of each row's partition value)."""
-    return os.path.join(work, "emb", f"{f.key}{kind}.npy")
+    return join(work, "emb", f"{f.key}{kind}.npy")
 
 
 def part_hashes(values: list[Any]) -> np.ndarray:
@@ -113,8 +114,15 @@ def part_hashes(values: list[Any]) -> np.ndarray:
 
 
 def _save_npy(path: str, array: np.ndarray) -> None:
-    with Folder(os.path.dirname(path)).open_output(os.path.basename(path)) as fh:
+    folder, name = split(path)
+    with folder.open_output(name) as fh:
         np.save(fh, array)
+
+
+def load_npy(path: str) -> Any:
+    """An array saved by :func:`_save_npy` (or an ``.npz``), local or in a bucket: the whole file in one read."""
+    folder, name = split(path)
+    return np.load(io.BytesIO(folder.read_bytes(name)))
 
 
 def _sample_hash(g: np.ndarray, seed: int) -> np.ndarray:
@@ -134,7 +142,7 @@ def embed_task(args: tuple[int, list[corpus.InputFile], SemanticConfig, str]) ->
     n = skipped = 0
     for f in files:
         parts, keys = [], []
-        names = pq.read_schema(f.path).names
+        names = corpus.parquet_file(f.path).schema_arrow.names
         part_col = cfg.partition_by if cfg.partition_by in names else None
         lang_col = (
             cfg.language_column if "all" not in cfg.languages and cfg.language_column in names else None
@@ -160,11 +168,11 @@ def embed_task(args: tuple[int, list[corpus.InputFile], SemanticConfig, str]) ->
         s_gid.append(g[best])
         s_vec.append(emb[best])
     facts_t = pa.concat_tables(facts) if facts else corpus.DOC_TABLE_SCHEMA.empty_table()
-    corpus.write_parquet_atomic(facts_t, os.path.join(work, "doctable", f"{corpus.unit(group)}.parquet"))
+    corpus.write_parquet_atomic(facts_t, join(work, "doctable", f"{corpus.unit(group)}.parquet"))
     sg = np.concatenate(s_gid) if s_gid else np.zeros(0, np.uint64)
     sv = np.concatenate(s_vec) if s_vec else np.zeros((0, encoder.dim), np.float16)
     keep = np.argsort(_sample_hash(sg, cfg.seed), kind="stable")[: cfg.sample]
-    with Folder(os.path.join(work, "sample")).open_output(f"{corpus.unit(group)}.npz") as fh:
+    with Folder(join(work, "sample")).open_output(f"{corpus.unit(group)}.npz") as fh:
         np.savez(fh, gid=sg[keep], vec=sv[keep])
     info = {"group": group, "docs": n, "dim": int(encoder.dim), "skipped_language": skipped}
     corpus.mark_done(work, "embed", corpus.unit(group), info)
@@ -189,14 +197,14 @@ def _encode_known(
 
 def fit_centroids(work: str, groups: int, cfg: SemanticConfig, dim: int) -> np.ndarray:
     """Spherical k-means on the bounded, hash-chosen sample (the driver's only data); ``centroids.npy``."""
-    path = os.path.join(work, "centroids.npy")
+    path = join(work, "centroids.npy")
     if corpus.is_done(work, "fit", "all"):
-        return np.load(path)
+        return load_npy(path)
     from scipy.cluster.vq import kmeans2
 
     gid_l, vec_l = [], []
     for g in range(groups):
-        with np.load(os.path.join(work, "sample", f"{corpus.unit(g)}.npz")) as z:
+        with load_npy(join(work, "sample", f"{corpus.unit(g)}.npz")) as z:
             gid_l.append(z["gid"])
             vec_l.append(z["vec"])
     gid = np.concatenate(gid_l)

@@ -24,6 +24,7 @@ from dedup.minhash import MinHashConfig
 from dedup.removal import move_to_rejected, publish_task
 from dedup.semantic import SemanticConfig, find_semantic_duplicates, publish_pairs
 from dedup.workflow import DedupResult, ExactConfig, find_exact_duplicates, find_near_duplicates
+from pipelines.core import storage
 from pipelines.core.corpus_stage import CorpusStage, InputFile
 from pipelines.core.executor import Executor, get_executor
 
@@ -76,7 +77,8 @@ class MinHashDedupStage(RemovalStage):
     #: keep an index of the survivors' band keys, so that a run that adds docs files (cron) deduplicates only
     #: them against it (:mod:`dedup.incremental`); earlier survivors then always stay
     incremental: bool = True
-    #: index generations (one per incremental run) before they are merged into one
+    #: most index generations (one per incremental run); below it the newest are merged as a binary counter
+    #: (about log2(index / increment) generations, :func:`dedup.minhash_index.merge_from`)
     index_generations_max: int = 8
 
     @property
@@ -178,6 +180,7 @@ class SemanticDedupStage(RemovalStage):
 
     name: str = "semantic_dedup"
     reason: str = "dedup:semantic"
+    in_place = True  # reads and writes through the storage object: runs on s3:// without a local copy
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -192,6 +195,6 @@ class SemanticDedupStage(RemovalStage):
 
     def detect(self, files: list[InputFile], work_root: str, executor: Executor) -> DedupResult:
         res = find_semantic_duplicates(files, work_root, self.config(), self.reason, executor)
-        source_dir = os.path.dirname(os.path.normpath(work_root))  # work_root is <source>/_dedup
-        publish_pairs(res.work, os.path.join(source_dir, "duplicates", f"{self.name}.pairs.parquet"))
+        source_dir = storage.dirname(work_root.rstrip("/"))  # work_root is <source>/_dedup
+        publish_pairs(res.work, storage.join(source_dir, "duplicates", f"{self.name}.pairs.parquet"))
         return res

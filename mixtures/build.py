@@ -21,10 +21,13 @@ half a stage and a killed build resumes:
 
 The work runs as executor tasks (``executor:`` / ``workers:`` in the mixture or ``--executor``; local, a process
 pool or Ray): one scan task per docs file (token counts and benchmark matches as sidecars, each entry's candidates
-as integer arrays; :mod:`mixtures.select`), sampling in the driver on those arrays, one shuffle task per docs file
-with selected rows and one task per shard partition (a range of the shuffle key) writing its shards
-(:mod:`mixtures.tasks`).  The partition count comes from the selected tokens and ``shard_max_tokens`` only, so the
-output is the same whatever the executor and its worker count.
+written into ``partitions`` candidate partitions; :mod:`mixtures.select`), tasks per candidate partition for
+duplicate ids, the ``top_fraction`` cut and the sampling (:mod:`mixtures.partitions`, planned by
+:mod:`mixtures.sampling` from per-partition totals), one shuffle task per docs file with sampled rows and one task
+per shard partition (a range of the shuffle key) writing its shards (:mod:`mixtures.tasks`).  The driver holds a
+plan, never an array per candidate.  The shard partition count comes from the selected tokens and
+``shard_max_tokens`` only, and the candidate partitions decide no output, so the output is the same whatever the
+executor, its worker count and ``partitions``.
 """
 
 from __future__ import annotations
@@ -36,18 +39,17 @@ import math
 import os
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from mixtures.benchmarks import load_index
 from mixtures.decontam import DECONTAM_SCHEMA, NO_DECONTAMINATION, decontam_summary
-from mixtures.sample import key_partitions, sample_ranked, shuffle_keys
+from mixtures.sampling import sample_entries
 from mixtures.select import EntryState, select_entries
 from mixtures.spec import EmptyStage, MixtureError, MixtureSpec
 from mixtures.store import MANIFEST, RUNS, commit_run, remove_tree, run_folder
-from mixtures.tasks import PartitionJob, ShuffleJob, done_marker, shuffle_file, write_partition
+from mixtures.tasks import PartitionJob, ShuffleJob, shuffle_file, write_partition
 from mixtures.tokens import TokenCounter, get_counter
-from mixtures.topics import TopicRuleError, plan_topics, sample_by_topic, topic_report
+from mixtures.topics import TopicRuleError, plan_topics
 from pipelines.core import storage
 from pipelines.core.executor import Executor, get_executor
 from pipelines.core.folder import Folder, listing_fingerprint
@@ -57,6 +59,19 @@ log = logging.getLogger(__name__)
 
 SHARDS, DECONTAMINATION = "shards", "decontamination"  # sub-folders of a build
 SHUFFLE = "_shuffle"  # the shuffle pieces and partition markers of a build, inside its run folder
+SELECT = "_select"  # the candidate partitions and sampled rows of a build, inside its run folder
+PIECES = (
+    "pieces.json"  # in the shuffle folder: the shard partitions that have pieces (written after the shuffle)
+)
+PARTITION_BYTES = 256 << 20  # docs bytes per candidate partition when the mixture does not set ``partitions``
+
+
+def candidate_partitions(spec: MixtureSpec, docs_bytes: int) -> int:
+    """R: the mixture's ``partitions``, else one per 256 MiB of docs (4 to 1024): a file count set by settings
+    (scan files are about docs files x R), and no effect on the output."""
+    if spec.partitions:
+        return spec.partitions
+    return min(1024, max(4, math.ceil(docs_bytes / PARTITION_BYTES)))
 
 
 def file_fingerprint(path: str) -> dict[str, Any]:
@@ -92,7 +107,9 @@ def run_name(spec: MixtureSpec, tokenizer: str, inputs: dict[str, Any]) -> str:
     """16 hex digits naming a build from what decides its output (the mixture's settings, the tokenizer, the
     listing fingerprints of docs and benchmarks), not from where it runs: a rerun after a kill finds its own work
     folder and keeps what the killed build finished."""
-    settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("executor", "workers")}
+    settings = {
+        k: v for k, v in dataclasses.asdict(spec).items() if k not in ("executor", "workers", "partitions")
+    }
     return listing_fingerprint([], extra={"settings": settings, "tokenizer": tokenizer, "inputs": inputs})
 
 
@@ -170,11 +187,21 @@ def build_stage(
         }
         for b in (spec.decontaminate.benchmarks if spec.decontaminate else ())
     }
-    states, files, scans, _ = select_entries(spec, docs, output, counter.name, index, ex)
+    inputs = {
+        "mixture": file_fingerprint(spec.path) if spec.path else None,
+        "docs": fingerprints,
+        "benchmarks": bench_fp,
+    }
+    run = run_name(spec, counter.fingerprint, inputs)
+    stage_dir = Folder(storage.join(output, "mixtures", spec.stage))
+    work = run_folder(output, spec.stage, run)
+    selection = work.uri(SELECT)
+    r = candidate_partitions(spec, sum(f["bytes"] for f in fingerprints.values()))
+    states, files, scans, _ = select_entries(spec, docs, output, counter.name, index, ex, selection, r)
     for st in states:  # per-topic shares, caps and weights inside an entry (mixtures/topics.py)
         try:
             st.topic_plan = (
-                plan_topics(st.spec.topics, st.topic, st.n_tokens, st.spec.origin) if st.size else None
+                plan_topics(st.spec.topics, st.topic_available(), st.spec.origin) if st.size else None
             )
         except TopicRuleError as exc:
             raise MixtureError(f"mixture {spec.stage}: source {st.spec.name!r}: {exc}") from None
@@ -182,6 +209,7 @@ def build_stage(
     try:
         budget, eff, max_budget = _budget(spec, states)
     except EmptyStage:  # what an earlier build wrote no longer matches the mixture: it goes
+        remove_tree(work)
         stale = Folder(storage.join(output, "mixtures", spec.stage))
         if stale.exists():
             stale.remove(MANIFEST)  # first: no reader follows it to shards being deleted
@@ -193,12 +221,7 @@ def build_stage(
             )
         raise
 
-    per_source, picks = [], []
-    for k, st in enumerate(states):
-        pick, entry = _sample_entry(st, eff.get(st.spec.name, 0.0), budget)
-        per_source.append(entry)
-        if len(pick[0]):
-            picks.append((k, *pick))
+    per_source, touched = sample_entries(ex, selection, spec.stage, states, eff, budget)
     total = sum(p["realised_tokens"] for p in per_source)
     for p in per_source:
         p["realised_share"] = round(p["realised_tokens"] / total, 6) if total else 0.0
@@ -211,16 +234,11 @@ def build_stage(
             )
     decontam_rows = [r for st in states for r in st.decontam_rows]
 
-    inputs = {
-        "mixture": file_fingerprint(spec.path) if spec.path else None,
-        "docs": fingerprints,
-        "benchmarks": bench_fp,
-    }
-    run = run_name(spec, counter.fingerprint, inputs)
-    stage_dir = Folder(storage.join(output, "mixtures", spec.stage))
-    work = run_folder(output, spec.stage, run)
     partitions = max(1, math.ceil(total / max(1, spec.shard_max_tokens)))
-    shards = _write_shards(ex, spec, states, picks, files, work, partitions, nodes)
+    names = tuple(st.spec.name for st in states)
+    jobs = [ShuffleJob(files[f], f, selection, work.uri(SHUFFLE), names, partitions) for f in touched]
+    shards = _write_shards(ex, spec.stage, spec.shard_max_tokens, jobs, work, nodes)
+    remove_tree(work.child(SELECT))
     prefix = f"{RUNS}/{run}/" if stage_dir.remote else ""  # shard names relative to the stage folder
     for sh in shards:
         sh["file"] = f"{prefix}{SHARDS}/{sh['file']}"
@@ -252,125 +270,39 @@ def build_stage(
     return manifest
 
 
-def _sample_entry(
-    st: EntryState, share: float, budget: float
-) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
-    """The entry's sampled (positions in rank order, epochs) and its manifest entry."""
-    s = st.spec
-    target = share * budget
-    cap = st.capacity
-    if st.topic_plan is not None and st.topic_plan.applied and st.topic is not None:
-        positions, epochs = sample_by_topic(st.topic, st.n_tokens, st.topic_plan, min(target, cap))
-    else:
-        positions, epochs = sample_ranked(st.n_tokens, min(target, cap))
-    realised = int(st.n_tokens[positions].sum())
-    status = st.status if st.status != "ok" or target <= cap * (1 + 1e-9) else "short"
-    entry = {
-        "name": s.name,
-        "from": s.origin,
-        "where": s.where,
-        "status": status,
-        "note": st.note,
-        "ranked_by": st.ranked_by,
-        "top_fraction": s.top_fraction,
-        "target_share": s.share,
-        "effective_target_share": round(share, 6),
-        "max_epochs": s.max_epochs,
-        "candidate_documents": st.candidates,
-        "contaminated_documents": st.contaminated,
-        "available_documents": st.size,
-        "available_tokens": st.available,
-        "target_tokens": round(target),
-        "realised_tokens": realised,
-        "shortfall_tokens": max(0, round(target - realised)) if status == "short" else 0,
-        "documents": len(positions),
-        "unique_documents": len(np.unique(positions)),
-        "epochs": round(realised / st.available, 4) if st.available else 0.0,
-        **topic_report(st.topic_plan, st.topic, positions, st.n_tokens),
-    }
-    return (positions, epochs), entry
-
-
-def _shuffle_jobs(
-    states: list[EntryState],
-    picks: list[tuple[int, np.ndarray, np.ndarray]],
-    files: list[str],
-    work: str,
-    partitions: int,
-) -> list[ShuffleJob]:
-    """One job per docs file with its selected rows.  Each column is built once in docs-file order and the jobs
-    hold views of it (no second copy per job), one column at a time so only one temporary exists at once."""
-    file_no = np.concatenate([states[k].file_no[positions] for k, positions, _ in picks])
-    order = np.argsort(file_no, kind="stable")
-    file_no = file_no[order]
-    bounds = np.flatnonzero(np.diff(file_no)) + 1
-    starts = file_no[np.concatenate([[0], bounds])].tolist()
-    del file_no
-
-    def column(parts: list[np.ndarray]) -> list[np.ndarray]:
-        return np.split(np.concatenate(parts)[order], bounds)
-
-    keys = np.concatenate(
-        [shuffle_keys(states[k].rank_hash[positions], epochs) for k, positions, epochs in picks]
-    )
-    part = np.split(key_partitions(keys, partitions).astype(np.int64)[order], bounds)
-    key = np.split(keys[order], bounds)
-    del keys
-    row = column([states[k].row[positions] for k, positions, _ in picks])
-    entry = column([np.full(len(positions), k, np.int32) for k, positions, _ in picks])
-    epoch = column([epochs for _, _, epochs in picks])
-    tokens = column([states[k].n_tokens[positions] for k, positions, _ in picks])
-    names = tuple(st.spec.name for st in states)
-    return [
-        ShuffleJob(files[f], f, work, names, row[i], entry[i], epoch[i], tokens[i], key[i], part[i])
-        for i, f in enumerate(starts)
-    ]
-
-
 def _write_shards(
     ex: Executor,
-    spec: MixtureSpec,
-    states: list[EntryState],
-    picks: list[tuple[int, np.ndarray, np.ndarray]],
-    files: list[str],
+    stage: str,
+    max_tokens: int,
+    jobs: list[ShuffleJob],
     folder: Folder,
-    partitions: int,
     nodes: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
-    """Shuffle the selected rows into ``partitions`` key ranges (one task per docs file), then one task per range
-    sorts its rows and writes its shards; returns the shards in order."""
-    if not picks:
+    """Shuffle the sampled rows into shard partitions (key ranges; one task per docs file), then one task per
+    partition sorts its rows and writes its shards; returns the shards in order."""
+    if not jobs:
         return []
-    work = folder.uri(SHUFFLE)
-    jobs = _shuffle_jobs(states, picks, files, work, partitions)
-    wanted = sorted(set().union(*(np.unique(j.part).tolist() for j in jobs)))
-    done = {o.path for o in Folder(work).child("done").list(suffix=".json", recursive=False)}
-    pieces: dict[int, list[str]] = {p: [] for p in wanted}
+    work = Folder(folder.uri(SHUFFLE))
     shuffled: list[tuple[str, list[tuple[int, str]]]] = []
-    if not all(
-        done_marker(work, p) in done for p in wanted
-    ):  # else a rerun of a committed run: shards are there
-        shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {spec.stage}: shuffle")
-        for _, made in shuffled:
-            for p, path in made:
-                pieces[p].append(path)
-    shard_dir = folder.uri(SHARDS)
+    if work.exists(PIECES):  # a rerun of a committed run: the partitions' markers name their shards
+        wanted = work.read_json(PIECES)
+    else:
+        shuffled = ex.map(shuffle_file, jobs, desc=f"mixture {stage}: shuffle")
+        wanted = sorted({p for _, made in shuffled for p, _ in made})
+        work.write_json(PIECES, wanted)
     written = ex.map(
         write_partition,
-        [
-            PartitionJob(p, tuple(sorted(pieces[p])), shard_dir, spec.shard_max_tokens, work)
-            for p in sorted(pieces)
-        ],
-        desc=f"mixture {spec.stage}: shards",
+        [PartitionJob(p, folder.uri(SHARDS), max_tokens, folder.uri(SHUFFLE)) for p in wanted],
+        desc=f"mixture {stage}: shards",
     )
     if (
         folder.remote
     ):  # the pieces go; the partitions' done markers stay with the run (a rerun writes nothing)
-        for name in folder.child(SHUFFLE).folders():
+        for name in work.folders():
             if name.startswith("p-"):
-                remove_tree(folder.child(SHUFFLE, name))
+                remove_tree(work.child(name))
     else:  # the run folder becomes the stage folder
-        remove_tree(folder.child(SHUFFLE))
+        remove_tree(work)
     nodes["shuffle"] = sorted({n for n, _ in shuffled})
     nodes["shards"] = sorted({n for n, _ in written})
     return [sh for _, shards in written for sh in shards]

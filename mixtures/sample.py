@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -77,34 +78,72 @@ def key_partitions(keys: np.ndarray, partitions: int) -> np.ndarray:
     return ((np.asarray(keys, np.uint64) >> np.uint64(32)) * np.uint64(partitions)) >> np.uint64(32)
 
 
-def partial_epoch(tokens: np.ndarray, remainder: float) -> np.ndarray:
-    """Positions (in rank order) whose tokens sum closest to ``remainder``.
+@dataclass(frozen=True)
+class Walk:
+    """Where :func:`walk_partial` stands after some documents of a partial epoch: the tokens taken so far, whether
+    the plain prefix is over (``greedy``), whether the walk stopped (``done``), the documents it took and the
+    smallest document it skipped as ``(tokens, position)`` (the one overshoot that may land closer)."""
+
+    total: int = 0
+    greedy: bool = False
+    done: bool = False
+    taken: int = 0
+    skipped: tuple[int, int] | None = None
+
+
+def walk_partial(
+    tokens: np.ndarray, remainder: float, start: Walk = Walk(), offset: int = 0
+) -> tuple[np.ndarray, Walk]:
+    """Continue a partial epoch over the next documents in rank order: (positions taken, the new state).
 
     Take every document that still fits, in rank order, so the slice is a seeded random sample; once the gap is
-    within 0.1%, stop.  Skipping only the documents that would overshoot keeps the error below one document's
-    size even when documents are long next to the target (books in a small budget).
-    """
-    if remainder <= 0:
-        return np.zeros(0, np.int64)
-    cum = np.cumsum(tokens)
-    k = int(np.searchsorted(cum, remainder, side="right"))  # the plain prefix that fits
-    taken = list(range(k))
-    total = int(cum[k - 1]) if k else 0
-    skipped: list[int] = []
+    within 0.1%, stop.  The walk may be cut anywhere (one partition after another) and continued from its state
+    with the same result as over the whole list; ``offset`` numbers the positions of ``skipped``."""
+    if start.done or remainder <= 0:
+        return np.zeros(0, np.int64), start
+    tokens = np.asarray(tokens, dtype=np.int64)
+    total, k = start.total, 0
+    if not start.greedy:  # the plain prefix that fits
+        cum = total + np.cumsum(tokens)
+        k = int(np.searchsorted(cum, remainder, side="right"))
+        total = int(cum[k - 1]) if k else total
+        if k == len(tokens):
+            return np.arange(k, dtype=np.int64), Walk(total, False, False, start.taken + k, start.skipped)
+    taken, skipped, done = list(range(k)), start.skipped, False
     for i in range(k, len(tokens)):
         if remainder - total <= remainder * 1e-3:
+            done = True
             break
         n = int(tokens[i])
         if total + n <= remainder:
             taken.append(i)
             total += n
-        else:
-            skipped.append(i)
-    if skipped:  # one overshooting document may land closer than stopping short
-        best = min(skipped, key=lambda i: (abs(total + int(tokens[i]) - remainder), i))
-        if abs(total + int(tokens[best]) - remainder) < remainder - total:
-            taken.append(best)
-    return np.array(sorted(taken), dtype=np.int64)
+        elif skipped is None or n < skipped[0]:  # the earliest of the smallest: it lands closest
+            skipped = (n, offset + i)
+    out = np.array(taken, dtype=np.int64)
+    return out, Walk(total, True, done, start.taken + len(out), skipped)
+
+
+def overshoot(walk: Walk, remainder: float) -> int | None:
+    """The position of the one skipped document that lands closer to ``remainder`` than stopping short, if any.
+
+    Every skipped document overshoots the final total (it did not fit when it was skipped, and the total only
+    grew), so the smallest one lands closest."""
+    if walk.skipped is None:
+        return None
+    n, position = walk.skipped
+    return position if abs(walk.total + n - remainder) < remainder - walk.total else None
+
+
+def partial_epoch(tokens: np.ndarray, remainder: float) -> np.ndarray:
+    """Positions (in rank order) whose tokens sum closest to ``remainder`` (:func:`walk_partial` over the whole
+    list, then the closest overshoot).  Skipping only the documents that would overshoot keeps the error below one
+    document's size even when documents are long next to the target (books in a small budget)."""
+    if remainder <= 0:
+        return np.zeros(0, np.int64)
+    taken, walk = walk_partial(tokens, remainder)
+    best = overshoot(walk, remainder)
+    return taken if best is None else np.sort(np.append(taken, best))
 
 
 class ShardWriter:

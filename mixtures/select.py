@@ -1,14 +1,15 @@
-"""Entry selection of a mixture build: which documents each entry may sample, as fixed-width arrays in rank order.
+"""Entry selection of a mixture build: which documents each entry may sample, as per-partition totals.
 
 One scan task per docs file (:func:`mixtures.tasks.scan_file`) counts tokens, checks benchmarks and applies every
-entry's predicate to its file; the driver then joins the per-file arrays per entry: duplicate ids across files keep
-the first file's copy, ``top_fraction`` keeps the best slice (ties by id, read only for the tied documents), and
-contaminated documents leave.  The driver holds integers per candidate, never an id string per candidate: about
-66 bytes per candidate at its peak (scan results, join, sampling and shuffle plan; ``bench_mixtures.py --driver``),
-so it still grows with the candidates.
+entry's predicate to its file, writing the candidates as fixed-width rows into ``R`` candidate partitions (ranges of
+the seeded rank hash of the id; :mod:`mixtures.partitions`).  Then tasks over the partitions do the per-candidate
+work: duplicate ids across files keep the first file's copy (every copy of an id is in one partition),
+``top_fraction`` keeps the best slice, whose cut the driver finds exactly from 256-bucket histograms of the rank
+key (a few rounds; documents tied at the cut have their ids read, the smaller ids go in), and contaminated
+documents leave.  The driver holds per entry and partition a few counts (and per contaminated or tied document its
+row), never an array per candidate: its memory does not grow with the candidates (``bench_mixtures.py --driver``).
 
-:func:`select_entries` is the hook for per-entry rules (topic shares, caps): it returns one :class:`EntryState`
-per mixture entry, whose arrays later rules may narrow.
+:func:`select_entries` returns one :class:`EntryState` per mixture entry; :mod:`mixtures.sampling` samples from it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import pyarrow as pa
 
 from mixtures import store
 from mixtures.decontam import NGramIndex
+from mixtures.partitions import (
+    ALL,
+    RAW_KEYS,
+    PartitionTask,
+    PartitionTotals,
+    cut_partition,
+    dedup_partition,
+    histogram_partition,
+    tied_partition,
+)
 from mixtures.spec import MixtureError, MixtureSpec, SourceSpec
 from mixtures.tasks import EntryQuery, ScanJob, ScanResult, column_list, entry_sql, scan_file
 from mixtures.topics import TOPIC_COLUMN, TopicPlan
@@ -35,29 +46,33 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EntryState:
-    """One mixture entry's available documents, in sampling (rank) order."""
+    """One mixture entry's available documents, as totals per candidate partition (in rank order)."""
 
     spec: SourceSpec
     status: str = "ok"
     note: str = ""
     candidates: int = 0
     contaminated: int = 0
-    file_no: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
-    row: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    n_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    rank_hash: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
     ranked_by: str | None = None
     decontam_rows: list[dict[str, Any]] = field(default_factory=list)
-    topic: np.ndarray | None = None  # int16 topic codes, when the source has a topic column
+    has_topic: bool = False  # the source has a topic column (int16 codes in the partitions)
+    # per group (ALL, and each topic code when has_topic): (documents, tokens) per candidate partition
+    groups: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     topic_plan: TopicPlan | None = None  # the entry's per-topic targets (mixtures/topics.py)
 
     @property
     def size(self) -> int:
-        return len(self.n_tokens)
+        return int(self.groups[ALL][0].sum()) if ALL in self.groups else 0
 
     @property
     def available(self) -> int:
-        return int(self.n_tokens.sum())
+        return int(self.groups[ALL][1].sum()) if ALL in self.groups else 0
+
+    def topic_available(self) -> dict[int, int] | None:
+        """Tokens per topic code (None: the source has no topic column)."""
+        if not self.has_topic:
+            return None
+        return {t: int(self.groups[t][1].sum()) for t in sorted(self.groups) if t != ALL}
 
     @property
     def capacity(self) -> float:
@@ -126,8 +141,10 @@ def scan(
     tokenizer: str,
     index: NGramIndex | None,
     executor: Executor,
-) -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[int, list[str]], list[ScanResult], list[str]]:
-    """Check every entry's predicate, then run one scan task per docs file.
+    work: str,
+    partitions: int,
+) -> tuple[dict[str, tuple[tuple[str, str], ...]], dict[str, list[int]], list[ScanResult], list[str]]:
+    """Check every entry's predicate, then run one scan task per docs file (candidates into ``work``).
 
     Returns (columns per origin, entry indices per origin, scan results in file order, files in file order)."""
     con = duckdb.connect()
@@ -142,9 +159,9 @@ def scan(
     con.close()  # before the executor forks its pool: a child must not inherit a used DuckDB
     jobs, files = [], []
     for origin in sorted(by_origin):
+        entries = tuple((i, queries[i]) for i in by_origin[origin])
         for path in docs[origin]:
-            entries = tuple(queries[i] for i in by_origin[origin])
-            jobs.append(ScanJob(path, len(files), columns[origin], entries, spec.seed))
+            jobs.append(ScanJob(path, len(files), columns[origin], entries, spec.seed, work, partitions))
             files.append(path)
     task = partial(scan_file, tokenizer=tokenizer, index=index)  # on Ray: one copy of the index in the store
     try:
@@ -165,96 +182,90 @@ def scan(
             counted,
             checked,
         )
-    return columns, {o: by_origin[o] for o in by_origin}, results, files
+    return columns, by_origin, results, files
 
 
-def entry_state(s: SourceSpec, k: int, results: list[ScanResult], files: list[str]) -> EntryState:
-    """Join the entry's per-file candidates (``k``: its place among its source's entries) into one state.
+@dataclass
+class _Search:
+    """The radix search of one entry's cut: the top ``bits`` of the key are ``prefix``; the cut is the
+    ``want``-th smallest key under it; ``less`` keys lie below the prefix."""
 
-    Each per-file array is released as soon as it is joined, and sort temporaries as soon as they are used, so the
-    driver's peak stays near one copy of the entry's arrays."""
-    parts = [(r.file_no, r.entries[k]) for r in results if k < len(r.entries) and len(r.entries[k].row)]
-    st = EntryState(s)
-    if not parts:
-        return st
-
-    def take(name: str) -> np.ndarray:
-        joined = np.concatenate([getattr(c, name) for _, c in parts])
-        for _, c in parts:
-            setattr(c, name, np.empty(0, joined.dtype))  # not a view: that would keep the array alive
-        return joined
-
-    file_no = np.concatenate([np.full(len(c.row), f, np.int32) for f, c in parts])
-    has_topic = parts[0][1].topic is not None
-    rank_hash, id_hash = take("rank_hash"), take("id_hash")
-    # rank order, and within one id the first file: the first of each (rank, id) hash pair is that id's copy
-    order = np.lexsort((file_no, id_hash, rank_hash))
-    first = np.ones(len(order), dtype=bool)
-    sorted_hash = rank_hash[order]
-    first[1:] = sorted_hash[1:] != sorted_hash[:-1]
-    sorted_hash = id_hash[order]
-    del id_hash
-    first[1:] |= sorted_hash[1:] != sorted_hash[:-1]
-    del sorted_hash
-    keep = order[first]
-    del order, first
-    rows_all = take("row")
-    if s.top_fraction is not None:
-        keep = _top_slice(keep, take("rank"), file_no, rows_all, files, s.top_fraction)
-    st.candidates = len(keep)
-    bad = take("contaminated")[keep]
-    matches = {(f, row): m for f, c in parts for row, m in c.matches.items()}
-    st.decontam_rows = sorted(
-        (
-            {"mix_source": s.name, "origin": s.origin, **matches[(int(file_no[i]), int(rows_all[i]))]}
-            for i in keep[bad]
-        ),
-        key=lambda r: r["id"],
-    )
-    st.contaminated = len(st.decontam_rows)
-    keep = keep[~bad]
-    st.file_no, st.row, st.rank_hash = file_no[keep], rows_all[keep], rank_hash[keep]
-    del file_no, rows_all, rank_hash
-    st.n_tokens = take("n_tokens")[keep]
-    if has_topic:
-        st.topic = take("topic")[keep]
-    return st
+    want: int
+    prefix: int = 0
+    bits: int = 0
+    less: int = 0
+    raw: bool = False
 
 
-def _top_slice(
-    keep: np.ndarray,
-    rank: np.ndarray,
-    file_no: np.ndarray,
-    row: np.ndarray,
-    files: list[str],
-    fraction: float,
-) -> np.ndarray:
-    """The best ``ceil(n * fraction)`` of ``keep`` by rank value (desc, NULLs last), ties by id; in rank order."""
-    n = len(keep)
-    want = math.ceil(n * fraction)
-    if want >= n:
-        return keep
-    value = np.where(np.isnan(rank[keep]), np.inf, -rank[keep])  # ascending = best first, NULLs last
-    cut = np.sort(value, kind="stable")[want - 1]
-    take = value < cut
-    tied = np.flatnonzero(value == cut)
-    need = want - int(take.sum())
-    if need < len(tied):  # the cut splits documents of equal value: the smaller ids go in
-        ids = _read_ids(keep[tied], file_no, row, files)
-        tied = tied[sorted(range(len(tied)), key=ids.__getitem__)[:need]]
-    take[tied] = True
-    return keep[take]
+def find_cuts(
+    ex: Executor, work: str, wants: dict[int, int], holders: dict[int, list[int]], stage: str
+) -> dict[int, tuple[int, int, int]]:
+    """Per entry its cut: (the ``want``-th smallest rank key, keys below it, keys equal to it), exactly, from
+    histograms of 8 more bits per round (the last round returns the few keys of the bucket itself)."""
+    searches = {k: _Search(w) for k, w in wants.items()}
+    out: dict[int, tuple[int, int, int]] = {}
+    while searches:
+        parts = sorted({p for k in searches for p in holders[k]})
+        tasks = [
+            PartitionTask(
+                work,
+                p,
+                tuple((k, s.prefix, s.bits, s.raw) for k, s in searches.items() if p in holders[k]),
+            )
+            for p in parts
+        ]
+        results = ex.map(histogram_partition, tasks, desc=f"mixture {stage}: top_fraction cut")
+        for k, s in list(searches.items()):
+            got = [
+                r[n]
+                for t, r in zip(tasks, results, strict=True)
+                for n, q in enumerate(t.requests)
+                if q[0] == k
+            ]
+            if s.raw:
+                keys = np.sort(np.concatenate(got))
+                cut = keys[s.want - 1]
+                lo, hi = np.searchsorted(keys, cut, "left"), np.searchsorted(keys, cut, "right")
+                out[k] = (int(cut), s.less + int(lo), int(hi - lo))
+                del searches[k]
+                continue
+            hist = np.sum(got, axis=0)
+            cum = np.cumsum(hist)
+            b = int(np.searchsorted(cum, s.want, "left"))
+            before = int(cum[b - 1]) if b else 0
+            s.less, s.want, s.prefix, s.bits = s.less + before, s.want - before, s.prefix << 8 | b, s.bits + 8
+            if s.bits == 64:
+                out[k] = (s.prefix, s.less, int(hist[b]))
+                del searches[k]
+            elif hist[b] <= RAW_KEYS:
+                s.raw = True
+    return out
 
 
-def _read_ids(members: np.ndarray, file_no: np.ndarray, row: np.ndarray, files: list[str]) -> list[str]:
-    """The ids of a few candidates (a tie at a top_fraction cut), read from their docs files."""
-    out: list[str] = [""] * len(members)
-    for f in np.unique(file_no[members]).tolist():
-        at = np.flatnonzero(file_no[members] == f)
-        ids = store.read_table(files[f], columns=["id"]).column("id").take(pa.array(row[members[at]]))
+def _read_ids(pairs: np.ndarray, files: list[str]) -> list[str]:
+    """The ids of a few candidates ((file_no, row) pairs: a tie at a top_fraction cut), read from their files."""
+    out: list[str] = [""] * len(pairs)
+    for f in np.unique(pairs[:, 0]).tolist():
+        at = np.flatnonzero(pairs[:, 0] == f)
+        ids = store.read_table(files[f], columns=["id"]).column("id").take(pa.array(pairs[at, 1]))
         for k, v in zip(at.tolist(), ids.to_pylist(), strict=True):
             out[k] = v
     return out
+
+
+def _tied(
+    ex: Executor, work: str, k: int, key: int, need: int, holders: list[int], files: list[str]
+) -> dict[int, list[tuple[int, int]]]:
+    """The ``need`` documents of entry ``k`` at the cut key with the smallest ids, per partition."""
+    tasks = [PartitionTask(work, p, ((k, key),)) for p in holders]
+    found = ex.map(tied_partition, tasks, desc="mixture: ties at the cut")
+    part = np.concatenate([np.full(len(r[0]), t.partition) for t, r in zip(tasks, found, strict=True)])
+    pairs = np.concatenate([r[0] for r in found])
+    ids = _read_ids(pairs, files)
+    chosen: dict[int, list[tuple[int, int]]] = {}
+    for i in sorted(range(len(ids)), key=ids.__getitem__)[:need]:
+        chosen.setdefault(int(part[i]), []).append((int(pairs[i, 0]), int(pairs[i, 1])))
+    return chosen
 
 
 def select_entries(
@@ -264,27 +275,64 @@ def select_entries(
     tokenizer: str,
     index: NGramIndex | None,
     executor: Executor,
+    work: str,
+    partitions: int,
 ) -> tuple[list[EntryState], list[str], list[ScanResult], dict[str, tuple[tuple[str, str], ...]]]:
     """Every entry's available documents (see the module docstring); (states, docs files, scan results, columns)."""
-    columns, by_origin, results, files = scan(spec, docs, tokenizer, index, executor)
-    states = join_entries(spec, docs, output, columns, by_origin, results, files)
+    columns, by_origin, results, files = scan(spec, docs, tokenizer, index, executor, work, partitions)
+    states = partition_entries(spec, output, columns, by_origin, results, files, executor, work, partitions)
     return states, files, results, columns
 
 
-def join_entries(
+def partition_entries(
     spec: MixtureSpec,
-    docs: dict[str, list[str]],
     output: str,
     columns: dict[str, tuple[tuple[str, str], ...]],
     by_origin: dict[str, list[int]],
     results: list[ScanResult],
     files: list[str],
+    executor: Executor,
+    work: str,
+    partitions: int,
 ) -> list[EntryState]:
-    """One state per mixture entry from the scan results (whose per-file arrays are released as they are joined)."""
-    origin_of = {path: o for o, paths in docs.items() for path in paths}
-    per_origin: dict[str, list[ScanResult]] = {}
-    for r in results:
-        per_origin.setdefault(origin_of[files[r.file_no]], []).append(r)
+    """After the scan: duplicate ids, the top_fraction cuts and contamination as tasks over the candidate
+    partitions in ``work``; one state per entry from their totals."""
+    parts = range(partitions)
+    counts = executor.map(
+        dedup_partition, [PartitionTask(work, p) for p in parts], desc=f"mixture {spec.stage}: duplicate ids"
+    )
+    holders = {k: [p for p in parts if counts[p].get(k)] for k in range(len(spec.sources))}
+    found = {k: sum(c.get(k, 0) for c in counts) for k in range(len(spec.sources))}
+    wants = {
+        k: math.ceil(found[k] * s.top_fraction)
+        for k, s in enumerate(spec.sources)
+        if s.top_fraction is not None and math.ceil(found[k] * s.top_fraction) < found[k]
+    }
+    cuts = find_cuts(executor, work, wants, holders, spec.stage)
+    requests: dict[int, list[tuple[int, int, Any]]] = {p: [] for p in parts}
+    for k, (key, less, tied) in cuts.items():
+        need = wants[k] - less
+        chosen = _tied(executor, work, k, key, need, holders[k], files) if need < tied else None
+        for p in holders[k]:
+            requests[p].append((k, key, None if chosen is None else chosen.get(p, [])))
+    totals = executor.map(
+        cut_partition,
+        [PartitionTask(work, p, tuple(requests[p])) for p in parts],
+        desc=f"mixture {spec.stage}: candidates",
+    )
+    return join_entries(spec, output, columns, by_origin, results, totals)
+
+
+def join_entries(
+    spec: MixtureSpec,
+    output: str,
+    columns: dict[str, tuple[tuple[str, str], ...]],
+    by_origin: dict[str, list[int]],
+    results: list[ScanResult],
+    totals: list[PartitionTotals],
+) -> list[EntryState]:
+    """One state per mixture entry from the partitions' totals (and the scans' benchmark matches)."""
+    matches = {r.file_no: r.matches for r in results if r.matches}
     states = []
     for i, s in enumerate(spec.sources):
         if s.origin not in by_origin:
@@ -292,9 +340,25 @@ def join_entries(
                 EntryState(s, status="missing", note=f"no {s.origin}/docs/*.parquet under {output}")
             )
             continue
-        st = entry_state(s, by_origin[s.origin].index(i), per_origin[s.origin], files)
+        names = [n for n, _ in columns[s.origin]] + ["n_tokens"]
+        st = EntryState(s, has_topic=TOPIC_COLUMN in names)
+        st.candidates = sum(t.candidates.get(i, 0) for t in totals)
+        st.decontam_rows = sorted(
+            (
+                {"mix_source": s.name, "origin": s.origin, **matches[f][row]}
+                for t in totals
+                for f, row in t.contaminated.get(i, ())
+            ),
+            key=lambda r: r["id"],
+        )
+        st.contaminated = len(st.decontam_rows)
+        for p, t in enumerate(totals):
+            for g, (n, tok) in t.groups.get(i, {}).items():
+                if g not in st.groups:
+                    st.groups[g] = (np.zeros(len(totals), np.int64), np.zeros(len(totals), np.int64))
+                st.groups[g][0][p], st.groups[g][1][p] = n, tok
         if s.top_fraction is not None:
-            st.ranked_by = _rank_column(s, [n for n, _ in columns[s.origin]] + ["n_tokens"])
+            st.ranked_by = _rank_column(s, names)
         if not st.size:
             st.status = "missing"
             st.note = (

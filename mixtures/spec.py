@@ -84,6 +84,7 @@ class MixtureSpec:
     on_empty: str = "report"  # nothing selected: report "empty" and succeed | error
     executor: str = "auto"  # where the build's tasks run: auto | local | process | ray
     workers: int | None = None  # process pool size (None: every core)
+    partitions: int | None = None  # candidate partitions (None: from the docs bytes); decides no output
 
 
 def _number(value: Any, what: str) -> float:
@@ -159,6 +160,10 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         raise MixtureError(f"{where}: executor must be one of {EXECUTORS}, got {executor!r}")
     workers = data.get("workers")
     workers = None if workers is None else int(_number(workers, f"{where}: workers"))
+    partitions = data.get("partitions")
+    partitions = None if partitions is None else int(_number(partitions, f"{where}: partitions"))
+    if partitions is not None and not 1 <= partitions <= 65536:
+        raise MixtureError(f"{where}: partitions must be between 1 and 65536, got {partitions}")
     return MixtureSpec(
         stage=stage,
         sources=tuple(sources),
@@ -173,6 +178,7 @@ def parse_mixture(data: dict[str, Any], path: str | None = None) -> MixtureSpec:
         on_empty=on_empty,
         executor=executor,
         workers=workers,
+        partitions=partitions,
     )
 
 

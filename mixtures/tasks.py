@@ -1,9 +1,11 @@
 """The tasks of a mixture build, one per docs file or shard partition, run by the executor (local, pool or Ray).
 
 * :func:`scan_file`: one docs file -> its token-count and decontamination sidecars (reused while current), then,
-  per mixture entry of its source, fixed-width arrays of the documents the entry's predicate selects (seeded rank
-  hash, id hash, tokens, row, rank value, contaminated or not).  No id string leaves the task.
-* :func:`shuffle_file`: one docs file's selected rows, read once, split by shuffle-key partition into work files.
+  per mixture entry of its source, the documents the entry's predicate selects as fixed-width rows (seeded rank
+  hash, id hash, tokens, row, rank value, contaminated or not) written into candidate partitions
+  (:mod:`mixtures.partitions`).  No id string and no per-candidate array leaves the task.
+* :func:`shuffle_file`: one docs file's sampled rows (written by the partitions' sampling tasks), read once, split
+  by shuffle-key partition into work files.
 * :func:`write_partition`: one partition's pieces, sorted by shuffle key, cut into shards.
 
 Every task is idempotent (sidecars stamped and written atomically, work files named from their inputs), so a task
@@ -25,11 +27,12 @@ import pyarrow as pa
 
 from mixtures import store
 from mixtures.decontam import NGramIndex, decontaminate_file, read_matches
-from mixtures.sample import SHARD_SCHEMA, ShardWriter, id_hashes, seeded_hashes
+from mixtures.partitions import CANDIDATES, sampled_folder, write_candidates
+from mixtures.sample import SHARD_SCHEMA, ShardWriter, id_hashes, key_partitions, seeded_hashes
 from mixtures.tokens import ensure_token_counts, get_counter
 from mixtures.topics import TOPIC_COLUMN, topic_codes
 from pipelines.core import storage
-from pipelines.core.folder import split
+from pipelines.core.folder import Folder, split
 from pipelines.core.sql import ident
 
 KEY = "_key"  # the shuffle key column of the work files
@@ -52,22 +55,10 @@ class ScanJob:
     docs_file: str
     file_no: int  # the file's place in the build's sorted listing
     columns: tuple[tuple[str, str], ...]  # (name, DuckDB type) over all docs files of the source, no n_tokens
-    entries: tuple[EntryQuery, ...]
+    entries: tuple[tuple[int, EntryQuery], ...]  # (the entry's index in the mixture, its query)
     seed: int
-
-
-@dataclass
-class Candidates:
-    """One entry's selected documents of one docs file, as arrays of equal length."""
-
-    rank_hash: np.ndarray  # uint64 xxh64(seed:entry:id): the sampling order
-    id_hash: np.ndarray  # uint64: breaks rank ties, tells duplicate ids apart
-    n_tokens: np.ndarray  # int64
-    row: np.ndarray  # int64 row of the document in its docs file
-    rank: np.ndarray | None  # float64 value of the rank column (NaN for NULL), entries with top_fraction only
-    contaminated: np.ndarray  # bool
-    matches: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> {id, benchmark, item, ...}
-    topic: np.ndarray | None = None  # int16 topic code (mixtures.topics.topic_codes), entries with topic only
+    work: str  # the build's selection folder: candidate partitions go there
+    partitions: int  # candidate partitions (R)
 
 
 @dataclass
@@ -76,7 +67,7 @@ class ScanResult:
     node: str
     tokens_counted: int
     decontam_checked: bool
-    entries: list[Candidates]
+    matches: dict[int, dict[str, Any]] = field(default_factory=dict)  # row -> {id, benchmark, item, ...}
 
 
 def current_node() -> str:
@@ -148,7 +139,9 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
     # read with pyarrow (local or object store alike) and queried in DuckDB as Arrow: no httpfs needed; the text,
     # most of a docs file's bytes, only when a predicate names it
     names = store.read_schema(job.docs_file).names
-    docs = store.read_table(job.docs_file, [n for n in names if n != "text" or _names_text(job.entries)])
+    docs = store.read_table(
+        job.docs_file, [n for n in names if n != "text" or _names_text(tuple(e for _, e in job.entries))]
+    )
     docs = docs.append_column("_row_no", pa.array(np.arange(docs.num_rows, dtype=np.int64)))
     tokens = store.read_table(tokens_path, columns=["id", "n_tokens"])
     con = worker_connection()
@@ -161,48 +154,50 @@ def scan_file(job: ScanJob, tokenizer: str, index: NGramIndex | None) -> ScanRes
         "JOIN (SELECT id, any_value(n_tokens) AS n_tokens FROM _tokens GROUP BY id) t USING (id)"
     )
     names = {n for n, _ in job.columns} | {"n_tokens"}
-    out = []
-    for entry in job.entries:
+    out, found = [], {}
+    for k, entry in job.entries:
         table = con.sql(entry_sql("f", names, entry)).to_arrow_table()
         ids = table.column("id").to_pylist()
         rows = table.column("_row").to_numpy().astype(np.int64)
         bad = np.array([i in matches for i in ids], dtype=bool)
+        found.update({int(rows[m]): {"id": ids[m], **matches[ids[m]].__dict__} for m in np.flatnonzero(bad)})
+        n = len(ids)
         out.append(
-            Candidates(
-                rank_hash=seeded_hashes(job.seed, entry.name, ids),
-                id_hash=id_hashes(ids),
-                n_tokens=table.column("n_tokens").to_numpy().astype(np.int64),
-                row=rows,
-                rank=table.column("_r").to_numpy(zero_copy_only=False).astype(np.float64)
-                if entry.rank
-                else None,
-                contaminated=bad,
-                matches={
-                    int(rows[k]): {"id": ids[k], **matches[ids[k]].__dict__} for k in np.flatnonzero(bad)
+            pa.table(
+                {
+                    "entry": np.full(n, k, np.int16),
+                    "rank_hash": seeded_hashes(job.seed, entry.name, ids),
+                    "id_hash": id_hashes(ids),
+                    "file_no": np.full(n, job.file_no, np.int32),
+                    "row": rows,
+                    "n_tokens": table.column("n_tokens").to_numpy().astype(np.int64),
+                    "rank": table.column("_r").to_numpy(zero_copy_only=False).astype(np.float64)
+                    if entry.rank
+                    else np.full(n, np.nan),
+                    "contaminated": bad,
+                    "topic": topic_codes(table.column("_topic")) if entry.topic else np.full(n, -1, np.int16),
                 },
-                topic=topic_codes(table.column("_topic")) if entry.topic else None,
+                schema=CANDIDATES,
             )
         )
     con.execute("DROP VIEW f")
     con.unregister("_docs")
     con.unregister("_tokens")
-    return ScanResult(job.file_no, current_node(), counted, bool(checked), out)
+    write_candidates(job.work, job.partitions, job.file_no, pa.concat_tables(out))
+    return ScanResult(job.file_no, current_node(), counted, bool(checked), found)
 
 
 @dataclass(frozen=True)
 class ShuffleJob:
-    """The selected rows of one docs file: per row its entry, epoch, tokens, shuffle key and partition."""
+    """One docs file whose sampled rows (entry, epoch, tokens, shuffle key) the sampling tasks wrote under
+    ``selection``; ``partitions`` shard partitions (ranges of the shuffle key)."""
 
     docs_file: str
     file_no: int
-    work: str  # the build's work folder (shared by every node)
+    selection: str  # the build's selection folder (:mod:`mixtures.partitions`)
+    work: str  # the build's shuffle folder (shared by every node)
     names: tuple[str, ...]  # entry names, indexed by ``entry``
-    row: np.ndarray
-    entry: np.ndarray
-    epoch: np.ndarray
-    n_tokens: np.ndarray
-    key: np.ndarray
-    part: np.ndarray
+    partitions: int
 
 
 def piece_path(work: str, partition: int, file_no: int) -> str:
@@ -214,13 +209,18 @@ def shuffle_file(job: ShuffleJob) -> tuple[str, list[tuple[int, str]]]:
 
     Pieces already there (a rerun of a killed build: the work folder is named from the build's inputs) are kept;
     each piece is written atomically, so one that exists is whole."""
-    parts = np.unique(job.part).tolist()
-    pieces = [(p, piece_path(job.work, p, job.file_no)) for p in parts]
+    listed = Folder(sampled_folder(job.selection, job.file_no)).list(suffix=".parquet")
+    picked = pa.concat_tables([store.read_table(o.uri) for o in listed]).sort_by("row") if listed else None
+    if picked is None or not picked.num_rows:
+        return current_node(), []
+    key = picked.column("key").to_numpy()
+    part = key_partitions(key, job.partitions)
+    pieces = [(p, piece_path(job.work, p, job.file_no)) for p in np.unique(part).tolist()]
     todo = [(p, path) for p, path in pieces if store.file_info(path) is None]
     if not todo:
         return current_node(), pieces
     docs = store.read_table(job.docs_file, columns=["id", "source", "url", "text", "meta"])
-    rows = docs.take(pa.array(job.row))
+    rows = docs.take(picked.column("row"))
     table = pa.table(
         {
             "id": rows.column("id"),
@@ -228,24 +228,25 @@ def shuffle_file(job: ShuffleJob) -> tuple[str, list[tuple[int, str]]]:
             "url": rows.column("url"),
             "text": rows.column("text").cast(pa.large_string()),
             "meta": rows.column("meta"),
-            "n_tokens": pa.array(job.n_tokens, pa.int64()),
-            "mix_source": pa.array(np.asarray(job.names, dtype=object)[job.entry], pa.string()),
-            "epoch": pa.array(job.epoch, pa.int32()),
-            KEY: pa.array(job.key, pa.uint64()),
+            "n_tokens": picked.column("n_tokens"),
+            "mix_source": pa.array(
+                np.asarray(job.names, dtype=object)[picked.column("entry").to_numpy()], pa.string()
+            ),
+            "epoch": picked.column("epoch"),
+            KEY: picked.column("key"),
         }
     ).cast(PIECE_SCHEMA)
     for p, path in todo:
-        store.write_table(path, table.filter(pa.array(job.part == p)))
+        store.write_table(path, table.filter(pa.array(part == p)))
     return current_node(), pieces
 
 
 @dataclass(frozen=True)
 class PartitionJob:
     partition: int
-    pieces: tuple[str, ...]
     folder: str  # where the shards go
     max_tokens: int
-    work: str = ""  # where the partition's done marker goes (none when empty)
+    work: str  # the shuffle folder: the partition's pieces, and its done marker
 
 
 def done_marker(work: str, partition: int) -> str:
@@ -256,17 +257,16 @@ def write_partition(job: PartitionJob) -> tuple[str, list[dict[str, Any]]]:
     """One partition's rows in shuffle-key order, cut into ``shard-<partition>-<n>.parquet``; (node, shards).
 
     A marker listing the shards is written after them: a rerun finds it and writes nothing."""
-    marker = done_marker(job.work, job.partition) if job.work else None
-    if marker and store.file_info(marker) is not None:
-        folder, name = split(marker)
+    marker = done_marker(job.work, job.partition)
+    folder, name = split(marker)
+    if store.file_info(marker) is not None:
         return current_node(), folder.read_json(name)
-    table = pa.concat_tables([store.read_table(p) for p in job.pieces]).sort_by(
+    pieces = Folder(storage.join(job.work, f"p-{job.partition:05d}")).list(suffix=".parquet")
+    table = pa.concat_tables([store.read_table(p.uri) for p in pieces]).sort_by(
         [(KEY, "ascending"), ("mix_source", "ascending"), ("id", "ascending"), ("epoch", "ascending")]
     )
     writer = ShardWriter(job.folder, job.max_tokens, prefix=f"shard-{job.partition:05d}-")
     writer.write(table.drop_columns([KEY]).cast(SHARD_SCHEMA))
     writer.flush()
-    if marker:
-        folder, name = split(marker)
-        folder.write_json(name, writer.shards)
+    folder.write_json(name, writer.shards)
     return current_node(), writer.shards

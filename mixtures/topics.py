@@ -12,8 +12,8 @@ its own with the stage's seeded, deterministic sampler, so realised shares land 
 target.  An entry whose documents have no ``topic`` column (sources other than web, or a web run without the topic
 step) is sampled as before and the manifest says the topic rules did not apply.
 
-The scan tasks hand the driver one small integer per candidate (:func:`topic_codes`: the topic's place in the fixed
-taxonomy), never a string, so the driver's memory stays as the build's other arrays.
+The scan tasks store one small integer per candidate (:func:`topic_codes`: the topic's place in the fixed
+taxonomy) in the candidate partitions, never a string; the driver sees tokens per topic and partition only.
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from mixtures.sample import sample_ranked
 
 TOPIC_COLUMN = "topic"
 #: the bucket of documents whose topic is null (empty text, or scored before the topic step existed)
@@ -115,19 +113,16 @@ class TopicPlan:
 
 
 def plan_topics(
-    rules: tuple[TopicRule, ...], codes: np.ndarray | None, n_tokens: np.ndarray, origin: str
+    rules: tuple[TopicRule, ...], available: dict[int, int] | None, origin: str
 ) -> TopicPlan | None:
-    """The per-topic targets of an entry (None: no rules and no topic column: nothing to say)."""
-    if codes is None:
+    """The per-topic targets of an entry from its tokens per topic code (None: the source has no topic column);
+    None: no rules and no topic column: nothing to say."""
+    if available is None:
         if not rules:
             return None
         note = f"{origin} has no {TOPIC_COLUMN} column: topic rules do not apply"
         return TopicPlan({}, rules=rules, notes=[note], has_column=False)
-    present = np.unique(codes)
-    sums = np.bincount(np.searchsorted(present, codes), weights=n_tokens, minlength=len(present))
-    plan = TopicPlan(
-        {int(c): int(n) for c, n in zip(present.tolist(), sums.tolist(), strict=True)}, rules=rules
-    )
+    plan = TopicPlan(dict(sorted(available.items())), rules=rules)
     if rules:
         code = {name: i for i, name in enumerate(_topic_names())}
         plan.fractions = target_fractions({code[r.topic]: r for r in rules}, plan.available, plan.notes)
@@ -180,33 +175,15 @@ def target_fractions(
     )
 
 
-def sample_by_topic(
-    codes: np.ndarray, n_tokens: np.ndarray, plan: TopicPlan, target: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(positions, epochs) like :func:`mixtures.sample.sample_ranked`, each topic's part of ``target`` sampled on
-    its own in the entry's seeded rank order."""
-    positions, epochs = [np.zeros(0, np.int64)], [np.zeros(0, np.int32)]
-    for t, f in sorted(plan.fractions.items()):
-        idx = np.flatnonzero(codes == t)
-        if f > 0 and len(idx):
-            p, e = sample_ranked(n_tokens[idx], f * target)
-            positions.append(idx[p])
-            epochs.append(e)
-    return np.concatenate(positions), np.concatenate(epochs)
-
-
-def topic_report(
-    plan: TopicPlan | None, codes: np.ndarray | None, positions: np.ndarray, n_tokens: np.ndarray
-) -> dict[str, Any]:
+def topic_report(plan: TopicPlan | None, realised: dict[int, int] | None) -> dict[str, Any]:
     """An entry's manifest keys: ``topics`` (per topic its share of the candidates, the target and realised share
-    of the entry's tokens, the rule), ``topics_applied`` and ``topics_note``."""
+    of the entry's tokens, the rule), ``topics_applied`` and ``topics_note``.  ``realised``: sampled tokens per
+    topic code (None: the source has no topic column)."""
     if plan is None:
         return {}
     note = "; ".join(plan.notes)
-    if codes is None:
+    if realised is None:
         return {"topics": {}, "topics_applied": False, "topics_note": note}
-    picked = codes[positions]
-    realised = {int(c): int(n_tokens[positions][picked == c].sum()) for c in np.unique(picked).tolist()}
     total = sum(realised.values()) or 1
     avail_total = sum(plan.available.values()) or 1
     code = {name: i for i, name in enumerate(_topic_names())}

@@ -24,6 +24,7 @@ from itertools import accumulate
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from datatrove.pipeline.filters import gopher_repetition_filter as _datatrove
 
 from filters.patches import version_tested
@@ -32,6 +33,9 @@ from filters.patches import version_tested
 TESTED_VERSIONS = ("0.10.1",)
 _INSTALLED = False
 _LAST: dict[str, tuple[list[str], Any]] = {}
+#: base of the character hashes of find_all_duplicate's fast path (odd, so invertible mod 2**64)
+_BASE = np.uint64(0x100000001B3)
+_BASE_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
 #: datatrove's own helpers, taken before install() replaces them
 _ORIGINAL: dict[str, Any] = {
     name: getattr(_datatrove, name) for name in ("get_n_grams", "find_top_duplicate", "find_all_duplicate")
@@ -62,11 +66,20 @@ def find_top_duplicate(x: Any) -> int:
     if not isinstance(x, NGrams):
         return _ORIGINAL["find_top_duplicate"](x)
     words, n = x.words, x.n
-    if any(" " in w for w in words):
+    if " " in _joined(words)[0]:  # some word holds a space (the join of all words does iff one does)
         return _ORIGINAL["find_top_duplicate"](x.materialize())
     ids = _word_ids(words)
-    rows = np.lib.stride_tricks.sliding_window_view(ids, n)
-    keys = np.ascontiguousarray(rows).view(np.dtype((np.void, 8 * n))).ravel()
+    vocab = int(ids.max()) + 1 if len(ids) else 1
+    if (
+        vocab**n < 2**63
+    ):  # the n ids packed into one int64 (base = vocabulary size): sorts far faster than bytes
+        keys = ids[: len(ids) - n + 1].copy()
+        for j in range(1, n):
+            keys *= vocab
+            keys += ids[j : len(ids) - n + 1 + j]
+    else:
+        rows = np.lib.stride_tricks.sliding_window_view(ids, n)
+        keys = np.ascontiguousarray(rows).view(np.dtype((np.void, 8 * n))).ravel()
     _, first, counts = np.unique(keys, return_index=True, return_counts=True)
     best = counts.max()
     start = int(first[counts == best].min())
@@ -87,8 +100,8 @@ def _per_words(key: str, words: list[str], make: Any) -> Any:
 
 def _word_ids(words: list[str]) -> np.ndarray:
     def make(ws: list[str]) -> np.ndarray:
-        vocab: dict[str, int] = {}
-        return np.fromiter((vocab.setdefault(w, len(vocab)) for w in ws), np.int64, len(ws))
+        # ids in order of first appearance (Arrow's dictionary encoding numbers them so, in C++)
+        return pa.array(ws, type=pa.large_string()).dictionary_encode().indices.to_numpy().astype(np.int64)
 
     return _per_words("ids", words, make)
 
@@ -97,10 +110,38 @@ def _joined(words: list[str]) -> tuple[str, list[int]]:
     return _per_words("joined", words, lambda ws: ("".join(ws), [0, *accumulate(len(w) for w in ws)]))
 
 
+def _char_hashes(words: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Polynomial prefix hashes (mod 2**64) of ``"".join(words)``, with the powers that normalise a slice's hash."""
+
+    def make(ws: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        joined, ends = _joined(ws)
+        codes = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            powers = np.cumprod(np.full(len(codes), _BASE, dtype=np.uint64))  # B**1 .. B**len
+            prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+            np.cumsum(codes * np.r_[np.uint64(1), powers[:-1]], out=prefix[1:])  # sum c_k * B**k
+            inverse = np.r_[np.uint64(1), np.cumprod(np.full(len(codes), _BASE_INV, dtype=np.uint64))]
+        return prefix, inverse, np.asarray(ends, dtype=np.int64)
+
+    return _per_words("hashes", words, make)
+
+
+def _all_distinct(words: list[str], n: int) -> bool:
+    """Whether every ``"".join`` of ``n`` consecutive words differs from every other.  Distinct hashes prove distinct
+    strings; equal hashes (a repeat, or a 2**-64 collision) answer False and the exact walk decides."""
+    prefix, inverse, ends = _char_hashes(words)
+    start, stop = ends[: len(ends) - n], ends[n:]
+    with np.errstate(over="ignore"):
+        grams = (prefix[stop] - prefix[start]) * inverse[start]  # hash of the slice, shifted to start at B**0
+    return len(np.unique(grams)) == len(grams)
+
+
 def find_all_duplicate(words: list[str], n: int) -> int:
     """datatrove's greedy walk (skip ``n`` words after a repeat), over slices of ``"".join(words)``."""
     joined, ends = _joined(words)
     n_words = len(words)
+    if n_words - n + 1 > 1 and _all_distinct(words, n):
+        return 0  # no n-gram string occurs twice: the walk below would count nothing
     unique: set[str] = set()
     repeated, idx = 0, 0
     while idx < n_words - n + 1:

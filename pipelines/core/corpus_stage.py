@@ -7,9 +7,8 @@ the listing it is about to work on (``_dedup/<name>.running.json``) → run → 
 (``_dedup/<name>.json``: fingerprint after the run, stats, the listing).  A stage killed at any point is resumed
 from the recorded listing, so a work folder named from it stays the same although the stage was rewriting docs
 files; inputs written after the kill are deduplicated by a second round right after.  On object storage
-(``s3://``, ``gs://``) a stage with ``in_place`` (the MinHash and exact dedup stages) reads and writes the bucket
-directly, its work folder in ``_dedup/`` there; any other runs on a local working copy
-(:mod:`pipelines.core.stage_copy`).
+(``s3://``, ``gs://``) a stage reads and writes the bucket directly, its work folder in ``_dedup/`` there, so no
+machine holds a copy of the source; a stage that does not say it can (``in_place``) is refused there.
 
 :func:`run_stages` chains the stages of a recipe; a source config declares them in the shape of its steps
 (``corpus_stages: {minhash: {...}, line_dedup: {enabled: false}}``) and :meth:`CorpusStage.from_config` builds one.
@@ -40,8 +39,9 @@ class CorpusStage:
     name: str
     reason: str
     references: list[str]
-    #: True when :meth:`run` reads and writes through the storage object (``pipelines.core.folder``), so it runs
-    #: in place on ``s3://`` / ``gs://``; False makes :func:`run_stage` run it on a local working copy
+    #: True when :meth:`run` reads and writes only through the storage object (``pipelines.core.folder``), so it
+    #: runs in place on ``s3://`` / ``gs://`` (every Winnow stage does); :func:`run_stage` refuses a stage
+    #: without it on object storage rather than letting local file calls write beside the bucket
     in_place: bool = False
     #: the settings of the engine behind the stage (e.g. ``MinHashConfig`` fields), checked by :meth:`validate`
     settings: dict[str, Any]
@@ -94,9 +94,11 @@ def _listing(stage: CorpusStage, source_dir: str) -> list[InputFile]:
 def run_stage(stage: CorpusStage, source_dir: str, executor: Executor | None = None) -> dict[str, Any]:
     """fingerprint → skip if up to date → run → state, for any stage, resumable at every point (module doc)."""
     if storage.is_uri(source_dir) and not stage.in_place:
-        from pipelines.core.stage_copy import run_on_copy
-
-        return run_on_copy(stage, source_dir, lambda local: run_stage(stage, local, executor))
+        raise ValueError(
+            f"corpus stage {stage.name} ({type(stage).__name__}) cannot run on {source_dir}: its run does not "
+            "read and write through pipelines.core.folder.Folder (in_place = False).  Port its file access to "
+            "Folder and set in_place = True, or write the source to a local or shared path"
+        )
     settings = {"stage": stage.name, **stage.identity()}
     state_path = storage.join(source_dir, "_dedup", f"{stage.name}.json")
     running_path = storage.join(source_dir, "_dedup", f"{stage.name}.running.json")

@@ -214,10 +214,28 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         embedded_ray.start(num_cpus)
 
 
-def _call(fn: Callable[[Any], Any], item: Any) -> tuple[Any, str]:
-    """``fn(item)`` and the node it ran on (the executor records where each pass ran)."""
+#: functions of recent ``map`` calls, deserialised once per worker process (see :func:`_call`); a few, not all
+_FUNCTIONS: dict[str, Callable[[Any], Any]] = {}
+_FUNCTIONS_KEPT = 4
+
+
+def _call(fn_box: list[Any], item: Any) -> tuple[Any, str]:
+    """``fn(item)`` and the node it ran on (the executor records where each pass ran).
+
+    ``fn_box`` holds the function's object ref inside a list, so Ray does not resolve it per task: a worker process
+    deserialises each map's function once and reuses it for every item it runs.  For the runner the function holds
+    the recipe, so the steps' ``setup`` (loading block lists, models, tokenizers) runs once per worker process
+    instead of once per input, as the local executor does; per-input state is reset by the steps themselves."""
     import ray
 
+    ref = fn_box[0]
+    key = ref.hex()
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = ray.get(ref)
+        while len(_FUNCTIONS) >= _FUNCTIONS_KEPT:
+            _FUNCTIONS.pop(next(iter(_FUNCTIONS)))
+        _FUNCTIONS[key] = fn
     return fn(item), ray.get_runtime_context().get_node_id()
 
 
@@ -272,8 +290,8 @@ class RayExecutor:
 
         init_ray(self.address)
         task = ray.remote(_call).options(**self.options())
-        fn_ref = ray.put(fn)
-        refs = {task.remote(fn_ref, item): i for i, item in enumerate(items)}
+        fn_box = [ray.put(fn)]  # boxed: resolved once per worker process, not per task (_call)
+        refs = {task.remote(fn_box, item): i for i, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         where: list[str] = [""] * len(items)
         failed: dict[int, BaseException] = {}

@@ -373,7 +373,7 @@ def _source_inputs(source: str, tmp) -> dict[str, str]:
 def test_other_sources_on_s3_match_their_local_run(s3, tmp_path, source):
     """Readers that do not stream URIs get each object downloaded to a temporary file named like the original
     (``<parent>/<name>``), so the documents and their ids are the same as from local files; their corpus stages
-    (books near-dup, GitHub exact dedup) run on a local copy of the output."""
+    (books near-dup, GitHub exact dedup) run in place on the bucket."""
     from pipelines.sources.registry import build_recipe, load_config
 
     files = _source_inputs(source, tmp_path)

@@ -3,6 +3,7 @@ killed one on the listing it started with; the ``corpus_stages:`` config shape a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -136,6 +137,29 @@ def test_empty_source_runs_nothing(tmp_path):
     os.makedirs(tmp_path / "docs")
     stage = DropWord()
     assert run_stage(stage, str(tmp_path)) == {"docs": 0} and stage.works == []
+
+
+def test_a_stage_without_in_place_is_refused_on_object_storage_and_every_shipped_stage_has_it():
+    """No local working copy any more: a stage whose run uses local file calls would write beside the bucket."""
+    from pipelines.sources.registry import SOURCES
+
+    stage = DropWord()
+    with pytest.raises(ValueError, match="in_place"):
+        run_stage(stage, "s3://winnow-nowhere/out/toy")  # refused before any request
+    assert stage.works == []
+    for src in SOURCES:  # imports every recipe's stage classes
+        build_recipe(src, deep_merge(load_config(src), {}))
+
+    def subclasses(c: type) -> set[type]:
+        return {s for d in c.__subclasses__() for s in {d} | subclasses(d)}
+
+    shipped = {  # the stages a config can name (dataclasses), not abstract bases such as RemovalStage
+        c
+        for c in subclasses(CorpusStage)
+        if dataclasses.is_dataclass(c) and not c.__module__.startswith("tests.")
+    }
+    assert {c.__name__ for c in shipped} >= {"LineDedupStage", "MinHashDedupStage", "SemanticDedupStage"}
+    assert all(c.in_place for c in shipped)
 
 
 def _stages(recipe) -> list[tuple[str, str, dict[str, Any]]]:
