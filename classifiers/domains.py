@@ -53,34 +53,27 @@ def preprocess(text: str, max_chars: int = MAX_CHARS) -> str:
     return " <nl> ".join(line for line in lines if line)
 
 
-def train_domain_model(
-    examples: list[tuple[str, int]],
-    out_path: str,
-    seed: int = 0,
-    epoch: int = 25,
-    dim: int = 32,
-    word_ngrams: int = 2,
-    lr: float = 0.2,
-    quantize: bool = True,
-) -> str:
-    """fastText one-vs-all on (text, label index) pairs (:func:`classifiers.wikiref.fit_fasttext`)."""
-    from classifiers.wikiref import fit_fasttext
+#: the domain model's fastText settings (fastText's own names): one-vs-all, so each label has its own sigmoid
+FASTTEXT_SETTINGS: dict[str, Any] = {
+    "epoch": 25,
+    "dim": 32,
+    "wordNgrams": 2,
+    "lr": 0.2,
+    "loss": "ova",
+    "minCount": 2,
+    "bucket": 200_000,
+}
 
-    lines = [f"__label__{LABELS[label]} {preprocess(text)}\n" for text, label in examples]
-    fit_fasttext(
-        lines,
-        out_path,
-        cutoff=50_000,
-        quantize=quantize,
-        epoch=epoch,
-        dim=dim,
-        wordNgrams=word_ngrams,
-        lr=lr,
-        loss="ova",
-        minCount=2,
-        bucket=200_000,
-        seed=seed,
-    )
+
+def train_domain_model(
+    examples: list[tuple[str, int]], out_path: str, seed: int = 0, quantize: bool = True, **params: Any
+) -> str:
+    """fastText on (text, label index) pairs (:func:`classifiers.fasttext_train.fit_fasttext`); ``params``
+    override :data:`FASTTEXT_SETTINGS`."""
+    from classifiers.fasttext_train import fit_fasttext, labelled_lines
+
+    lines = labelled_lines(((text, LABELS[label]) for text, label in examples), preprocess)
+    fit_fasttext(lines, out_path, cutoff=50_000, quantize=quantize, seed=seed, **(FASTTEXT_SETTINGS | params))
     return out_path
 
 
@@ -318,7 +311,7 @@ def train_domains(
 
     from classifiers.dataset import SPLIT_RULE, split
     from classifiers.domain_data import load_domain_pieces
-    from filters import langid
+    from classifiers.fasttext_train import load_retrained
 
     pieces = load_domain_pieces(code, math, prose, labels)
     train, held = split(pieces)
@@ -328,8 +321,7 @@ def train_domains(
     # a small label file needs more passes: at least ~50,000 examples seen in all (25 epochs from 2,000 on)
     epoch = min(200, max(25, 50_000 // max(1, len(examples))))
     path = train_domain_model(examples, os.path.join(out, "model.ftz"), seed=seed, epoch=epoch)
-    langid._MODELS.pop(path, None)  # a retrained file must not be served from the per-process cache
-    heldout = measure_domains(langid.load_fasttext(path), held)
+    heldout = measure_domains(load_retrained(path), held)
     record = {
         "model": "domains",
         "labels": list(LABELS),

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -227,41 +226,34 @@ def split_by_document(pieces: list[Labelled]) -> tuple[list[Labelled], list[Labe
 
 
 def train_fasttext_topics(train: list[Labelled], out_path: str, s: TopicSettings) -> None:
-    """fastText supervised on the training pieces (one thread: the same model for the same seed)."""
-    import fasttext
+    """fastText supervised on the training pieces (:func:`classifiers.fasttext_train.fit_fasttext`)."""
+    from classifiers.fasttext_train import fit_fasttext
 
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
     lines = [(p.topic, preprocess(p.text).split()) for p in train]
     counts = Counter(w for _, words in lines for w in words)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        for topic, words in lines:
-            # a line none of whose words reaches minCount has no input: fastText's loss becomes NaN
-            if any(counts[w] >= 2 for w in words):
-                f.write(f"{LABEL_PREFIX}{topic} {' '.join(words)}\n")
-        name = f.name
-    try:
-        model = fasttext.train_supervised(
-            input=name,
-            epoch=s.epoch,
-            dim=s.dim,
-            lr=s.lr,
-            wordNgrams=s.word_ngrams,
-            minCount=2,
-            thread=1,
-            seed=s.seed,
-            verbose=0,
-        )
-        if s.quantize:
-            model.quantize(input=name, qnorm=True, retrain=True, cutoff=50_000, thread=1, verbose=0)
-    finally:
-        os.unlink(name)
-    model.save_model(out_path)
+    fit_fasttext(
+        # a line none of whose words reaches minCount has no input: fastText's loss becomes NaN
+        (
+            f"{LABEL_PREFIX}{topic} {' '.join(words)}\n"
+            for topic, words in lines
+            if any(counts[w] >= 2 for w in words)
+        ),
+        out_path,
+        cutoff=50_000,
+        quantize=s.quantize,
+        epoch=s.epoch,
+        dim=s.dim,
+        lr=s.lr,
+        wordNgrams=s.word_ngrams,
+        minCount=2,
+        seed=s.seed,
+    )
 
 
 def train_topics(s: TopicSettings) -> dict[str, Any]:
     """Label, split, train, measure; writes ``model.ftz`` and ``quality.json`` into ``<models_dir>/topics``."""
+    from classifiers.fasttext_train import load_retrained
     from classifiers.topics import predict_topics
-    from filters import langid
 
     pieces = [
         p
@@ -280,8 +272,7 @@ def train_topics(s: TopicSettings) -> dict[str, Any]:
     out = os.path.join(s.models_dir, "topics")
     path = os.path.join(out, "model.ftz")
     train_fasttext_topics(train, path, s)
-    langid._MODELS.pop(path, None)  # a retrained file must not be served from the per-process cache
-    pred, _ = predict_topics(langid.load_fasttext(path), [p.text for p in held])
+    pred, _ = predict_topics(load_retrained(path), [p.text for p in held])
     heldout = metrics([p.topic for p in held], [t or "" for t in pred])
     record = {
         "model": "topics",

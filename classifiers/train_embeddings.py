@@ -16,7 +16,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -118,23 +117,11 @@ def train_semantic(
     epoch: int = 10,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Word vectors + SIF meta into ``out``; returns (held-out metrics, training record)."""
-    import fasttext
+    from classifiers.fasttext_train import fit_fasttext
 
     texts = [p.text for p in train]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "words.txt")
-        with open(path, "w", encoding="utf-8") as f:
-            for t in texts:
-                f.write(" ".join(words(t)) + "\n")
-        model = fasttext.train_unsupervised(
-            path,
-            model="skipgram",
-            dim=dim,
-            epoch=epoch,
-            minCount=2,
-            thread=1,
-            verbose=0,
-        )  # one thread: reproducible
+    lines = (" ".join(words(t)) + "\n" for t in texts)
+    model = fit_fasttext(lines, unsupervised=True, model="skipgram", dim=dim, epoch=epoch, minCount=2)
     found, counts = model.get_words(include_freq=True)
     keep = [(w, int(c)) for w, c in zip(found, counts, strict=True) if w != "</s>"][:vocab]
     vectors = np.stack([model.get_word_vector(w) for w, _ in keep]).astype(np.float16)

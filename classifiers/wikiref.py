@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -42,62 +41,19 @@ def balanced_split(
     return train, test
 
 
-def fit_fasttext(
-    lines: list[str], out_path: str, cutoff: int = 100_000, quantize: bool = False, **params: Any
-) -> Any:
-    """fastText supervised training on ``__label__<y> <text>`` lines with one thread (deterministic for a seed),
-    saved to ``out_path``; ``quantize``: product-quantised ``.ftz`` (retrained on the same text, keeping the
-    ``cutoff`` most useful words), a small fraction of the ``.bin`` size.  When fastText stops with "Encountered
-    NaN" (a rate too high for the data) it retries at half the rate, three times at most."""
-    import fasttext
-
-    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
-        f.writelines(lines)
-        name = f.name
-    try:
-        lr = params.pop("lr", 0.1)
-        for attempt in range(4):
-            try:
-                model = fasttext.train_supervised(
-                    input=name, lr=lr / 2**attempt, thread=1, verbose=0, **params
-                )
-                break
-            except RuntimeError as exc:
-                if "NaN" not in str(exc) or attempt == 3:
-                    raise
-                log.warning("fastText diverged at lr %.3f; retrying at half the rate", lr / 2**attempt)
-        if quantize:
-            model.quantize(input=name, qnorm=True, retrain=True, cutoff=cutoff, thread=1, verbose=0)
-    finally:
-        os.unlink(name)
-    model.save_model(out_path)
-    return model
+#: the wiki-reference model's fastText settings (fastText's own names); ``train_fasttext(**params)`` overrides them
+FASTTEXT_SETTINGS: dict[str, Any] = {"epoch": 20, "dim": 64, "wordNgrams": 2, "lr": 0.5, "minCount": 2}
 
 
 def train_fasttext(
-    train: list[tuple[str, int]],
-    out_path: str,
-    seed: int = 0,
-    epoch: int = 20,
-    dim: int = 64,
-    word_ngrams: int = 2,
-    lr: float = 0.5,
-    quantize: bool = False,
+    train: list[tuple[str, int]], out_path: str, seed: int = 0, quantize: bool = False, **params: Any
 ) -> str:
-    """The wiki-reference classifier (:func:`fit_fasttext`) on (text, 1 = reference) pairs."""
-    lines = [f"{LABEL_POS if label else LABEL_NEG} {preprocess(text)}\n" for text, label in train]
-    fit_fasttext(
-        lines,
-        out_path,
-        quantize=quantize,
-        epoch=epoch,
-        dim=dim,
-        wordNgrams=word_ngrams,
-        lr=lr,
-        minCount=2,
-        seed=seed,
-    )
+    """The wiki-reference classifier (:func:`classifiers.fasttext_train.fit_fasttext`) on (text, 1 = reference)
+    pairs."""
+    from classifiers.fasttext_train import fit_fasttext, labelled_lines
+
+    lines = labelled_lines(((text, "wiki" if label else "cc") for text, label in train), preprocess)
+    fit_fasttext(lines, out_path, quantize=quantize, seed=seed, **(FASTTEXT_SETTINGS | params))
     return out_path
 
 
@@ -140,14 +96,10 @@ def train_wikiref(
     pos: list[str], neg: list[str], model_dir: str, seed: int = 0, **params: Any
 ) -> dict[str, Any]:
     """Train, evaluate on the held-out split, and write ``model.bin`` + ``meta.json`` into ``model_dir``."""
-    from filters.langid import load_fasttext
+    from classifiers.fasttext_train import load_retrained
 
     train, test = balanced_split(pos, neg, seed=seed)
-    path = train_fasttext(train, os.path.join(model_dir, "model.bin"), seed=seed, **params)
-    from filters import langid
-
-    langid._MODELS.pop(path, None)  # a retrained file must not be served from the per-process cache
-    model = load_fasttext(path)
+    model = load_retrained(train_fasttext(train, os.path.join(model_dir, "model.bin"), seed=seed, **params))
     prob = wiki_probability(model, [t for t, _ in test])
     meta = {
         "train": len(train),
