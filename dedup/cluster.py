@@ -43,7 +43,7 @@ from dedup.corpus import (
     unit,
     write_parquet_atomic,
 )
-from dedup.text import shingle_hashes
+from dedup.text import shingle_hashes, spans
 from pipelines.core.executor import Executor
 
 _U64 = np.uint64
@@ -142,33 +142,79 @@ def verify_task(args: tuple[int, str, float, int, str]) -> dict[str, Any]:
     if is_done(work, "verify_part", name):
         return read_marker(work, "verify_part", name)
     pairs = read_table(os.path.join(work, "verify", "pairs", f"{name}.parquet"))
-    sets: dict[int, np.ndarray] = {}
     folder = os.path.join(work, "verify", "texts", name)
     paths = [o.path for o in Folder(folder).list(suffix=".parquet", recursive=False)]
-    for path in paths:
-        for rb in parquet_file(path).iter_batches(batch_size=500):
-            texts = ["" if x is None else x for x in rb.column(1).to_pylist()]
-            h, off = shingle_hashes(texts, ngram, tokenize=tokenize)
-            for g, lo, hi in zip(rb.column(0).to_pylist(), off[:-1].tolist(), off[1:].tolist(), strict=True):
-                sets[g] = np.unique(h[lo:hi])
+    gid, off, vals = doc_shingles(paths, ngram, tokenize)
     a, b = pairs.column("a").to_numpy(), pairs.column("b").to_numpy()
-    jac = np.empty(len(a))
-    for i, (x, y) in enumerate(zip(a.tolist(), b.tolist(), strict=True)):
-        sa, sb = sets[x], sets[y]
-        inter = len(np.intersect1d(sa, sb, assume_unique=True))
-        union = len(sa) + len(sb) - inter
-        jac[i] = inter / union if union else 1.0
+    jac = pair_jaccard(_doc_of(gid, a, folder), _doc_of(gid, b, folder), off, vals)
     keep = jac >= threshold
     write_parquet_atomic(_verified_table(a, b, jac, keep), os.path.join(work, "verified", f"{name}.parquet"))
     info = {
         "partition": q,
-        "docs": len(sets),
+        "docs": len(np.unique(gid)),
         "candidate_pairs": int(len(a)),
         "verified_pairs": int(keep.sum()),
         "rejected_pairs": int((~keep).sum()),
     }
     mark_done(work, "verify_part", name, info)
     return info
+
+
+def _doc_of(gid: np.ndarray, wanted: np.ndarray, folder: str) -> np.ndarray:
+    """The row of each wanted gid in ``gid``; a gid the gather pass did not deliver is an error, not a guess."""
+    by_gid = np.argsort(gid, kind="stable")
+    at = np.minimum(np.searchsorted(gid[by_gid], wanted), max(len(gid) - 1, 0))
+    if len(wanted) and (not len(gid) or not np.array_equal(gid[by_gid][at], wanted)):
+        raise RuntimeError(f"verify texts in {folder} lack documents of their pairs: rerun the gather pass")
+    return by_gid[at]
+
+
+def doc_shingles(paths: list[str], ngram: int, tokenize: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shingles of every document of ``(gid, text)`` files, whole batches at once: ``(gid[D], offsets[D+1],
+    hashes)``, document d's at ``offsets[d]:offsets[d+1]`` (repeats included: :func:`pair_jaccard` makes sets)."""
+    gid_l, h_l, len_l = [], [], []
+    for path in paths:
+        for rb in parquet_file(path).iter_batches(batch_size=2000):
+            h, off = shingle_hashes(rb.column(1), ngram, tokenize=tokenize)
+            gid_l.append(rb.column(0).to_numpy())
+            h_l.append(h)
+            len_l.append(np.diff(off))
+    if not gid_l:
+        return np.zeros(0, _U64), np.zeros(1, np.int64), np.zeros(0, _U64)
+    off = np.zeros(sum(len(g) for g in gid_l) + 1, np.int64)
+    np.cumsum(np.concatenate(len_l), out=off[1:])
+    return np.concatenate(gid_l), off, np.concatenate(h_l)
+
+
+def pair_jaccard(
+    doc_a: np.ndarray, doc_b: np.ndarray, off: np.ndarray, vals: np.ndarray, max_items: int = 4_000_000
+) -> np.ndarray:
+    """Exact Jaccard of the shingle sets of each pair ``(doc_a[i], doc_b[i])`` (``vals[off[d]:off[d+1]]``, repeats
+    allowed), 1.0 for two empty sets.  Both documents' shingles of each pair side by side, one stable sort by
+    (pair, hash) (a's before b's on ties), then distinct (pair, hash, side) counted: each set's size and the
+    hashes found on both sides.  Pairs go in chunks of about ``max_items`` values: bounded memory."""
+    len_a, len_b = off[doc_a + 1] - off[doc_a], off[doc_b + 1] - off[doc_b]
+    size_a, size_b, inter = (np.zeros(len(doc_a), np.int64) for _ in range(3))
+    cum = np.cumsum(len_a + len_b)
+    lo = 0
+    while lo < len(doc_a):
+        hi = max(lo + 1, int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + max_items, "right")))
+        la, lb, k = len_a[lo:hi], len_b[lo:hi], hi - lo
+        tag = np.r_[np.repeat(np.arange(k), la), np.repeat(np.arange(k), lb)]
+        side = np.r_[np.zeros(int(la.sum()), bool), np.ones(int(lb.sum()), bool)]
+        v = np.r_[vals[spans(off[doc_a[lo:hi]], la)], vals[spans(off[doc_b[lo:hi]], lb)]]
+        order = np.lexsort((v, tag))
+        tag, side, v = tag[order], side[order], v[order]
+        same = (tag[1:] == tag[:-1]) & (v[1:] == v[:-1])
+        first = np.r_[True, ~same | (side[1:] != side[:-1])]  # first of each distinct (pair, hash, side)
+        tag, side, v = tag[first], side[first], v[first]
+        size_a[lo:hi] = np.bincount(tag[~side], minlength=k)
+        size_b[lo:hi] = np.bincount(tag[side], minlength=k)
+        both = (tag[1:] == tag[:-1]) & (v[1:] == v[:-1])  # (pair, hash, a) then (pair, hash, b)
+        inter[lo:hi] = np.bincount(tag[1:][both], minlength=k)
+        lo = hi
+    union = size_a + size_b - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 def verify_pairs(

@@ -15,6 +15,10 @@ the distinct edges it read; when a large-star step reads the same edge set as th
 of stars and the last pass writes ``labels/<g>/<p>.parquet`` (node, root) by the file group of the node.  The
 driver holds two integers per step.  Every step's tasks leave markers; a step's inputs are deleted once the step
 after it is complete.
+
+A graph whose edge count the caller knows to be small (MinHash: ``components_one_task_edges``, 2M verified pairs)
+is labelled by one task instead (label propagation in numpy, :func:`one_task`): the same labels, without rounds
+whose cost at that size is R x R small files each.
 """
 
 from __future__ import annotations
@@ -121,10 +125,65 @@ def step_task(args: tuple[int, int, str, int, str, np.ndarray]) -> dict[str, Any
     return info
 
 
-def components(work: str, partitions: int, group_of_file: np.ndarray, executor: Executor) -> dict[str, Any]:
-    """Labels every node of the verified graph with its component's smallest gid (``labels/<g>/<p>.parquet``)."""
+def min_labels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(node, root)``: every node of the edges ``(a, b)`` and its component's smallest node (label propagation
+    with pointer jumping: rounds grow with the log of the diameter)."""
+    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+    ia, ib = inv[: len(a)], inv[len(a) :]
+    label = np.arange(len(nodes))
+    while True:
+        m = np.minimum(label[ia], label[ib])
+        new = label.copy()
+        np.minimum.at(new, ia, m)
+        np.minimum.at(new, ib, m)
+        new = new[new]
+        if np.array_equal(new, label):
+            return nodes, nodes[label]
+        label = new
+
+
+def one_task(args: tuple[str, int, np.ndarray]) -> dict[str, Any]:
+    """All components in one task, for a graph small enough for one worker: the kept pairs of every
+    ``verified/<q>.parquet`` to ``labels/<g>/00000.parquet``, the labels the star steps reach (smallest gid)."""
+    work, partitions, group_of_file = args
+    tables = []
+    for q in range(partitions):
+        path = os.path.join(work, "verified", f"{corpus.unit(q)}.parquet")
+        if corpus.exists(path):
+            t = corpus.read_table(path, columns=["a", "b", "kept"])
+            tables.append(t.filter(t.column("kept")))
+    t = pa.concat_tables(tables) if tables else None
+    if t is None or not t.num_rows:
+        return {"cc_steps": 0, "edges": 0}
+    node, root = min_labels(t.column("a").to_numpy(), t.column("b").to_numpy())
+    groups = int(group_of_file.max()) + 1
+    out = corpus.PartitionWriter(os.path.join(work, "labels"), corpus.unit(0), groups, LABEL_SCHEMA)
+    out.add_split(
+        pa.table({"gid": node, "root": root}, schema=LABEL_SCHEMA), group_of_file[corpus.split_gid(node)[0]]
+    )
+    out.close()
+    return {"cc_steps": 1, "edges": t.num_rows}
+
+
+def components(
+    work: str,
+    partitions: int,
+    group_of_file: np.ndarray,
+    executor: Executor,
+    edges: int | None = None,
+    one_task_max: int = 0,
+) -> dict[str, Any]:
+    """Labels every node of the verified graph with its component's smallest gid (``labels/<g>/<p>.parquet``).
+
+    When the caller knows the graph's ``edges`` (the verified pairs) and they are at most ``one_task_max``, one
+    task labels it (:func:`one_task`) instead of large/small-star rounds of R tasks each: the same labels without
+    the rounds' R x R small files per step, which are their whole cost at small sizes."""
     if corpus.is_done(work, "components", "all"):
         return corpus.read_marker(work, "components", "all")
+    if edges is not None and edges <= one_task_max:
+        info = executor.map(one_task, [(work, partitions, group_of_file)], "dedup: components")[0]
+        corpus.mark_done(work, "components", "all", info)
+        return info
     seeds = executor.map(seed_task, [(q, work, partitions) for q in range(partitions)], "dedup: components")
     step, last = 0, None
     if not sum(s["edges"] for s in seeds):  # no duplicate at all: nothing to label

@@ -106,7 +106,8 @@ def after_buckets(
     stats.update(verify_pairs(work, groups, gof, cfg.partitions, *args))
     _drop(work, "pairs", "verify")  # verified/ keeps every pair's Jaccard
     t0 = _timed(stats, "verify", t0)
-    stats.update(components(work, cfg.partitions, gof, executor))
+    one_task_max = getattr(cfg, "components_one_task_edges", 0)
+    stats.update(components(work, cfg.partitions, gof, executor, stats.get("verified_pairs"), one_task_max))
     _drop(work, os.path.join("_done", "cc_seed"), os.path.join("_done", "cc_step"))
     t0 = _timed(stats, "components", t0)
     stats.update(choose_survivors(work, cfg.partitions, gof, reason, cfg.score_order, executor))

@@ -34,7 +34,8 @@ def _random_graph(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndar
     return a[keep], b[keep]
 
 
-def test_distributed_components_agree_with_scipy(tmp_path):
+@pytest.mark.parametrize("one_task", [False, True], ids=["star-rounds", "one-task"])
+def test_distributed_components_agree_with_scipy(tmp_path, one_task):
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -56,7 +57,8 @@ def test_distributed_components_agree_with_scipy(tmp_path):
             pa.table({"a": lo, "b": hi, "kept": np.ones(int(m.sum()), bool)}),
             os.path.join(work, "verified", f"{unit(p)}.parquet"),
         )
-    info = components(work, parts, np.array([0, 1, 2]), LocalExecutor())
+    # one_task: the graph's edges are known and under the cap, one task labels it
+    info = components(work, parts, np.array([0, 1, 2]), LocalExecutor(), len(a), len(a) if one_task else 0)
     labels = pa.concat_tables([pq.read_table(p) for p in glob.glob(os.path.join(work, "labels", "*", "*"))])
     root = dict(zip(labels.column("gid").to_pylist(), labels.column("root").to_pylist(), strict=True))
     count, comp = connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
@@ -66,7 +68,10 @@ def test_distributed_components_agree_with_scipy(tmp_path):
     for i in touched.tolist():
         smallest[comp[i]] = min(smallest.get(comp[i], 2**64), int(gid[i]))
     assert all(root[int(gid[i])] == smallest[comp[i]] for i in touched.tolist())
-    assert 2 < info["cc_steps"] < 60  # a path of 1000 nodes: log-many steps, not one per hop
+    if one_task:
+        assert info["cc_steps"] == 1 and not os.path.exists(os.path.join(work, "cc"))
+    else:
+        assert 2 < info["cc_steps"] < 60  # a path of 1000 nodes: log-many steps, not one per hop
 
 
 def _cluster_docs(folder: str) -> None:
