@@ -151,6 +151,25 @@ class ProcessExecutor:
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.retries = retries
         self.progress = progress
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        """The pool, started at the first map and kept for the next ones: a multi-pass workflow (MinHash runs ~8
+        passes on one executor) pays for its workers' start-up and imports once, not per pass.  Its processes go
+        when the executor is closed or garbage-collected, or with the process that made them."""
+        if self._pool is not None and getattr(self._pool, "_broken", False):
+            self.close()  # a worker died in an earlier map: that pool takes no more work
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, initializer=_die_with_parent, initargs=(os.getpid(),)
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the pool's processes (a later map starts a new pool)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]:
         if self.workers == 1 or len(items) <= 1:
@@ -162,13 +181,10 @@ class ProcessExecutor:
         with _progress(len(items), desc, self.progress) as bar:
             while todo:
                 died: list[int] = []
-                with ProcessPoolExecutor(
-                    max_workers=min(self.workers, len(todo)),
-                    initializer=_die_with_parent,
-                    initargs=(os.getpid(),),
-                ) as pool:
-                    futures = {pool.submit(fn, items[i]): i for i in todo}
-                    pending = set(futures)
+                pool = self._get_pool()
+                futures = {pool.submit(fn, items[i]): i for i in todo}
+                pending = set(futures)
+                try:
                     while pending:
                         done, pending = wait(pending, return_when=FIRST_COMPLETED)
                         for fut in done:
@@ -185,7 +201,11 @@ class ProcessExecutor:
                             except Exception as exc:  # noqa: BLE001
                                 failed[i] = exc
                             bar.update(1)
+                except BaseException:  # interrupted: no half-run pool survives into a later map
+                    self.close()
+                    raise
                 if died:
+                    self.close()  # a broken pool takes no more work: the items that died run in a new one
                     log.warning(
                         "%s: a worker died; %d item(s) run again in a new pool", desc or "map", len(died)
                     )

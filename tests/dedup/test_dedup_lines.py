@@ -187,7 +187,7 @@ def test_commoncrawl_recipe_runs_line_dedup_as_corpus_stage_after_minhash():
     recipe = build_recipe(config)
     assert "line_dedup" not in [s.name for s in recipe.steps]  # the per-input approximation is off by default
     assert [s.name for s in recipe.corpus_stages] == ["unique_ids", "url_dedup", "minhash", "line_dedup"]
-    assert recipe.corpus_stages[3].config() == LineDedupConfig(executor="local", workers=2)
+    assert recipe.corpus_stages[3].config() == LineDedupConfig(executor="auto", workers=2)
     on = build_recipe({**config, "steps": {**config["steps"], "line_dedup": {"mode": "per_input_approx"}}})
     names = [s.name for s in on.steps]
     # CCNet's place: after extraction (and the domain scores read from the extracted text), right before LID
