@@ -172,7 +172,9 @@ class ProcessExecutor:
             self._pool = None
 
     def map(self, fn: Callable[[T], R], items: Sequence[T], desc: str = "") -> list[R]:
-        if self.workers == 1 or len(items) <= 1:
+        if self.workers == 1 or (len(items) <= 1 and self._pool is None):
+            # one item and no pool yet: not worth starting one.  With a pool (a later pass of a workflow) even a
+            # single task runs there, so its memory stays out of the driver (MinHash's one-task components)
             return LocalExecutor(self.progress).map(fn, items, desc)
         results: list[Any] = [None] * len(items)
         failed: dict[int, BaseException] = {}
