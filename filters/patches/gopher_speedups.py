@@ -101,7 +101,13 @@ def _per_words(key: str, words: list[str], make: Any) -> Any:
 def _word_ids(words: list[str]) -> np.ndarray:
     def make(ws: list[str]) -> np.ndarray:
         # ids in order of first appearance (Arrow's dictionary encoding numbers them so, in C++)
-        return pa.array(ws, type=pa.large_string()).dictionary_encode().indices.to_numpy().astype(np.int64)
+        try:
+            return (
+                pa.array(ws, type=pa.large_string()).dictionary_encode().indices.to_numpy().astype(np.int64)
+            )
+        except UnicodeEncodeError:  # a lone surrogate (a caller's own list: Arrow text never holds one)
+            vocab: dict[str, int] = {}
+            return np.fromiter((vocab.setdefault(w, len(vocab)) for w in ws), np.int64, len(ws))
 
     return _per_words("ids", words, make)
 

@@ -171,6 +171,7 @@ def test_gopher_ngram_helpers_equal_datatrove_on_real_words_and_edge_cases():
         ["ab", "c", "x", "a", "bc", "x", "ab", "c"],  # "".join collides across word boundaries: ab|c == a|bc
         ["a b", "c", "a", "b c", "a b", "c"],  # words with spaces: " ".join is not injective, fall back
         ["the", "cat", "the", "dog", "the", "cat", "the", "dog"],
+        ["a\ud800", "b", "a\ud800", "b", "c", "a\ud800", "b"],  # lone surrogates: Arrow cannot hold them
         ["x", "y", "z", "y", "x", "z", "x", "y"],  # ties between 2-grams: the first seen wins
         ["", "a", "", "a", ""],
         ["solo"] * 40,
