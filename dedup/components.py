@@ -17,7 +17,7 @@ driver holds two integers per step.  Every step's tasks leave markers; a step's 
 after it is complete.
 
 A graph whose edge count the caller knows to be small (MinHash: ``components_one_task_edges``, 2M verified pairs)
-is labelled by one task instead (label propagation in numpy, :func:`one_task`): the same labels, without rounds
+is labelled by one task instead (scipy's connected components, :func:`one_task`): the same labels, without rounds
 whose cost at that size is R x R small files each.
 """
 
@@ -126,20 +126,19 @@ def step_task(args: tuple[int, int, str, int, str, np.ndarray]) -> dict[str, Any
 
 
 def min_labels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(node, root)``: every node of the edges ``(a, b)`` and its component's smallest node (label propagation
-    with pointer jumping: rounds grow with the log of the diameter)."""
-    nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
-    ia, ib = inv[: len(a)], inv[len(a) :]
-    label = np.arange(len(nodes))
-    while True:
-        m = np.minimum(label[ia], label[ib])
-        new = label.copy()
-        np.minimum.at(new, ia, m)
-        np.minimum.at(new, ib, m)
-        new = new[new]
-        if np.array_equal(new, label):
-            return nodes, nodes[label]
-        label = new
+    """``(node, root)``: every node of the edges ``(a, b)`` and its component's smallest node (scipy's connected
+    components over the graph in one task)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    nodes, inv = np.unique(
+        np.concatenate([a, b]), return_inverse=True
+    )  # sorted: a smaller index, a smaller node
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(a), dtype=np.int8), (inv[: len(a)], inv[len(a) :])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
+    _, first = np.unique(component, return_index=True)  # each component's first (smallest) node index
+    return nodes, nodes[first[component]]
 
 
 def one_task(args: tuple[str, int, np.ndarray]) -> dict[str, Any]:
